@@ -1,0 +1,3 @@
+from realtime.routing import websocket_urlpatterns as realtime_patterns
+
+websocket_urlpatterns = [*realtime_patterns]

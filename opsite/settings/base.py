@@ -1,0 +1,201 @@
+"""Settings shared by every mode. The environment is read here and nowhere else."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+
+OPSITE_ENVIRONMENT = "development"
+OPSITE_VERSION = "0.1.0"
+DATA_DIR = Path(env.path("OPSITE_DATA_DIR", default=str(BASE_DIR / "var")))
+# A node is one process on one host; it names itself in presence and metrics.
+OPSITE_NODE_NAME: str = env.str("OPSITE_NODE_NAME", default=socket.gethostname())
+
+DEBUG: bool = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY: str = env.str("SECRET_KEY", default="")
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_celery_beat",
+    "django_prometheus",
+    "opsite.apps.OpsiteConfig",
+    "monitoring",
+    "realtime",
+    "backups",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "opsite.urls"
+WSGI_APPLICATION = "opsite.wsgi.application"
+ASGI_APPLICATION = "opsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database_from_url(url: str) -> dict[str, Any]:
+    config: dict[str, Any] = env.db_url_config(url)
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # WAL and IMMEDIATE transactions let web, worker and beat share one file.
+        config["OPTIONS"] = {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    else:
+        config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+        config["CONN_HEALTH_CHECKS"] = True
+        config.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+    return config
+
+
+DATABASE_URL: str = env.str("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'opsite.sqlite3'}")
+DATABASES = {"default": _database_from_url(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL: str = env.str("REDIS_URL", default="")
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "opsite",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": env.list("CHANNEL_REDIS_URLS", default=[REDIS_URL]),
+                "prefix": env.str("CHANNEL_PREFIX", default="opsite"),
+                "capacity": 1000,
+                "expiry": 60,
+                "group_expiry": 86400,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "opsite"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Celery: Redis when configured, RabbitMQ when named, else a filesystem queue
+# under the data directory so worker and beat need no server.
+CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = DATA_DIR / "celery-queue"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir),
+        "data_folder_out": str(_queue_dir),
+        "store_processed": False,
+    }
+elif CELERY_BROKER_URL.startswith("redis"):
+    # Longer than any task's hard time limit, so a running task is never re-delivered.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_TIME_LIMIT = 30 * 60
+CELERY_TASK_SOFT_TIME_LIMIT = 25 * 60
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the apps' static folders when collectstatic has not run.
+WHITENOISE_USE_FINDERS = True
+
+OPS_API_TOKENS: list[str] = env.list("OPS_API_TOKENS", default=[])
+
+# Live order feed.
+OPSITE_FEED_HEARTBEAT_S: float = env.float("OPSITE_FEED_HEARTBEAT_S", default=25.0)
+OPSITE_FEED_CLIENT_TIMEOUT_S: float = env.float("OPSITE_FEED_CLIENT_TIMEOUT_S", default=10.0)
+OPSITE_FEED_REPLAY_MAX: int = env.int("OPSITE_FEED_REPLAY_MAX", default=1000)
+OPSITE_FEED_OUTBOUND_MAX: int = env.int("OPSITE_FEED_OUTBOUND_MAX", default=256)
+OPSITE_FEED_MAX_SOCKETS_PER_USER: int = env.int("OPSITE_FEED_MAX_SOCKETS_PER_USER", default=10)
+OPSITE_FEED_MAX_FRAME_BYTES = 64 * 1024
+OPSITE_FEED_MAX_BAD_FRAMES: int = env.int("OPSITE_FEED_MAX_BAD_FRAMES", default=20)
+OPSITE_FEED_ACCESS_RECHECK_S: float = env.float("OPSITE_FEED_ACCESS_RECHECK_S", default=30.0)
+OPSITE_PRESENCE_TTL_S: int = env.int("OPSITE_PRESENCE_TTL_S", default=45)
+OPSITE_OUTBOX_GRACE_S: float = env.float("OPSITE_OUTBOX_GRACE_S", default=5.0)
+
+# Ingest API.
+OPSITE_INGEST_MAX_BODY_BYTES = 1024 * 1024
+OPSITE_INGEST_MAX_BATCH = 500
+OPSITE_INGEST_RATE_PER_MINUTE: int = env.int("OPSITE_INGEST_RATE_PER_MINUTE", default=6000)
+
+# Health.
+OPSITE_HEALTH_CHECK_TIMEOUT_S: float = env.float("OPSITE_HEALTH_CHECK_TIMEOUT_S", default=2.0)
+OPSITE_HEALTH_READY_TIMEOUT_S: float = env.float("OPSITE_HEALTH_READY_TIMEOUT_S", default=3.0)
+OPSITE_HEALTH_CACHE_S: float = env.float("OPSITE_HEALTH_CACHE_S", default=1.0)
+
+LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}

@@ -1,0 +1,49 @@
+"""Test settings. Postgres and Redis come from DATABASE_URL / REDIS_URL, or from the local
+servers when they answer; with neither, SQLite and the in-process layer (and the tests that
+need Redis skip, except under CI=true, where a missing service fails the run)."""
+
+import os
+import socket
+
+from .base import *  # noqa: F403
+from .base import DATA_DIR, _database_from_url, env
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+OPSITE_ENVIRONMENT = "test"
+DEBUG = False
+SECRET_KEY = "opsite-test-key"  # noqa: S105
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+if not env.str("DATABASE_URL", default="") and _answers("127.0.0.1", 5432):
+    DATABASE_URL = "postgres://postgres@127.0.0.1:5432/opsite"
+    DATABASES = {"default": _database_from_url(DATABASE_URL)}
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if not REDIS_URL and _answers("127.0.0.1", 6379):
+    REDIS_URL = "redis://127.0.0.1:6379/0"
+_run_prefix = f"opsite-test-{os.getpid()}"
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": _run_prefix,
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": _run_prefix, "capacity": 1000, "expiry": 60},
+        }
+    }
+    CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = False

@@ -1,0 +1,219 @@
+"""The staff order feed socket: ws/restaurants/<slug>/orders/?last_seq=N&epoch=E."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import selectors
+from .hub import FeedHub, get_hub
+from .models import Restaurant
+from .services.feed import feed_group
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_NOT_LOGGED_IN = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_CLIENT_SILENT = 4408
+CLOSE_TOO_MANY = 4429
+CLOSE_TOO_SLOW = 4008
+
+PING = json.dumps({"type": "ping"})
+PONG = json.dumps({"type": "pong"})
+
+
+def _error(code: str, message: str) -> str:
+    return json.dumps({"type": "error", "code": code, "message": message})
+
+
+@database_sync_to_async
+def _load_access(user: Any, slug: str) -> Restaurant | None:
+    restaurant = Restaurant.objects.filter(slug=slug).first()
+    if restaurant is None or not selectors.user_can_view(user, restaurant):
+        return None
+    return restaurant
+
+
+@database_sync_to_async
+def _access_still_valid(user: Any, session: Any, restaurant: Restaurant) -> bool:
+    user.refresh_from_db(fields=["is_active", "is_superuser"])
+    return selectors.session_still_valid(session=session, user_id=user.pk) and selectors.user_can_view(
+        user, restaurant
+    )
+
+
+_stream_head = database_sync_to_async(selectors.stream_head)
+_frames_after = database_sync_to_async(selectors.feed_frames_after)
+
+
+class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
+    # No per-socket channel: the process-wide hub receives from the layer and fans out.
+    channel_layer_alias = "__feed_hub_only__"
+
+    restaurant: Restaurant | None = None
+    hub: FeedHub | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=settings.OPSITE_FEED_OUTBOUND_MAX)
+        self.bad_frames = 0
+        self.last_client_frame = time.monotonic()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(CLOSE_NOT_LOGGED_IN)
+            return
+        restaurant = await _load_access(user, self.scope["url_route"]["kwargs"]["slug"])
+        if restaurant is None:
+            await self.close(CLOSE_FORBIDDEN)
+            return
+        hub = get_hub()
+        if await hub.user_sockets(user.pk) >= settings.OPSITE_FEED_MAX_SOCKETS_PER_USER:
+            await self.close(CLOSE_TOO_MANY)
+            return
+        self.user_id: int = user.pk
+        self.session_key: str | None = getattr(self.scope.get("session"), "session_key", None)
+        self.restaurant_slug = restaurant.slug
+        # Subscribe before reading the head, so nothing committed in between is missed;
+        # frames that arrive meanwhile wait in the inbox and are de-duplicated by seq.
+        self.restaurant, self.hub = restaurant, hub
+        await hub.join(feed_group(restaurant.pk), self)
+        head_seq, epoch = await _stream_head(restaurant.pk)
+        await self.send(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "restaurant": restaurant.slug,
+                    "seq": head_seq,
+                    "epoch": epoch,
+                    "heartbeat_s": settings.OPSITE_FEED_HEARTBEAT_S,
+                }
+            )
+        )
+        self.last_seq = await self._resume(head_seq, epoch)
+        self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._heartbeat())]
+
+    def _requested_position(self) -> tuple[int | None, str | None]:
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        raw_seq, epoch = query.get("last_seq", [None])[0], query.get("epoch", [None])[0]
+        if raw_seq is None or not raw_seq.isdigit():
+            return None, epoch
+        return int(raw_seq), epoch
+
+    async def _resume(self, head_seq: int, epoch: str) -> int:
+        """Replay what the client missed, or tell it to reset; return the seq it now has."""
+        last_seq, client_epoch = self._requested_position()
+        if last_seq is None:
+            return head_seq
+        stale = (client_epoch and client_epoch != epoch) or last_seq > head_seq
+        if stale or head_seq - last_seq > settings.OPSITE_FEED_REPLAY_MAX:
+            await self.send(json.dumps({"type": "reset", "seq": head_seq, "epoch": epoch}))
+            return head_seq
+        assert self.restaurant is not None
+        for _, text in await _frames_after(restaurant=self.restaurant, after_seq=last_seq, upto_seq=head_seq):
+            await self.send(text)
+        return head_seq
+
+    async def _catch_up(self, upto_seq: int | None) -> None:
+        """Fill a gap from the database (after a lost or reordered broadcast)."""
+        assert self.restaurant is not None
+        if upto_seq is None:
+            upto_seq, epoch = await _stream_head(self.restaurant.pk)
+        else:
+            epoch = self.restaurant.epoch
+        if upto_seq - self.last_seq > settings.OPSITE_FEED_REPLAY_MAX:
+            await self.send(json.dumps({"type": "reset", "seq": upto_seq, "epoch": epoch}))
+            self.last_seq = upto_seq
+            return
+        for seq, text in await _frames_after(restaurant=self.restaurant, after_seq=self.last_seq, upto_seq=upto_seq):
+            await self.send(text)
+            self.last_seq = seq
+
+    async def _pump(self) -> None:
+        """The only writer once connected: frames go out in seq order, exactly once."""
+        while True:
+            item = await self.inbox.get()
+            kind = item[0]
+            if kind == "frames":
+                for seq, text in item[1]:
+                    if seq <= self.last_seq:
+                        continue
+                    if seq > self.last_seq + 1:
+                        await self._catch_up(seq - 1)
+                    await self.send(text)
+                    self.last_seq = seq
+            elif kind == "resync":
+                await self._catch_up(None)
+            elif kind == "text":
+                await self.send(item[1])
+
+    async def _heartbeat(self) -> None:
+        last_access_check = time.monotonic()
+        while True:
+            await asyncio.sleep(settings.OPSITE_FEED_HEARTBEAT_S)
+            pinged_at = time.monotonic()
+            self.offer(("text", PING))
+            await asyncio.sleep(settings.OPSITE_FEED_CLIENT_TIMEOUT_S)
+            if self.last_client_frame < pinged_at:
+                await self.close(CLOSE_CLIENT_SILENT)
+                return
+            if time.monotonic() - last_access_check >= settings.OPSITE_FEED_ACCESS_RECHECK_S:
+                last_access_check = time.monotonic()
+                assert self.restaurant is not None
+                if not await _access_still_valid(self.scope["user"], self.scope.get("session"), self.restaurant):
+                    await self.close(CLOSE_FORBIDDEN)
+                    return
+
+    # Called by the hub, in this process's event loop.
+    def offer(self, item: tuple[Any, ...]) -> None:
+        try:
+            self.inbox.put_nowait(item)
+        except asyncio.QueueFull:
+            self._close_soon(CLOSE_TOO_SLOW)
+
+    def revoke(self) -> None:
+        self._close_soon(CLOSE_FORBIDDEN)
+
+    def _close_soon(self, code: int) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.tasks = [asyncio.create_task(self.close(code))]  # type: ignore[list-item]
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.last_client_frame = time.monotonic()
+        raw = text_data if text_data is not None else bytes_data or b""
+        size = len(raw.encode()) if isinstance(raw, str) else len(raw)
+        if size > settings.OPSITE_FEED_MAX_FRAME_BYTES:
+            await self._bad_frame("too_large", f"frames are limited to {settings.OPSITE_FEED_MAX_FRAME_BYTES} bytes")
+            return
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            await self._bad_frame("bad_json", "frames must be JSON objects")
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "ping":
+            self.offer(("text", PONG))
+        elif kind != "pong":
+            await self._bad_frame("unknown_type", "the server understands only ping and pong")
+
+    async def _bad_frame(self, code: str, message: str) -> None:
+        self.bad_frames += 1
+        if self.bad_frames > settings.OPSITE_FEED_MAX_BAD_FRAMES:
+            self._close_soon(CLOSE_BAD_REQUEST)
+            return
+        self.offer(("text", _error(code, message)))
+
+    async def disconnect(self, code: int) -> None:
+        for task in getattr(self, "tasks", []):
+            task.cancel()
+        if self.hub is not None and self.restaurant is not None:
+            with contextlib.suppress(Exception):
+                await self.hub.leave(feed_group(self.restaurant.pk), self)

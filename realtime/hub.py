@@ -1,0 +1,157 @@
+"""One channel-layer subscription per process, fanned out to that process's sockets.
+
+The channel layer carries one message per event batch per *process*, not per socket; the
+hub hands the already-encoded frames to each subscribed socket's bounded inbox. After the
+layer fails and comes back, the hub joins its groups again and asks every socket to catch up
+from the database, so nothing sent during the outage is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import weakref
+from collections import Counter
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from .presence import get_presence
+
+log = logging.getLogger(__name__)
+
+
+class FeedSubscriber(Protocol):
+    user_id: int
+    session_key: str | None
+    restaurant_slug: str
+
+    def offer(self, item: tuple[Any, ...]) -> None: ...
+
+    def revoke(self) -> None: ...
+
+
+class FeedHub:
+    def __init__(self) -> None:
+        self.node = f"{settings.OPSITE_NODE_NAME}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.groups: dict[str, set[FeedSubscriber]] = {}
+        self._layer: Any = None
+        self._channel: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+        self._healthy = True
+
+    async def join(self, group: str, sub: FeedSubscriber) -> None:
+        async with self._lock:
+            if self._channel is None:
+                self._layer = get_channel_layer()
+                self._channel = await self._layer.new_channel()
+                self._tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._presence_loop())]
+            if group not in self.groups:
+                self.groups[group] = set()
+                with contextlib.suppress(Exception):  # joined again by the receive loop once the layer is back
+                    await self._layer.group_add(group, self._channel)
+            self.groups[group].add(sub)
+        await self._publish_presence()
+
+    async def leave(self, group: str, sub: FeedSubscriber) -> None:
+        async with self._lock:
+            members = self.groups.get(group)
+            if members is None:
+                return
+            members.discard(sub)
+            if not members:
+                del self.groups[group]
+                with contextlib.suppress(Exception):
+                    await self._layer.group_discard(group, self._channel)
+            stopping = not self.groups
+            if stopping:
+                tasks, self._tasks, self._channel = self._tasks, [], None
+                for task in tasks:
+                    task.cancel()
+        await self._publish_presence()
+
+    async def user_sockets(self, user_id: int) -> int:
+        try:
+            return await get_presence().user_sockets(user_id)
+        except Exception:
+            log.warning("presence store unreachable; the per-user socket cap is not enforced")
+            return 0
+
+    def counts(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for members in self.groups.values():
+            for sub in members:
+                counts[f"u:{sub.user_id}"] += 1
+                counts[f"r:{sub.restaurant_slug}"] += 1
+        return dict(counts)
+
+    async def _publish_presence(self) -> None:
+        try:
+            await get_presence().publish(self.node, self.counts(), settings.OPSITE_PRESENCE_TTL_S)
+        except Exception:
+            log.warning("could not publish socket presence for %s", self.node)
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(settings.OPSITE_PRESENCE_TTL_S / 3)
+            await self._publish_presence()
+
+    async def _rejoin(self) -> None:
+        for group in list(self.groups):
+            await self._layer.group_add(group, self._channel)
+
+    async def _receive_loop(self) -> None:
+        backoff = 0.1
+        rejoin = False
+        while True:
+            try:
+                if rejoin:
+                    await self._rejoin()
+                    rejoin = False
+                    log.info("channel layer back; %d groups joined again", len(self.groups))
+                    self._broadcast(("resync",))
+                message = await self._layer.receive(self._channel)
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not rejoin:
+                    log.warning("channel layer receive failed: %s", exc)
+                rejoin = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self._dispatch(message)
+
+    def _broadcast(self, item: tuple[Any, ...]) -> None:
+        for members in self.groups.values():
+            for sub in list(members):
+                sub.offer(item)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        members = self.groups.get(message.get("group", ""), set())
+        kind = message.get("type")
+        if kind == "feed.events":
+            item = ("frames", message["frames"])
+            for sub in list(members):
+                sub.offer(item)
+        elif kind == "feed.revoke":
+            for sub in list(members):
+                if sub.user_id == message["user_id"] and message.get("session_key") in (None, sub.session_key):
+                    sub.revoke()
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FeedHub] = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> FeedHub:
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = FeedHub()
+    return hub

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(6)
+
+
+class Restaurant(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC")
+    ingest_token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    ingest_token_prefix = models.CharField(max_length=16, editable=False)
+    # The stream: the last seq handed out, and the epoch that seqs are counted in.
+    last_seq = models.BigIntegerField(default=0, editable=False)
+    epoch = models.CharField(max_length=16, default=new_epoch, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class StaffMembership(models.Model):
+    class Role(models.TextChoices):
+        STAFF = "staff", "Staff"
+        MANAGER = "manager", "Manager"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    restaurant = models.ForeignKey(Restaurant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.STAFF)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "restaurant"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.restaurant} ({self.role})"
+
+
+class OrderEvent(models.Model):
+    class Type(models.TextChoices):
+        CREATED = "order.created"
+        UPDATED = "order.updated"
+        PAID = "order.paid"
+        CANCELLED = "order.cancelled"
+        COMPLETED = "order.completed"
+
+    restaurant = models.ForeignKey(Restaurant, on_delete=models.CASCADE, related_name="events")
+    seq = models.BigIntegerField()
+    epoch = models.CharField(max_length=16)
+    type = models.CharField(max_length=32, choices=Type.choices)
+    order_id = models.CharField(max_length=64)
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)
+    total_amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    items_count = models.PositiveIntegerField()
+    payment_method = models.CharField(max_length=32, blank=True, default="")
+    table = models.CharField(max_length=32, blank=True, default="")
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    data = models.JSONField(default=dict, blank=True)
+    # Outbox: null until the event has been handed to the channel layer.
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["restaurant_id", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["restaurant", "seq"], name="order_event_seq_unique"),
+            models.UniqueConstraint(
+                fields=["restaurant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="order_event_idempotency_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["restaurant", "occurred_at"], name="order_event_day_idx"),
+            models.Index(
+                fields=["received_at"], condition=Q(published_at__isnull=True), name="order_event_unpublished_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.restaurant_id}#{self.seq} {self.type} {self.order_id}"

@@ -1,0 +1,118 @@
+"""Who holds which sockets: per node counts with an expiry, so a dead node's sockets vanish.
+
+Each node (one web process) publishes its whole count table, not increments, so a Redis
+restart or a missed message heals at the next publish. With no Redis (the embedded default)
+there is one web process and the table lives in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import weakref
+from collections import Counter
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+NODES_KEY = "opsite:presence:nodes"
+NODE_KEY = "opsite:presence:node:{}"
+
+
+class LocalPresence:
+    def __init__(self) -> None:
+        self._tables: dict[str, tuple[float, dict[str, int]]] = {}
+        self._lock = threading.Lock()
+
+    async def publish(self, node: str, counts: dict[str, int], ttl: float) -> None:
+        with self._lock:
+            self._tables[node] = (time.time() + ttl, dict(counts))
+
+    async def user_sockets(self, user_id: int) -> int:
+        return self.totals().get(f"u:{user_id}", 0)
+
+    def tables(self) -> dict[str, dict[str, int]]:
+        now = time.time()
+        with self._lock:
+            return {node: counts for node, (expires, counts) in self._tables.items() if expires > now}
+
+    def totals(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for counts in self.tables().values():
+            total.update(counts)
+        return total
+
+
+class RedisPresence:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _client(self) -> aioredis.Redis:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+            self._clients[loop] = client
+        return client
+
+    async def publish(self, node: str, counts: dict[str, int], ttl: float) -> None:
+        now = time.time()
+        key = NODE_KEY.format(node)
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.set(key, json.dumps(counts), ex=max(1, int(ttl)))
+            pipe.zadd(NODES_KEY, {node: now + ttl})
+            pipe.zremrangebyscore(NODES_KEY, "-inf", now)
+            await pipe.execute()
+
+    async def user_sockets(self, user_id: int) -> int:
+        client = self._client()
+        nodes = await client.zrangebyscore(NODES_KEY, time.time(), "+inf")
+        if not nodes:
+            return 0
+        raw = await client.mget([NODE_KEY.format(n.decode()) for n in nodes])
+        return sum(json.loads(r).get(f"u:{user_id}", 0) for r in raw if r)
+
+    def tables(self) -> dict[str, dict[str, int]]:
+        client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            nodes = [n.decode() for n in client.zrangebyscore(NODES_KEY, time.time(), "+inf")]
+            raw = client.mget([NODE_KEY.format(n) for n in nodes]) if nodes else []
+        finally:
+            client.close()
+        return {node: json.loads(r) for node, r in zip(nodes, raw, strict=True) if r}
+
+    def totals(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for counts in self.tables().values():
+            total.update(counts)
+        return total
+
+
+_presence: LocalPresence | RedisPresence | None = None
+
+
+def get_presence() -> LocalPresence | RedisPresence:
+    global _presence
+    if _presence is None:
+        _presence = RedisPresence(settings.REDIS_URL) if settings.REDIS_URL else LocalPresence()
+    return _presence
+
+
+def sockets_by_restaurant() -> dict[str, int]:
+    return {key[2:]: n for key, n in get_presence().totals().items() if key.startswith("r:") and n}
+
+
+def sockets_by_node() -> dict[str, int]:
+    return {node: sum(n for k, n in counts.items() if k.startswith("r:")) for node, counts in get_presence().tables().items()}
+
+
+def presence_summary() -> dict[str, Any]:
+    by_node = sockets_by_node()
+    return {"total": sum(by_node.values()), "by_node": by_node, "by_restaurant": sockets_by_restaurant()}

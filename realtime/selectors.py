@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import hmac
+import zoneinfo
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import SessionBase
+from django.utils import timezone
+
+from .frames import event_frame
+from .models import OrderEvent, Restaurant, StaffMembership
+from .services.restaurants import TOKEN_PREFIX, token_hash
+
+
+def restaurant_for_token(token: str) -> Restaurant | None:
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+        return None
+    digest = token_hash(token)
+    restaurant = Restaurant.objects.filter(ingest_token_hash=digest).first()
+    if restaurant is None or not hmac.compare_digest(restaurant.ingest_token_hash, digest):
+        return None
+    return restaurant
+
+
+def user_can_view(user: Any, restaurant: Restaurant) -> bool:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    return StaffMembership.objects.filter(user_id=user.pk, restaurant=restaurant).exists()
+
+
+def session_still_valid(*, session: SessionBase | None, user_id: int) -> bool:
+    """The socket's session still exists and still belongs to the user."""
+    if session is None or not session.session_key:
+        return False
+    store = session.__class__(session_key=session.session_key)
+    return bool(store.exists(session.session_key)) and str(store.get(SESSION_KEY)) == str(user_id)
+
+
+def restaurants_for_user(user: Any) -> list[Restaurant]:
+    if user.is_superuser:
+        return list(Restaurant.objects.all())
+    return list(Restaurant.objects.filter(memberships__user=user))
+
+
+def stream_head(restaurant_id: int) -> tuple[int, str]:
+    last_seq, epoch = Restaurant.objects.values_list("last_seq", "epoch").get(pk=restaurant_id)
+    return last_seq, epoch
+
+
+def feed_frames_after(*, restaurant: Restaurant, after_seq: int, upto_seq: int) -> list[tuple[int, str]]:
+    events = OrderEvent.objects.filter(restaurant=restaurant, seq__gt=after_seq, seq__lte=upto_seq).order_by("seq")
+    return [(e.seq, event_frame(e, restaurant.slug)) for e in events]
+
+
+def events_after(*, restaurant: Restaurant, after_seq: int, limit: int) -> list[OrderEvent]:
+    return list(OrderEvent.objects.filter(restaurant=restaurant, seq__gt=after_seq).order_by("seq")[:limit])
+
+
+def restaurant_day_start(restaurant: Restaurant, now: datetime | None = None) -> datetime:
+    tz = zoneinfo.ZoneInfo(restaurant.timezone)
+    local = (now or timezone.now()).astimezone(tz)
+    return datetime.combine(local.date(), time.min, tzinfo=tz)
+
+
+def board_orders_today(restaurant: Restaurant) -> list[dict[str, Any]]:
+    """Today's orders, each as its latest event, newest first."""
+    start = restaurant_day_start(restaurant)
+    latest: dict[str, OrderEvent] = {}
+    for event in OrderEvent.objects.filter(
+        restaurant=restaurant, occurred_at__gte=start, occurred_at__lt=start + timedelta(days=1)
+    ).order_by("seq"):
+        latest[event.order_id] = event
+    orders = sorted(latest.values(), key=lambda e: e.seq, reverse=True)
+    return [
+        {
+            "order_id": e.order_id,
+            "status": e.type.split(".", 1)[1],
+            "seq": e.seq,
+            "total_amount": e.total_amount,
+            "currency": e.currency,
+            "items_count": e.items_count,
+            "table": e.table,
+            "occurred_at": e.occurred_at,
+        }
+        for e in orders
+    ]

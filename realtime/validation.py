@@ -1,0 +1,161 @@
+"""Validation of order events as they arrive from the POS."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .models import OrderEvent
+
+EVENT_TYPES = frozenset(OrderEvent.Type.values)
+MAX_DATA_BYTES = 16 * 1024
+MAX_AMOUNT = Decimal("999999999999.99")
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+
+
+@dataclass
+class CleanEvent:
+    type: str
+    order_id: str
+    total_amount: Decimal
+    items_count: int
+    occurred_at: datetime
+    idempotency_key: str | None = None
+    currency: str = ""
+    payment_method: str = ""
+    table: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class InvalidEvents(Exception):
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("invalid order events")
+        self.fields = fields
+
+
+def _optional_str(raw: dict[str, Any], name: str, max_len: int, errors: dict[str, str]) -> str:
+    value = raw.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        errors[name] = "must be a string"
+        return ""
+    if len(value) > max_len:
+        errors[name] = f"at most {max_len} characters"
+    return value
+
+
+def clean_event(raw: Any) -> tuple[CleanEvent | None, dict[str, str]]:
+    """Return the cleaned event, or None and the field errors."""
+    if not isinstance(raw, dict):
+        return None, {"": "must be a JSON object"}
+    errors: dict[str, str] = {}
+    unknown = set(raw) - {
+        "type", "order_id", "idempotency_key", "total_amount", "currency",
+        "items_count", "payment_method", "table", "occurred_at", "data",
+    }  # fmt: skip
+    for name in sorted(unknown):
+        errors[name] = "unknown field"
+
+    event_type = raw.get("type")
+    if event_type not in EVENT_TYPES:
+        errors["type"] = f"must be one of {', '.join(sorted(EVENT_TYPES))}"
+
+    order_id = raw.get("order_id")
+    if not isinstance(order_id, str) or not 1 <= len(order_id) <= 64:
+        errors["order_id"] = "required, a string of 1 to 64 characters"
+
+    key = raw.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 128):
+        errors["idempotency_key"] = "a string of 1 to 128 characters"
+
+    amount: Decimal | None = None
+    raw_amount = raw.get("total_amount")
+    if isinstance(raw_amount, bool) or not isinstance(raw_amount, (str, int, float)):
+        errors["total_amount"] = "required, a decimal number as string or number"
+    else:
+        try:
+            amount = Decimal(str(raw_amount))
+        except InvalidOperation:
+            errors["total_amount"] = "not a decimal number"
+        else:
+            if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
+                errors["total_amount"] = "must be between 0 and 999999999999.99"
+            elif amount.as_tuple().exponent < -2:  # type: ignore[operator]
+                errors["total_amount"] = "at most 2 decimal places"
+
+    items = raw.get("items_count")
+    if isinstance(items, bool) or not isinstance(items, int) or not 0 <= items <= 100_000:
+        errors["items_count"] = "required, an integer from 0 to 100000"
+
+    currency = _optional_str(raw, "currency", 3, errors)
+    if currency and not CURRENCY_RE.match(currency):
+        errors["currency"] = "an ISO 4217 code such as EUR"
+    payment_method = _optional_str(raw, "payment_method", 32, errors)
+    table = _optional_str(raw, "table", 32, errors)
+
+    occurred_at = timezone.now()
+    raw_when = raw.get("occurred_at")
+    if raw_when is not None:
+        parsed = parse_datetime(raw_when) if isinstance(raw_when, str) else None
+        if parsed is None:
+            errors["occurred_at"] = "an ISO 8601 date and time"
+        else:
+            occurred_at = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.utc)
+
+    data = raw.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        errors["data"] = "must be a JSON object"
+    elif len(json.dumps(data, separators=(",", ":"))) > MAX_DATA_BYTES:
+        errors["data"] = "at most 16 KB"
+
+    if errors:
+        return None, errors
+    assert isinstance(event_type, str) and isinstance(order_id, str) and amount is not None
+    assert isinstance(items, int)
+    return (
+        CleanEvent(
+            type=event_type,
+            order_id=order_id,
+            total_amount=amount,
+            items_count=items,
+            occurred_at=occurred_at,
+            idempotency_key=key,
+            currency=currency,
+            payment_method=payment_method,
+            table=table,
+            data=data,
+        ),
+        {},
+    )
+
+
+def clean_events(payload: Any, *, max_batch: int) -> tuple[list[CleanEvent], bool]:
+    """Clean one event or a list; return the events and whether a list was sent."""
+    is_batch = isinstance(payload, list)
+    raws = payload if is_batch else [payload]
+    if is_batch and not raws:
+        raise InvalidEvents({"": "an empty list"})
+    if len(raws) > max_batch:
+        raise InvalidEvents({"": f"at most {max_batch} events in one request"})
+    cleaned: list[CleanEvent] = []
+    errors: dict[str, str] = {}
+    for index, raw in enumerate(raws):
+        event, event_errors = clean_event(raw)
+        if event is None:
+            prefix = f"[{index}]." if is_batch else ""
+            errors.update({f"{prefix}{name}".rstrip("."): msg for name, msg in event_errors.items()})
+        else:
+            cleaned.append(event)
+    if errors:
+        raise InvalidEvents(errors)
+    return cleaned, is_batch

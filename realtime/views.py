@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from opsite import ratelimit
+from opsite.http import ApiError, bearer_token, read_json_body
+
+from . import selectors
+from .frames import event_payload
+from .models import Restaurant
+from .services import order_event_ingest
+from .validation import InvalidEvents, clean_events
+
+CATCH_UP_MAX = 1000
+
+
+@csrf_exempt
+@require_POST
+def order_events_ingest(request: HttpRequest) -> JsonResponse:
+    try:
+        token = bearer_token(request)
+        restaurant = selectors.restaurant_for_token(token) if token else None
+        if restaurant is None:
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <restaurant ingest token>")
+        allowed, retry_after = ratelimit.hit(
+            scope="ingest", ident=str(restaurant.pk), limit=settings.OPSITE_INGEST_RATE_PER_MINUTE
+        )
+        if not allowed:
+            error = ApiError(429, "rate_limited", f"too many requests; retry in {retry_after} s")
+            response = error.response()
+            response["Retry-After"] = str(retry_after)
+            return response
+        payload = read_json_body(request, max_bytes=settings.OPSITE_INGEST_MAX_BODY_BYTES)
+        try:
+            events, is_batch = clean_events(payload, max_batch=settings.OPSITE_INGEST_MAX_BATCH)
+        except InvalidEvents as exc:
+            raise ApiError(400, "invalid", "some fields are invalid", fields=exc.fields) from exc
+    except ApiError as exc:
+        return exc.response()
+    result = order_event_ingest(restaurant=restaurant, events=events)
+    status = 201 if result.any_created else 200
+    body = result.answers if is_batch else result.answers[0]
+    return JsonResponse(body, status=status, safe=False)
+
+
+def _int_param(request: HttpRequest, name: str, default: int, maximum: int | None = None) -> int:
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ApiError(400, "invalid", f"{name} must be a non-negative integer")
+    value = int(raw)
+    return min(value, maximum) if maximum is not None else value
+
+
+@require_GET
+def order_events_catch_up(request: HttpRequest, slug: str) -> JsonResponse:
+    if not request.user.is_authenticated:
+        return ApiError(401, "unauthorized", "log in first").response()
+    restaurant = Restaurant.objects.filter(slug=slug).first()
+    if restaurant is None or not selectors.user_can_view(request.user, restaurant):
+        return ApiError(403, "forbidden", "you are not staff of this restaurant").response()
+    try:
+        after_seq = _int_param(request, "after_seq", 0)
+        limit = max(1, _int_param(request, "limit", 200, CATCH_UP_MAX))
+    except ApiError as exc:
+        return exc.response()
+    events = selectors.events_after(restaurant=restaurant, after_seq=after_seq, limit=limit)
+    head_seq, epoch = selectors.stream_head(restaurant.pk)
+    return JsonResponse(
+        {
+            "restaurant": restaurant.slug,
+            "epoch": epoch,
+            "seq": head_seq,
+            "events": [event_payload(e, restaurant.slug) for e in events],
+            "has_more": bool(events) and events[-1].seq < head_seq,
+        }
+    )
+
+
+@login_required
+def order_board(request: HttpRequest, slug: str) -> HttpResponse:
+    restaurant = get_object_or_404(Restaurant, slug=slug)
+    if not selectors.user_can_view(request.user, restaurant):
+        raise Http404("no such restaurant")
+    head_seq, epoch = selectors.stream_head(restaurant.pk)
+    context = {
+        "restaurant": restaurant,
+        "orders": selectors.board_orders_today(restaurant),
+        "head_seq": head_seq,
+        "epoch": epoch,
+    }
+    return render(request, "realtime/board.html", context)
+
+
+@login_required
+def restaurant_index(request: HttpRequest) -> HttpResponse:
+    return render(request, "realtime/index.html", {"restaurants": selectors.restaurants_for_user(request.user)})

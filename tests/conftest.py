@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _need(what: str, available: bool) -> None:
+    """Skip locally when a service is missing; under CI a missing service is a failure."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI=true but is not available")
+    pytest.skip(f"{what} is not available here")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if IN_CI:
+        engine = settings.DATABASES["default"]["ENGINE"]
+        problems = []
+        if "postgresql" not in engine:
+            problems.append("Postgres (DATABASE_URL)")
+        if not settings.REDIS_URL:
+            problems.append("Redis (REDIS_URL)")
+        if problems:
+            pytest.exit(f"CI=true but not reachable: {', '.join(problems)}", returncode=3)
+
+
+@pytest.fixture
+def needs_redis() -> str:
+    _need("Redis", bool(settings.REDIS_URL))
+    return settings.REDIS_URL
+
+
+@pytest.fixture
+def needs_postgres() -> None:
+    _need("Postgres", connection.vendor == "postgresql")
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    path = "/usr/bin/chromium"
+    _need("Debian chromium (/usr/bin/chromium)", Path(path).exists())
+    return path
+
+
+@dataclass
+class Staff:
+    user: Any
+    restaurant: Any
+    token: str
+    cookie: str  # the Cookie header of a logged-in session
+
+
+def session_cookie_for(user: Any) -> str:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+@pytest.fixture
+def make_staff(db: Any) -> Callable[..., Staff]:
+    from django.contrib.auth import get_user_model
+
+    from realtime.models import Restaurant
+    from realtime.services import restaurant_create, staff_add
+
+    counter = {"n": 0}
+
+    def make(slug: str | None = None, username: str | None = None, **kwargs: Any) -> Staff:
+        counter["n"] += 1
+        slug = slug or f"resto-{counter['n']}"
+        token = ""
+        restaurant = Restaurant.objects.filter(slug=slug).first()
+        if restaurant is None:
+            restaurant, token = restaurant_create(slug=slug, name=slug.title())
+        username = username or f"staff-{slug}-{counter['n']}"
+        membership, _ = staff_add(slug=slug, username=username, password="pw-123456", **kwargs)
+        user = get_user_model().objects.get(pk=membership.user_id)
+        return Staff(user=user, restaurant=restaurant, token=token, cookie=session_cookie_for(user))
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def server_env() -> dict[str, str]:
+    """The environment that points a child process at the test database and Redis."""
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "opsite.settings.test"
+    if db["ENGINE"].endswith("postgresql"):
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+        # Share the channel layer and cache prefix of this test run.
+        env["CHANNEL_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    return env
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(extra_env: dict[str, str] | None = None) -> ServerProcess:
+        port = free_port()
+        log = tmp_path / f"server-{port}.log"
+        env = {**server_env(), **(extra_env or {})}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "opsite.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--ws-max-size", "1048576"],
+            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        server = ServerProcess(url=f"http://127.0.0.1:{port}", process=process, log=log)
+        started.append(server)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{server.url}/health/ready", timeout=1).status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server never became ready:\n{log.read_text()}")
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def cookie_value(cookie: str) -> str:
+    parsed = SimpleCookie()
+    parsed.load(cookie)
+    return parsed["sessionid"].value
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """Threads used by async code keep their own connections; end them so the test database can be dropped."""
+    yield
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from opsite.asgi import application
+from realtime.models import Restaurant
+from realtime.services import order_event_ingest
+from realtime.validation import clean_events
+
+
+def event(order_id: str, kind: str = "order.created", **extra: Any) -> dict[str, Any]:
+    return {"type": kind, "order_id": order_id, "total_amount": "10.00", "items_count": 1, **extra}
+
+
+def ingest_sync(restaurant: Restaurant, *events: dict[str, Any]) -> list[dict[str, object]]:
+    cleaned, _ = clean_events(list(events), max_batch=500)
+    return order_event_ingest(restaurant=restaurant, events=cleaned).answers
+
+
+ingest = database_sync_to_async(ingest_sync)
+
+
+async def open_feed(cookie: str, slug: str, query: str = "") -> WebsocketCommunicator:
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    communicator = WebsocketCommunicator(application, f"/ws/restaurants/{slug}/orders/{query}", headers=headers)
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def next_frame(communicator: WebsocketCommunicator, timeout: float = 3) -> dict[str, Any]:
+    return json.loads(await communicator.receive_from(timeout=timeout))
+
+
+async def close_code(communicator: WebsocketCommunicator, timeout: float = 3) -> int:
+    """Read frames until the server closes; return its close code."""
+    while True:
+        output = await communicator.receive_output(timeout=timeout)
+        if output["type"] == "websocket.close":
+            return int(output.get("code", 1000))

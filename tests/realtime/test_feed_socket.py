@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from django.test import Client
+
+from realtime.models import StaffMembership
+from realtime.services import membership_remove
+
+from .conftest import close_code, event, ingest, next_frame, open_feed
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("needs_redis")]
+
+
+async def test_it_rejects_anonymous_socket(make_staff):
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed("", staff.restaurant.slug)
+    assert await close_code(feed) == 4401
+
+
+async def test_it_rejects_staff_of_another_restaurant(make_staff):
+    mine = await database_sync_to_async(make_staff)()
+    other = await database_sync_to_async(make_staff)()
+    feed = await open_feed(mine.cookie, other.restaurant.slug)
+    assert await close_code(feed) == 4403
+    unknown = await open_feed(mine.cookie, "no-such-place")
+    assert await close_code(unknown) == 4403
+
+
+async def test_it_says_hello_then_streams_events_in_order(make_staff):
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    hello = await next_frame(feed)
+    assert hello["type"] == "hello" and hello["seq"] == 0 and hello["restaurant"] == staff.restaurant.slug
+    assert hello["heartbeat_s"] == 25 and hello["epoch"]
+    for n in range(20):
+        await ingest(staff.restaurant, event(f"o{n}"))
+    frames = [await next_frame(feed) for _ in range(20)]
+    assert [f["seq"] for f in frames] == list(range(1, 21))
+    assert [f["order_id"] for f in frames] == [f"o{n}" for n in range(20)]
+    assert frames[0]["type"] == "order.created" and frames[0]["restaurant"] == staff.restaurant.slug
+    await feed.disconnect()
+
+
+async def test_it_keeps_restaurants_apart(make_staff):
+    a = await database_sync_to_async(make_staff)()
+    b = await database_sync_to_async(make_staff)()
+    feed_a = await open_feed(a.cookie, a.restaurant.slug)
+    feed_b = await open_feed(b.cookie, b.restaurant.slug)
+    await next_frame(feed_a), await next_frame(feed_b)
+    await ingest(a.restaurant, event("only-a"))
+    assert (await next_frame(feed_a))["order_id"] == "only-a"
+    assert await feed_b.receive_nothing(timeout=0.5)
+    await feed_a.disconnect()
+    await feed_b.disconnect()
+
+
+async def test_it_replays_missed_events_after_reconnect(make_staff):
+    staff = await database_sync_to_async(make_staff)()
+    for n in range(5):
+        await ingest(staff.restaurant, event(f"o{n}"))
+    feed = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=2")
+    hello = await next_frame(feed)
+    assert hello["seq"] == 5
+    replayed = [await next_frame(feed) for _ in range(3)]
+    assert [f["seq"] for f in replayed] == [3, 4, 5]
+    assert await feed.receive_nothing(timeout=0.3)
+    await ingest(staff.restaurant, event("live"))
+    assert (await next_frame(feed))["seq"] == 6
+    await feed.disconnect()
+
+
+async def test_it_sends_reset_beyond_the_window_or_epoch(make_staff, settings):
+    settings.OPSITE_FEED_REPLAY_MAX = 3
+    staff = await database_sync_to_async(make_staff)()
+    await ingest(staff.restaurant, *[event(f"o{n}") for n in range(6)])
+    feed = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=1")
+    hello = await next_frame(feed)
+    assert (await next_frame(feed)) == {"type": "reset", "seq": 6, "epoch": hello["epoch"]}
+    assert await feed.receive_nothing(timeout=0.3)
+    await feed.disconnect()
+    other_epoch = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=5&epoch=older")
+    await next_frame(other_epoch)
+    assert (await next_frame(other_epoch))["type"] == "reset"
+    await other_epoch.disconnect()
+
+
+async def test_bad_frames_get_error_frames_and_the_socket_survives(make_staff):
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+    await feed.send_to(text_data="{not json")
+    assert (await next_frame(feed))["code"] == "bad_json"
+    await feed.send_to(text_data='{"type":"subscribe"}')
+    assert (await next_frame(feed))["code"] == "unknown_type"
+    await feed.send_to(text_data='{"type":"ping","pad":"' + "x" * 70_000 + '"}')
+    assert (await next_frame(feed))["code"] == "too_large"
+    await feed.send_to(text_data='{"type":"ping"}')
+    assert await next_frame(feed) == {"type": "pong"}
+    await feed.disconnect()
+
+
+async def test_repeated_abuse_closes_4400(make_staff, settings):
+    settings.OPSITE_FEED_MAX_BAD_FRAMES = 3
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+    for _ in range(5):
+        await feed.send_to(text_data="nope")
+    assert await close_code(feed) == 4400
+
+
+async def test_heartbeat_pings_and_closes_a_silent_client(make_staff, settings):
+    settings.OPSITE_FEED_HEARTBEAT_S = 0.2
+    settings.OPSITE_FEED_CLIENT_TIMEOUT_S = 0.3
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+    assert await next_frame(feed) == {"type": "ping"}
+    await feed.send_to(text_data='{"type":"pong"}')
+    assert await next_frame(feed) == {"type": "ping"}
+    assert await close_code(feed) == 4408
+
+
+async def test_revoked_membership_disconnects(make_staff):
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+    membership = await database_sync_to_async(StaffMembership.objects.get)(user=staff.user)
+    await database_sync_to_async(membership_remove)(membership=membership)
+    assert await close_code(feed, timeout=3) == 4403
+
+
+async def test_logout_disconnects_that_session(make_staff):
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+
+    def logout() -> int:
+        client = Client()
+        client.cookies["sessionid"] = staff.cookie.split("=", 1)[1]
+        return client.post("/accounts/logout/").status_code
+
+    assert await database_sync_to_async(logout)() in (200, 302)
+    assert await close_code(feed, timeout=3) == 4403
+
+
+async def test_access_recheck_closes_a_socket_whose_session_ended(make_staff, settings):
+    settings.OPSITE_FEED_HEARTBEAT_S = 0.1
+    settings.OPSITE_FEED_CLIENT_TIMEOUT_S = 0.1
+    settings.OPSITE_FEED_ACCESS_RECHECK_S = 0
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+    from django.contrib.sessions.models import Session
+
+    await database_sync_to_async(Session.objects.all().delete)()
+    while True:
+        output = await feed.receive_output(timeout=3)
+        if output["type"] == "websocket.close":
+            break
+        await feed.send_to(text_data='{"type":"pong"}')
+    assert output["code"] == 4403
+
+
+async def test_it_caps_sockets_per_user(make_staff, settings):
+    settings.OPSITE_FEED_MAX_SOCKETS_PER_USER = 2
+    staff = await database_sync_to_async(make_staff)()
+    feeds = [await open_feed(staff.cookie, staff.restaurant.slug) for _ in range(2)]
+    for feed in feeds:
+        await next_frame(feed)
+    third = await open_feed(staff.cookie, staff.restaurant.slug)
+    assert await close_code(third) == 4429
+    for feed in feeds:
+        await feed.disconnect()
+    await asyncio.sleep(0.1)
+    again = await open_feed(staff.cookie, staff.restaurant.slug)
+    assert (await next_frame(again))["type"] == "hello"
+    await again.disconnect()
+
+
+async def test_superuser_may_watch_any_restaurant(make_staff, django_user_model):
+    staff = await database_sync_to_async(make_staff)()
+    admin = await database_sync_to_async(django_user_model.objects.create_superuser)("root", "r@x.org", "pw")
+    from tests.conftest import session_cookie_for
+
+    cookie = await database_sync_to_async(session_cookie_for)(admin)
+    feed = await open_feed(cookie, staff.restaurant.slug)
+    assert (await next_frame(feed))["type"] == "hello"
+    await feed.disconnect()

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import json
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from realtime.models import OrderEvent, Restaurant
+
+from .conftest import event, ingest_sync
+
+URL = "/api/v1/orders/events"
+
+
+def post(client, token: str | None, body, content_type: str = "application/json"):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post(URL, data=data, content_type=content_type, **headers)
+
+
+@pytest.fixture
+def staff(make_staff):
+    return make_staff()
+
+
+def test_it_stores_an_event_and_answers_201(client, staff):
+    response = post(client, staff.token, event("A1", total_amount=12.5, items_count=3, payment_method="card"))
+    assert response.status_code == 201
+    body = response.json()
+    assert body["seq"] == 1 and body["restaurant"] == staff.restaurant.slug
+    stored = OrderEvent.objects.get(pk=body["id"])
+    assert stored.total_amount == Decimal("12.50") and stored.items_count == 3 and stored.payment_method == "card"
+
+
+def test_it_refuses_missing_or_wrong_tokens(client, staff):
+    assert post(client, None, event("A1")).status_code == 401
+    assert post(client, "opk_wrong", event("A1")).status_code == 401
+    assert post(client, staff.token + "x", event("A1")).status_code == 401
+    assert not OrderEvent.objects.exists()
+
+
+def test_it_refuses_non_json(client, staff):
+    assert post(client, staff.token, "a=1", content_type="application/x-www-form-urlencoded").status_code == 415
+    response = post(client, staff.token, "{broken")
+    assert response.status_code == 400 and response.json()["error"] == "bad_json"
+
+
+def test_it_refuses_bodies_over_one_megabyte(client, staff):
+    body = json.dumps(event("A1", data={"blob": "x" * (1024 * 1024)}))
+    assert post(client, staff.token, body).status_code == 413
+
+
+def test_it_names_each_invalid_field(client, staff):
+    bad = {"type": "order.eaten", "order_id": "", "total_amount": "-1", "items_count": -2, "currency": "euro",
+           "occurred_at": "yesterday", "data": [1], "extra": 1}  # fmt: skip
+    response = post(client, staff.token, bad)
+    assert response.status_code == 400
+    fields = response.json()["fields"]
+    assert set(fields) == {"type", "order_id", "total_amount", "items_count", "currency", "occurred_at", "data", "extra"}
+
+
+def test_a_rejected_batch_writes_nothing(client, staff):
+    batch = [event(f"B{n}") for n in range(10)] + [event("bad", total_amount="abc")]
+    response = post(client, staff.token, batch)
+    assert response.status_code == 400
+    assert "[10].total_amount" in response.json()["fields"]
+    assert not OrderEvent.objects.exists()
+    staff.restaurant.refresh_from_db()
+    assert staff.restaurant.last_seq == 0
+
+
+def test_a_batch_is_stored_in_order_and_answered_as_a_list(client, staff):
+    response = post(client, staff.token, [event(f"B{n}") for n in range(500)])
+    assert response.status_code == 201
+    assert [a["seq"] for a in response.json()] == list(range(1, 501))
+    assert post(client, staff.token, [event("x")] * 501).status_code == 400
+
+
+def test_a_repeated_idempotency_key_answers_200_with_the_first_answer(client, staff):
+    first = post(client, staff.token, event("A1", idempotency_key="pos-1"))
+    again = post(client, staff.token, event("A1", idempotency_key="pos-1", total_amount="99"))
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json() == first.json()
+    assert OrderEvent.objects.count() == 1
+    mixed = post(client, staff.token, [event("A1", idempotency_key="pos-1"), event("A2", idempotency_key="pos-2"),
+                                       event("A2", idempotency_key="pos-2")])  # fmt: skip
+    assert mixed.status_code == 201
+    answers = mixed.json()
+    assert answers[0] == first.json() and answers[1] == answers[2] and answers[1]["seq"] == 2
+
+
+def test_it_rate_limits_per_token(client, staff, settings):
+    settings.OPSITE_INGEST_RATE_PER_MINUTE = 3
+    codes = [post(client, staff.token, event(f"R{n}")).status_code for n in range(5)]
+    assert codes[:3] == [201, 201, 201] and codes[3:] == [429, 429]
+    limited = post(client, staff.token, event("R9"))
+    assert int(limited["Retry-After"]) > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_ingest_keeps_seq_gap_free(make_staff, needs_postgres):
+    staff = make_staff()
+    writers, per_writer = 8, 25
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            restaurant = Restaurant.objects.get(pk=staff.restaurant.pk)
+            for i in range(per_writer):
+                ingest_sync(restaurant, event(f"w{n}-{i}"), event(f"w{n}-{i}", "order.paid"))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    seqs = list(OrderEvent.objects.filter(restaurant=staff.restaurant).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, writers * per_writer * 2 + 1))
+    staff.restaurant.refresh_from_db()
+    assert staff.restaurant.last_seq == len(seqs)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_repeats_of_one_key_store_it_once(make_staff, needs_postgres):
+    staff = make_staff()
+    answers: list[object] = []
+
+    def write() -> None:
+        try:
+            restaurant = Restaurant.objects.get(pk=staff.restaurant.pk)
+            answers.append(ingest_sync(restaurant, event("same", idempotency_key="dup"))[0])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert OrderEvent.objects.filter(idempotency_key="dup").count() == 1
+    assert len(answers) == 6 and all(a == answers[0] for a in answers)
+
+
+def test_catch_up_endpoint_pages_events_for_staff_only(client, make_staff):
+    staff = make_staff()
+    other = make_staff()
+    ingest_sync(staff.restaurant, *[event(f"C{n}") for n in range(7)])
+    url = f"/api/v1/restaurants/{staff.restaurant.slug}/orders/events"
+    assert client.get(url).status_code == 401
+    client.force_login(other.user)
+    assert client.get(url).status_code == 403
+    client.force_login(staff.user)
+    page = client.get(url, {"after_seq": 2, "limit": 3}).json()
+    assert [e["seq"] for e in page["events"]] == [3, 4, 5] and page["has_more"] and page["seq"] == 7
+    rest = client.get(url, {"after_seq": 5}).json()
+    assert [e["seq"] for e in rest["events"]] == [6, 7] and not rest["has_more"]
+    assert client.get(url, {"after_seq": "-1"}).status_code == 400
+
+
+def test_board_renders_todays_orders_for_staff(client, make_staff):
+    staff = make_staff()
+    ingest_sync(staff.restaurant, event("T1", table="4"), event("T1", "order.paid"), event("T2"))
+    url = f"/restaurants/{staff.restaurant.slug}/"
+    assert client.get(url).status_code == 302
+    client.force_login(make_staff().user)
+    assert client.get(url).status_code == 404
+    client.force_login(staff.user)
+    page = client.get(url)
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert 'data-order="T1"' in html and "status-paid" in html and 'data-order="T2"' in html
+    assert 'data-seq="3"' in html

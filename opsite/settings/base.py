@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -93,27 +96,44 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL: str = env.str("REDIS_URL", default="")
 
-if REDIS_URL:
-    CACHES = {
+
+
+def redis_cache(url: str, prefix: str) -> dict[str, Any]:
+    return {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "opsite",
+            "LOCATION": url,
+            "KEY_PREFIX": prefix,
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
-    CHANNEL_LAYERS = {
+
+
+def redis_channel_layers(urls: list[str], prefix: str) -> dict[str, Any]:
+    # The layer's blocking pop waits 5 s; the socket timeout must outlast it. A connection
+    # that died with a Redis restart is retried once at once, not failed on first use.
+    hosts = [
+        {
+            "address": url,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 2,
+            "retry": AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+            "retry_on_error": [RedisConnectionError],
+        }
+        for url in urls
+    ]
+    return {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": env.list("CHANNEL_REDIS_URLS", default=[REDIS_URL]),
-                "prefix": env.str("CHANNEL_PREFIX", default="opsite"),
-                "capacity": 1000,
-                "expiry": 60,
-                "group_expiry": 86400,
-            },
+            "CONFIG": {"hosts": hosts, "prefix": prefix, "capacity": 1000, "expiry": 60, "group_expiry": 86400},
         }
     }
+
+
+CHANNEL_PREFIX: str = env.str("CHANNEL_PREFIX", default="opsite")
+if REDIS_URL:
+    CACHES = redis_cache(REDIS_URL, CHANNEL_PREFIX)
+    CHANNEL_LAYERS = redis_channel_layers(env.list("CHANNEL_REDIS_URLS", default=[REDIS_URL]), CHANNEL_PREFIX)
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "opsite"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -6,7 +6,7 @@ import os
 import socket
 
 from .base import *  # noqa: F403
-from .base import DATA_DIR, _database_from_url, env
+from .base import DATA_DIR, _database_from_url, env, redis_cache, redis_channel_layers
 
 
 def _answers(host: str, port: int) -> bool:
@@ -30,20 +30,10 @@ if not env.str("DATABASE_URL", default="") and _answers("127.0.0.1", 5432):
 REDIS_URL = env.str("REDIS_URL", default="")
 if not REDIS_URL and _answers("127.0.0.1", 6379):
     REDIS_URL = "redis://127.0.0.1:6379/0"
-_run_prefix = f"opsite-test-{os.getpid()}"
+# Each test run gets its own key space; server processes it starts are handed the same one.
+CHANNEL_PREFIX = env.str("CHANNEL_PREFIX", default=f"opsite-test-{os.getpid()}")
 if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": _run_prefix,
-        }
-    }
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": _run_prefix, "capacity": 1000, "expiry": 60},
-        }
-    }
+    CACHES = redis_cache(REDIS_URL, CHANNEL_PREFIX)
+    CHANNEL_LAYERS = redis_channel_layers([REDIS_URL], CHANNEL_PREFIX)
     CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = False

@@ -50,7 +50,16 @@ class StaffMembershipAdmin(admin.ModelAdmin):
 
 @admin.register(OrderEvent)
 class OrderEventAdmin(admin.ModelAdmin):
-    list_display = ["restaurant", "seq", "type", "order_id", "total_amount", "payment_method", "occurred_at", "published_at"]
+    list_display = [
+        "restaurant",
+        "seq",
+        "type",
+        "order_id",
+        "total_amount",
+        "payment_method",
+        "occurred_at",
+        "published_at",
+    ]
     list_filter = ["type", "restaurant", "payment_method"]
     search_fields = ["order_id", "idempotency_key"]
     date_hierarchy = "occurred_at"

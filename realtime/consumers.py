@@ -44,9 +44,7 @@ def _load_access(user: Any, slug: str) -> Restaurant | None:
 @database_sync_to_async
 def _access_still_valid(user: Any, session: Any, restaurant: Restaurant) -> bool:
     user.refresh_from_db(fields=["is_active", "is_superuser"])
-    return selectors.session_still_valid(session=session, user_id=user.pk) and selectors.user_can_view(
-        user, restaurant
-    )
+    return selectors.session_still_valid(session=session, user_id=user.pk) and selectors.user_can_view(user, restaurant)
 
 
 _stream_head = database_sync_to_async(selectors.stream_head)
@@ -184,7 +182,7 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
     def _close_soon(self, code: int) -> None:
         for task in self.tasks:
             task.cancel()
-        self.tasks = [asyncio.create_task(self.close(code))]  # type: ignore[list-item]
+        self.tasks = [asyncio.create_task(self.close(code))]
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self.last_client_frame = time.monotonic()

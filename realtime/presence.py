@@ -58,7 +58,7 @@ class RedisPresence:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+            client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
             self._clients[loop] = client
         return client
 
@@ -76,13 +76,13 @@ class RedisPresence:
         nodes = await client.zrangebyscore(NODES_KEY, time.time(), "+inf")
         if not nodes:
             return 0
-        raw = await client.mget([NODE_KEY.format(n.decode()) for n in nodes])
+        raw = await client.mget([NODE_KEY.format(n) for n in nodes])
         return sum(json.loads(r).get(f"u:{user_id}", 0) for r in raw if r)
 
     def tables(self) -> dict[str, dict[str, int]]:
-        client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
         try:
-            nodes = [n.decode() for n in client.zrangebyscore(NODES_KEY, time.time(), "+inf")]
+            nodes = [str(n) for n in client.zrangebyscore(NODES_KEY, time.time(), "+inf")]
             raw = client.mget([NODE_KEY.format(n) for n in nodes]) if nodes else []
         finally:
             client.close()
@@ -110,7 +110,10 @@ def sockets_by_restaurant() -> dict[str, int]:
 
 
 def sockets_by_node() -> dict[str, int]:
-    return {node: sum(n for k, n in counts.items() if k.startswith("r:")) for node, counts in get_presence().tables().items()}
+    return {
+        node: sum(n for k, n in counts.items() if k.startswith("r:"))
+        for node, counts in get_presence().tables().items()
+    }
 
 
 def presence_summary() -> dict[str, Any]:

@@ -69,22 +69,19 @@ def restaurant_day_start(restaurant: Restaurant, now: datetime | None = None) ->
 def board_orders_today(restaurant: Restaurant) -> list[dict[str, Any]]:
     """Today's orders, each as its latest event, newest first."""
     start = restaurant_day_start(restaurant)
-    latest: dict[str, OrderEvent] = {}
-    for event in OrderEvent.objects.filter(
+    orders: dict[str, dict[str, Any]] = {}
+    for e in OrderEvent.objects.filter(
         restaurant=restaurant, occurred_at__gte=start, occurred_at__lt=start + timedelta(days=1)
     ).order_by("seq"):
-        latest[event.order_id] = event
-    orders = sorted(latest.values(), key=lambda e: e.seq, reverse=True)
-    return [
-        {
-            "order_id": e.order_id,
-            "status": e.type.split(".", 1)[1],
-            "seq": e.seq,
-            "total_amount": e.total_amount,
-            "currency": e.currency,
-            "items_count": e.items_count,
-            "table": e.table,
-            "occurred_at": e.occurred_at,
-        }
-        for e in orders
-    ]
+        order = orders.setdefault(e.order_id, {"order_id": e.order_id, "table": "", "currency": ""})
+        # A later event may leave out what an earlier one said (a payment names no table).
+        order.update(
+            status=e.type.split(".", 1)[1],
+            seq=e.seq,
+            total_amount=e.total_amount,
+            items_count=e.items_count,
+            occurred_at=e.occurred_at,
+            table=e.table or order["table"],
+            currency=e.currency or order["currency"],
+        )
+    return sorted(orders.values(), key=lambda o: o["seq"], reverse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -108,7 +108,7 @@ def clean_event(raw: Any) -> tuple[CleanEvent | None, dict[str, str]]:
         if parsed is None:
             errors["occurred_at"] = "an ISO 8601 date and time"
         else:
-            occurred_at = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.utc)
+            occurred_at = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
     data = raw.get("data", {})
     if data is None:

@@ -41,11 +41,11 @@ def _reserve_seqs(restaurant: Restaurant, count: int) -> tuple[int, str]:
 
 def _ingest_once(restaurant: Restaurant, events: list[CleanEvent]) -> IngestResult:
     keys = {e.idempotency_key for e in events if e.idempotency_key}
+    earlier = OrderEvent.objects.filter(restaurant=restaurant, idempotency_key__in=keys)
     known: dict[str, dict[str, object]] = {
         key: {"id": pk, "seq": seq, "restaurant": restaurant.slug}
-        for key, pk, seq in OrderEvent.objects.filter(restaurant=restaurant, idempotency_key__in=keys).values_list(
-            "idempotency_key", "pk", "seq"
-        )
+        for key, pk, seq in earlier.values_list("idempotency_key", "pk", "seq")
+        if key
     }
     fresh: list[CleanEvent] = []
     batch_keys: set[str] = set()

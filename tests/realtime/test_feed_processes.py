@@ -12,15 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
-from websockets.client import ClientProtocol
-from websockets.frames import Close, Frame, Opcode
-from websockets.uri import parse_uri
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.test import override_settings
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.uri import parse_uri
 
 from opsite.settings.base import redis_channel_layers
-
 from realtime.models import OrderEvent
 from realtime.services import outbox_sweep
 from tests.conftest import free_port
@@ -126,7 +125,12 @@ def private_redis(tmp_path: Path):
         )  # fmt: skip
         for _ in range(50):
             try:
-                if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() == "PONG":
+                if (
+                    subprocess.run(
+                        ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
+                    ).stdout.strip()
+                    == "PONG"
+                ):
                     return process
             except FileNotFoundError:
                 return process

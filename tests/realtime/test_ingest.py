@@ -58,7 +58,16 @@ def test_it_names_each_invalid_field(client, staff):
     response = post(client, staff.token, bad)
     assert response.status_code == 400
     fields = response.json()["fields"]
-    assert set(fields) == {"type", "order_id", "total_amount", "items_count", "currency", "occurred_at", "data", "extra"}
+    assert set(fields) == {
+        "type",
+        "order_id",
+        "total_amount",
+        "items_count",
+        "currency",
+        "occurred_at",
+        "data",
+        "extra",
+    }
 
 
 def test_a_rejected_batch_writes_nothing(client, staff):
@@ -176,4 +185,5 @@ def test_board_renders_todays_orders_for_staff(client, make_staff):
     html = page.content.decode()
     assert page.status_code == 200
     assert 'data-order="T1"' in html and "status-paid" in html and 'data-order="T2"' in html
+    assert 'data-table="4"' in html, "the payment must not erase the table the order was created with"
     assert 'data-seq="3"' in html

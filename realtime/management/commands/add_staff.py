@@ -26,6 +26,4 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
         verb = "created user" if created else "user"
-        self.stdout.write(
-            f"{verb} {membership.user} is {membership.role} of {membership.restaurant.slug}"
-        )
+        self.stdout.write(f"{verb} {membership.user} is {membership.role} of {membership.restaurant.slug}")

@@ -36,9 +36,14 @@
       tbody.prepend(row);
       counter.textContent = String(parseInt(counter.textContent, 10) + 1);
     }
+    // A later event may leave out what an earlier one said (a payment names no table).
+    const table = ev.table || row.dataset.table || "";
+    const currency = ev.currency || row.dataset.currency || "";
+    row.dataset.table = table;
+    row.dataset.currency = currency;
     row.replaceChildren(
-      cell(ev.order_id), cell(status, "status"), cell(ev.table), cell(String(ev.items_count)),
-      cell(ev.total_amount + " " + (ev.currency || "")),
+      cell(ev.order_id), cell(status, "status"), cell(table), cell(String(ev.items_count)),
+      cell(ev.total_amount + " " + currency),
       cell(new Date(ev.occurred_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }))
     );
     row.dataset.seq = String(ev.seq);

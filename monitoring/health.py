@@ -16,6 +16,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
 
+from opsite.aio import run_async
+
 OK, DEGRADED, FAILED = "ok", "degraded", "failed"
 
 
@@ -50,10 +52,12 @@ def register(check: HealthCheck) -> HealthCheck:
 
 def _database() -> str | None:
     conn = connections["default"]
-    conn.close_if_unusable_or_obsolete()
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    finally:
+        conn.close()  # back to the pool (or closed): a probe never holds a connection
     return None
 
 
@@ -76,23 +80,8 @@ async def _channel_layer_round_trip() -> None:
         raise RuntimeError("the message sent was not received")
 
 
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    """One long-lived loop for async checks, so their connections are reused, not re-made."""
-    global _loop
-    with _loop_lock:
-        if _loop is None:
-            _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="health-loop", daemon=True).start()
-        return _loop
-
-
 def _channel_layer() -> str | None:
-    future = asyncio.run_coroutine_threadsafe(_channel_layer_round_trip(), _background_loop())
-    future.result(timeout=settings.OPSITE_HEALTH_CHECK_TIMEOUT_S)
+    run_async(_channel_layer_round_trip(), timeout=settings.OPSITE_HEALTH_CHECK_TIMEOUT_S)
     return None
 
 

@@ -1,4 +1,5 @@
-"""Fixed-window rate limits kept in the cache, so every process shares one count."""
+"""Fixed-window rate limits shared by every process: one Redis round trip a hit, or the
+local cache on the embedded default (one web process)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,32 @@ import time
 
 from django.core.cache import cache
 
+from .redis import get_redis
+
 log = logging.getLogger(__name__)
+
+
+def _count(key: str, window_s: int) -> int:
+    client = get_redis()
+    if client is None:
+        cache.add(key, 0, timeout=window_s + 1)
+        return int(cache.incr(key))
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, window_s + 1, nx=True)
+    count, _ = pipe.execute()
+    return int(count)
 
 
 def hit(*, scope: str, ident: str, limit: int, window_s: int = 60) -> tuple[bool, int]:
     """Count one hit; return whether it is allowed and seconds until the window resets."""
     now = int(time.time())
-    window = now // window_s
-    key = f"rl:{scope}:{ident}:{window}"
+    key = f"opsite:rl:{scope}:{ident}:{now // window_s}"
     retry_after = window_s - now % window_s
     try:
-        cache.add(key, 0, timeout=window_s + 1)
-        count = cache.incr(key)
-    except Exception:
-        # A limit is protection, not correctness: with the cache down, serve rather than refuse.
-        log.warning("rate limit store unreachable; %s not limited", scope)
+        count = _count(key, window_s)
+    except Exception as exc:
+        # A limit is protection, not correctness: with the store down, serve rather than refuse.
+        log.warning("rate limit store unreachable (%s); %s not limited", exc, scope)
         return True, retry_after
     return count <= limit, retry_after

@@ -24,6 +24,8 @@ from .presence import get_presence
 
 log = logging.getLogger(__name__)
 
+PRESENCE_COALESCE_S = 0.25
+
 
 class FeedSubscriber(Protocol):
     user_id: int
@@ -43,7 +45,8 @@ class FeedHub:
         self._channel: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
-        self._healthy = True
+        self._counts: Counter[str] = Counter()
+        self._presence_dirty = asyncio.Event()
 
     async def join(self, group: str, sub: FeedSubscriber) -> None:
         async with self._lock:
@@ -56,49 +59,58 @@ class FeedHub:
                 with contextlib.suppress(Exception):  # joined again by the receive loop once the layer is back
                     await self._layer.group_add(group, self._channel)
             self.groups[group].add(sub)
-        await self._publish_presence()
+            self._count(sub, +1)
 
     async def leave(self, group: str, sub: FeedSubscriber) -> None:
         async with self._lock:
             members = self.groups.get(group)
             if members is None:
                 return
-            members.discard(sub)
+            if sub in members:
+                members.discard(sub)
+                self._count(sub, -1)
             if not members:
                 del self.groups[group]
                 with contextlib.suppress(Exception):
                     await self._layer.group_discard(group, self._channel)
-            stopping = not self.groups
-            if stopping:
+            if not self.groups:
                 tasks, self._tasks, self._channel = self._tasks, [], None
                 for task in tasks:
                     task.cancel()
-        await self._publish_presence()
+        if not self.groups:
+            await self._publish_presence()  # the node holds no sockets any more
+
+    def _count(self, sub: FeedSubscriber, delta: int) -> None:
+        self._counts[f"u:{sub.user_id}"] += delta
+        self._counts[f"r:{sub.restaurant_slug}"] += delta
+        self._presence_dirty.set()
 
     async def user_sockets(self, user_id: int) -> int:
+        """Sockets this user holds on every node: this node's exact count plus the others' published ones."""
+        key = f"u:{user_id}"
         try:
-            return await get_presence().user_sockets(user_id)
-        except Exception:
-            log.warning("presence store unreachable; the per-user socket cap is not enforced")
-            return 0
+            others = await get_presence().user_sockets(user_id, except_node=self.node)
+        except Exception as exc:
+            log.warning("presence store unreachable (%s); counting this node's sockets only", exc)
+            others = 0
+        return self._counts[key] + others
 
     def counts(self) -> dict[str, int]:
-        counts: Counter[str] = Counter()
-        for members in self.groups.values():
-            for sub in members:
-                counts[f"u:{sub.user_id}"] += 1
-                counts[f"r:{sub.restaurant_slug}"] += 1
-        return dict(counts)
+        return {key: n for key, n in self._counts.items() if n > 0}
 
     async def _publish_presence(self) -> None:
+        self._presence_dirty.clear()
         try:
             await get_presence().publish(self.node, self.counts(), settings.OPSITE_PRESENCE_TTL_S)
-        except Exception:
-            log.warning("could not publish socket presence for %s", self.node)
+        except Exception as exc:
+            log.warning("could not publish socket presence for %s: %s", self.node, exc)
 
     async def _presence_loop(self) -> None:
+        """Publish on change, coalesced (a burst of connects costs one write), and on a timer."""
         while True:
-            await asyncio.sleep(settings.OPSITE_PRESENCE_TTL_S / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._presence_dirty.wait(), timeout=settings.OPSITE_PRESENCE_TTL_S / 3)
+                await asyncio.sleep(PRESENCE_COALESCE_S)
             await self._publish_presence()
 
     async def _rejoin(self) -> None:

@@ -15,9 +15,10 @@ import weakref
 from collections import Counter
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+
+from opsite.redis import get_redis
 
 NODES_KEY = "opsite:presence:nodes"
 NODE_KEY = "opsite:presence:node:{}"
@@ -32,8 +33,9 @@ class LocalPresence:
         with self._lock:
             self._tables[node] = (time.time() + ttl, dict(counts))
 
-    async def user_sockets(self, user_id: int) -> int:
-        return self.totals().get(f"u:{user_id}", 0)
+    async def user_sockets(self, user_id: int, *, except_node: str = "") -> int:
+        key = f"u:{user_id}"
+        return sum(counts.get(key, 0) for node, counts in self.tables().items() if node != except_node)
 
     def tables(self) -> dict[str, dict[str, int]]:
         now = time.time()
@@ -71,21 +73,19 @@ class RedisPresence:
             pipe.zremrangebyscore(NODES_KEY, "-inf", now)
             await pipe.execute()
 
-    async def user_sockets(self, user_id: int) -> int:
+    async def user_sockets(self, user_id: int, *, except_node: str = "") -> int:
         client = self._client()
-        nodes = await client.zrangebyscore(NODES_KEY, time.time(), "+inf")
+        nodes = [n for n in await client.zrangebyscore(NODES_KEY, time.time(), "+inf") if n != except_node]
         if not nodes:
             return 0
         raw = await client.mget([NODE_KEY.format(n) for n in nodes])
         return sum(json.loads(r).get(f"u:{user_id}", 0) for r in raw if r)
 
     def tables(self) -> dict[str, dict[str, int]]:
-        client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
-        try:
-            nodes = [str(n) for n in client.zrangebyscore(NODES_KEY, time.time(), "+inf")]
-            raw = client.mget([NODE_KEY.format(n) for n in nodes]) if nodes else []
-        finally:
-            client.close()
+        client = get_redis()
+        assert client is not None
+        nodes = [str(n) for n in client.zrangebyscore(NODES_KEY, time.time(), "+inf")]
+        raw = client.mget([NODE_KEY.format(n) for n in nodes]) if nodes else []
         return {node: json.loads(r) for node, r in zip(nodes, raw, strict=True) if r}
 
     def totals(self) -> Counter[str]:

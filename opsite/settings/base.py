@@ -84,9 +84,21 @@ def _database_from_url(url: str) -> dict[str, Any]:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     else:
-        config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+        options = config.setdefault("OPTIONS", {})
+        options["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+        pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=10)
+        if pool_size > 0:
+            # One pool per process, shared by its threads: ASGI runs sync code on changing
+            # threads, where per-thread persistent connections would pile up.
+            options["pool"] = {
+                "min_size": 1,
+                "max_size": pool_size,
+                "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+            }
+            config["CONN_MAX_AGE"] = 0
+        else:
+            config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
         config["CONN_HEALTH_CHECKS"] = True
-        config.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
     return config
 
 

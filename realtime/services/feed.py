@@ -7,10 +7,12 @@ from collections import defaultdict
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
+
+from opsite.aio import run_async
 
 from ..frames import event_frame
 from ..models import OrderEvent, Restaurant
@@ -24,11 +26,18 @@ def feed_group(restaurant_id: int) -> str:
     return f"feed.{restaurant_id}"
 
 
+PUBLISH_TIMEOUT_S = 5.0
+
+
 def _group_send(group: str, message: dict[str, object]) -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer is configured")
-    async_to_sync(layer.group_send)(group, message)
+    if isinstance(layer, InMemoryChannelLayer):
+        # The in-process layer lives in the caller's loop: it must be reached from there.
+        async_to_sync(layer.group_send)(group, message)
+    else:
+        run_async(layer.group_send(group, message), timeout=PUBLISH_TIMEOUT_S)
 
 
 def events_publish(*, restaurant: Restaurant, events: list[OrderEvent]) -> bool:

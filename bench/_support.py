@@ -1,0 +1,114 @@
+"""Shared plumbing for the bench scripts: a scratch Postgres database, Redis, server processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+BENCH_DB = "opsite_bench"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "DJANGO_", "CELERY_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="opsite.settings.development",
+        DJANGO_DEBUG="false",
+        DATABASE_URL=f"{PG}/{BENCH_DB}",
+        REDIS_URL=REDIS_URL,
+        CHANNEL_PREFIX="opsite-bench",
+        LOG_LEVEL="WARNING",
+        OPSITE_FEED_MAX_SOCKETS_PER_USER="100000",
+        OPSITE_INGEST_RATE_PER_MINUTE="10000000",
+    )
+    env.update(extra)
+    return env
+
+
+def fresh_database() -> None:
+    """Drop and re-create the bench database, migrate it, and set Django up against it."""
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    env = bench_env()
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], check=True, capture_output=True)
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(
+    command: Sequence[str], *, port: int, env: dict[str, str], ready_path: str = "/health/live"
+) -> Iterator[str]:
+    url = f"http://127.0.0.1:{port}"
+    log = open(f"/tmp/opsite-bench-{port}.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(list(command), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited; see /tmp/opsite-bench-{port}.log")
+            try:
+                httpx.get(url + ready_path, timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{command[0]} never answered") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def uvicorn(port: int, app: str = "opsite.asgi:application") -> list[str]:
+    return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+            "--log-level", "warning", "--ws-max-size", "1048576"]  # fmt: skip
+
+
+def gunicorn(port: int, *, workers: int = 1) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "opsite.wsgi:application", "-b", f"127.0.0.1:{port}",
+            "-w", str(workers), "--log-level", "warning"]  # fmt: skip
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def session_cookie(username: str) -> str:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.get_or_create(username=username, defaults={"is_superuser": True})
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"

@@ -27,7 +27,7 @@ def bench_env(**extra: str) -> dict[str, str]:
         DJANGO_DEBUG="false",
         DATABASE_URL=f"{PG}/{BENCH_DB}",
         REDIS_URL=REDIS_URL,
-        CHANNEL_PREFIX="opsite-bench",
+        REDIS_PREFIX="opsite-bench",
         LOG_LEVEL="WARNING",
         OPSITE_FEED_MAX_SOCKETS_PER_USER="100000",
         OPSITE_INGEST_RATE_PER_MINUTE="10000000",

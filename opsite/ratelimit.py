@@ -8,7 +8,7 @@ import time
 
 from django.core.cache import cache
 
-from .redis import get_redis
+from .redis import get_redis, redis_key
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def _count(key: str, window_s: int) -> int:
 def hit(*, scope: str, ident: str, limit: int, window_s: int = 60) -> tuple[bool, int]:
     """Count one hit; return whether it is allowed and seconds until the window resets."""
     now = int(time.time())
-    key = f"opsite:rl:{scope}:{ident}:{now // window_s}"
+    key = redis_key("rl", scope, ident, now // window_s)
     retry_after = window_s - now % window_s
     try:
         count = _count(key, window_s)

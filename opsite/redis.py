@@ -9,6 +9,11 @@ from django.conf import settings
 _client: redis.Redis | None = None
 
 
+def redis_key(*parts: object) -> str:
+    """A key in this deployment's own space (REDIS_PREFIX), so deployments can share a Redis."""
+    return ":".join([settings.REDIS_PREFIX, *map(str, parts)])
+
+
 def get_redis() -> redis.Redis | None:
     global _client
     if not settings.REDIS_URL:

@@ -18,10 +18,15 @@ from typing import Any
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from opsite.redis import get_redis
+from opsite.redis import get_redis, redis_key
 
-NODES_KEY = "opsite:presence:nodes"
-NODE_KEY = "opsite:presence:node:{}"
+
+def _nodes_key() -> str:
+    return redis_key("presence", "nodes")
+
+
+def _node_key(node: str) -> str:
+    return redis_key("presence", "node", node)
 
 
 class LocalPresence:
@@ -66,26 +71,27 @@ class RedisPresence:
 
     async def publish(self, node: str, counts: dict[str, int], ttl: float) -> None:
         now = time.time()
-        key = NODE_KEY.format(node)
+        key = _node_key(node)
         async with self._client().pipeline(transaction=True) as pipe:
             pipe.set(key, json.dumps(counts), ex=max(1, int(ttl)))
-            pipe.zadd(NODES_KEY, {node: now + ttl})
-            pipe.zremrangebyscore(NODES_KEY, "-inf", now)
+            pipe.zadd(_nodes_key(), {node: now + ttl})
+            pipe.zremrangebyscore(_nodes_key(), "-inf", now)
             await pipe.execute()
 
     async def user_sockets(self, user_id: int, *, except_node: str = "") -> int:
         client = self._client()
-        nodes = [n for n in await client.zrangebyscore(NODES_KEY, time.time(), "+inf") if n != except_node]
+        live = await client.zrangebyscore(_nodes_key(), time.time(), "+inf")
+        nodes = [str(n) for n in live if n != except_node]
         if not nodes:
             return 0
-        raw = await client.mget([NODE_KEY.format(n) for n in nodes])
+        raw = await client.mget([_node_key(n) for n in nodes])
         return sum(json.loads(r).get(f"u:{user_id}", 0) for r in raw if r)
 
     def tables(self) -> dict[str, dict[str, int]]:
         client = get_redis()
         assert client is not None
-        nodes = [str(n) for n in client.zrangebyscore(NODES_KEY, time.time(), "+inf")]
-        raw = client.mget([NODE_KEY.format(n) for n in nodes]) if nodes else []
+        nodes = [str(n) for n in client.zrangebyscore(_nodes_key(), time.time(), "+inf")]
+        raw = client.mget([_node_key(n) for n in nodes]) if nodes else []
         return {node: json.loads(r) for node, r in zip(nodes, raw, strict=True) if r}
 
     def totals(self) -> Counter[str]:

@@ -3,10 +3,12 @@ from __future__ import annotations
 import hmac
 import zoneinfo
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import SessionBase
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from .frames import event_frame
@@ -85,3 +87,33 @@ def board_orders_today(restaurant: Restaurant) -> list[dict[str, Any]]:
             currency=e.currency or order["currency"],
         )
     return sorted(orders.values(), key=lambda o: o["seq"], reverse=True)
+
+
+def order_totals(*, since: datetime, until: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Per restaurant: orders opened, paid and cancelled, and revenue (paid totals) by payment method."""
+    events = OrderEvent.objects.filter(occurred_at__gte=since)
+    if until is not None:
+        events = events.filter(occurred_at__lt=until)
+    totals: dict[str, dict[str, Any]] = {}
+    rows = (
+        events.values("restaurant__slug", "type", "payment_method")
+        .annotate(n=Count("id"), amount=Sum("total_amount"))
+        .order_by()
+    )
+    for row in rows:
+        entry = totals.setdefault(
+            row["restaurant__slug"],
+            {"orders": 0, "paid": 0, "cancelled": 0, "revenue": Decimal("0"), "revenue_by_payment_method": {}},
+        )
+        kind = row["type"]
+        if kind == OrderEvent.Type.CREATED:
+            entry["orders"] += row["n"]
+        elif kind == OrderEvent.Type.CANCELLED:
+            entry["cancelled"] += row["n"]
+        elif kind == OrderEvent.Type.PAID:
+            entry["paid"] += row["n"]
+            entry["revenue"] += row["amount"]
+            method = row["payment_method"] or "unknown"
+            by_method = entry["revenue_by_payment_method"]
+            by_method[method] = by_method.get(method, Decimal("0")) + row["amount"]
+    return totals

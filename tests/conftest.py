@@ -134,7 +134,7 @@ def server_env() -> dict[str, str]:
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
         # Share the channel layer and cache prefix of this test run.
-        env["CHANNEL_PREFIX"] = settings.CHANNEL_PREFIX
+        env["REDIS_PREFIX"] = settings.REDIS_PREFIX
     return env
 
 

@@ -141,10 +141,10 @@ def redis_channel_layers(urls: list[str], prefix: str) -> dict[str, Any]:
     }
 
 
-CHANNEL_PREFIX: str = env.str("CHANNEL_PREFIX", default="opsite")
+REDIS_PREFIX: str = env.str("REDIS_PREFIX", default="opsite")
 if REDIS_URL:
-    CACHES = redis_cache(REDIS_URL, CHANNEL_PREFIX)
-    CHANNEL_LAYERS = redis_channel_layers(env.list("CHANNEL_REDIS_URLS", default=[REDIS_URL]), CHANNEL_PREFIX)
+    CACHES = redis_cache(REDIS_URL, REDIS_PREFIX)
+    CHANNEL_LAYERS = redis_channel_layers(env.list("CHANNEL_REDIS_URLS", default=[REDIS_URL]), REDIS_PREFIX)
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "opsite"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

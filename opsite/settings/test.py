@@ -31,9 +31,9 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if not REDIS_URL and _answers("127.0.0.1", 6379):
     REDIS_URL = "redis://127.0.0.1:6379/0"
 # Each test run gets its own key space; server processes it starts are handed the same one.
-CHANNEL_PREFIX = env.str("CHANNEL_PREFIX", default=f"opsite-test-{os.getpid()}")
+REDIS_PREFIX = env.str("REDIS_PREFIX", default=f"opsite-test-{os.getpid()}")
 if REDIS_URL:
-    CACHES = redis_cache(REDIS_URL, CHANNEL_PREFIX)
-    CHANNEL_LAYERS = redis_channel_layers([REDIS_URL], CHANNEL_PREFIX)
+    CACHES = redis_cache(REDIS_URL, REDIS_PREFIX)
+    CHANNEL_LAYERS = redis_channel_layers([REDIS_URL], REDIS_PREFIX)
     CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = False

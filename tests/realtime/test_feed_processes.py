@@ -171,7 +171,7 @@ async def test_events_ingested_while_the_layer_is_down_arrive_when_it_returns(ma
     received = [await frame(ws, timeout=15), await frame(ws, timeout=15)]
     assert [f["order_id"] for f in received] == ["during-1", "during-2"]
 
-    layers = redis_channel_layers([url], settings.CHANNEL_PREFIX)
+    layers = redis_channel_layers([url], settings.REDIS_PREFIX)
 
     def sweep() -> int:
         with override_settings(CHANNEL_LAYERS=layers, OPSITE_OUTBOX_GRACE_S=0):
@@ -183,3 +183,41 @@ async def test_events_ingested_while_the_layer_is_down_arrive_when_it_returns(ma
     assert (await post_events(server.url, staff.token, event("after"))).status_code == 201
     assert (await frame(ws))["order_id"] == "after"
     await ws.close()
+
+
+async def test_server_shutdown_closes_sockets_1012(make_staff, start_server):
+    staff = await database_sync_to_async(make_staff)()
+    server = start_server()
+    ws = await connect(server.url, staff.restaurant.slug, staff.cookie)
+    await frame(ws)
+    server.process.terminate()
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+
+
+async def test_presence_counts_sockets_per_node_and_forgets_a_dead_node(make_staff, start_server):
+    from realtime.presence import presence_summary
+
+    a = await database_sync_to_async(make_staff)()
+    b = await database_sync_to_async(make_staff)()
+    fast = {"OPSITE_PRESENCE_TTL_S": "2"}
+    web_1, web_2 = start_server(fast), start_server(fast)
+    sockets = [
+        await connect(web_1.url, a.restaurant.slug, a.cookie),
+        await connect(web_1.url, b.restaurant.slug, b.cookie),
+        await connect(web_2.url, a.restaurant.slug, a.cookie),
+    ]
+    for ws in sockets:
+        await frame(ws)
+    await asyncio.sleep(1)
+    summary = await asyncio.to_thread(presence_summary)
+    assert summary["by_restaurant"] == {a.restaurant.slug: 2, b.restaurant.slug: 1}
+    assert sorted(n for n in summary["by_node"].values() if n) == [1, 2] and summary["total"] == 3
+
+    web_1.process.kill()  # no goodbye: its entry must expire on its own
+    await asyncio.sleep(3)
+    summary = await asyncio.to_thread(presence_summary)
+    assert summary["by_restaurant"] == {a.restaurant.slug: 1}
+    assert [n for n in summary["by_node"].values() if n] == [1]
+    await sockets[2].close()

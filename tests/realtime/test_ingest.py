@@ -187,3 +187,27 @@ def test_board_renders_todays_orders_for_staff(client, make_staff):
     assert 'data-order="T1"' in html and "status-paid" in html and 'data-order="T2"' in html
     assert 'data-table="4"' in html, "the payment must not erase the table the order was created with"
     assert 'data-seq="3"' in html
+
+
+def test_order_totals_count_orders_and_revenue_by_payment_method(make_staff):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from realtime.selectors import order_totals
+
+    a, b = make_staff(), make_staff()
+    ingest_sync(
+        a.restaurant,
+        event("1"), event("1", "order.paid", total_amount="20.00", payment_method="card"),
+        event("2"), event("2", "order.paid", total_amount="5.50", payment_method="cash"),
+        event("3"), event("3", "order.cancelled"),
+        event("old", occurred_at=(timezone.now() - timedelta(days=2)).isoformat()),
+    )  # fmt: skip
+    ingest_sync(b.restaurant, event("x"), event("x", "order.paid", total_amount="7.00"))
+    totals = order_totals(since=timezone.now() - timedelta(hours=1))
+    assert totals[a.restaurant.slug] == {
+        "orders": 3, "paid": 2, "cancelled": 1, "revenue": Decimal("25.50"),
+        "revenue_by_payment_method": {"card": Decimal("20.00"), "cash": Decimal("5.50")},
+    }  # fmt: skip
+    assert totals[b.restaurant.slug]["revenue_by_payment_method"] == {"unknown": Decimal("7.00")}

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import gc
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -72,9 +73,14 @@ def event_body(n: int) -> dict[str, object]:
             "data": {"t": time.time()}}  # fmt: skip
 
 
+def daphne(port: int) -> list[str]:
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "opsite.asgi:application"]
+
+
 async def run_opsite(args: argparse.Namespace, cookie: str, slug: str, token: str) -> dict[str, float]:
     port = free_port()
-    with server(uvicorn(port), port=port, env=bench_env()) as url:
+    command = uvicorn(port) if args.server == "uvicorn" else daphne(port)
+    with server(command, port=port, env=bench_env()) as url:
         sockets = await open_sockets(f"ws://127.0.0.1:{port}/ws/restaurants/{slug}/orders/", args.sockets, cookie)
         async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
 
@@ -111,16 +117,20 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--events", type=int, default=10)
     parser.add_argument("--rate", type=float, default=5.0)
+    parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn", help="ASGI server for opsite")
     args = parser.parse_args()
     fresh_database()
     from realtime.services import restaurant_create
 
     restaurant, token = restaurant_create(slug="fanout", name="Fan-out")
     cookie = session_cookie("bench-admin")
-    print(f"{args.sockets} sockets in one restaurant, {args.events} events at {args.rate}/s, one uvicorn process")
+    print(f"{args.sockets} sockets in one restaurant, {args.events} events at {args.rate}/s, one {args.server} process")
     baseline = asyncio.run(run_baseline(args, cookie, restaurant.slug))
     ours = asyncio.run(run_opsite(args, cookie, restaurant.slug, token))
-    for name, r in (("baseline (per-socket groups, pubsub layer)", baseline), ("opsite (ingest + hub)", ours)):
+    for name, r in (
+        ("baseline (per-socket groups, pubsub layer)", baseline),
+        (f"opsite (ingest + hub, {args.server})", ours),
+    ):
         print(
             f"  {name:45s} p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  lost {r['lost']:.0f}"
         )

@@ -1,44 +1,55 @@
-"""Health checks: a registry of named checks, each run with its own timeout."""
+"""Health checks: a registry of named checks, each run on a worker thread with its own timeout.
+
+A check's probe returns a ``Probe`` (status, detail, figures) or raises; a failure of a
+critical check makes the service unready and unhealthy, any other failure or a figure over its
+threshold makes it degraded. Results are cached briefly, so a storm of probes costs one round.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.cache import cache
-from django.db import connections
-
-from opsite.aio import run_async
 
 OK, DEGRADED, FAILED = "ok", "degraded", "failed"
+HEALTHY, UNHEALTHY = "healthy", "unhealthy"
+
+
+@dataclass(frozen=True)
+class Probe:
+    status: str = OK
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class CheckResult:
     status: str
     ms: float
+    critical: bool
     detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"status": self.status, "ms": round(self.ms, 2)}
+        out: dict[str, Any] = {"status": self.status, "ms": round(self.ms, 2)}
         if self.detail:
-            data["detail"] = self.detail
-        return data
+            out["detail"] = self.detail
+        out.update(self.data)
+        return out
 
 
 @dataclass(frozen=True)
 class HealthCheck:
     name: str
-    probe: Callable[[], str | None]  # raises on failure; may return a detail
-    critical: bool
+    probe: Callable[[], Probe]
+    critical: bool = False  # its failure makes the process unready and unhealthy
+    in_ready: bool = False  # reported by /health/ready (critical checks always are)
     timeout_s: float | None = None
 
 
@@ -50,57 +61,20 @@ def register(check: HealthCheck) -> HealthCheck:
     return check
 
 
-def _database() -> str | None:
-    conn = connections["default"]
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    finally:
-        conn.close()  # back to the pool (or closed): a probe never holds a connection
-    return None
-
-
-def _cache() -> str | None:
-    key = f"health:{threading.get_ident()}"
-    cache.set(key, "1", timeout=5)
-    if cache.get(key) != "1":
-        raise RuntimeError("the value written was not read back")
-    return None
-
-
-async def _channel_layer_round_trip() -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel()
-    await layer.send(channel, {"type": "health.ping"})
-    message = await asyncio.wait_for(layer.receive(channel), timeout=1.5)
-    if message.get("type") != "health.ping":
-        raise RuntimeError("the message sent was not received")
-
-
-def _channel_layer() -> str | None:
-    run_async(_channel_layer_round_trip(), timeout=settings.OPSITE_HEALTH_CHECK_TIMEOUT_S)
-    return None
-
-
-register(HealthCheck("database", _database, critical=True))
-register(HealthCheck("channel_layer", _channel_layer, critical=True))
-register(HealthCheck("cache", _cache, critical=False))
-
-# Checks run on their own threads so a hanging one costs its timeout, never the caller's.
-# The threads are few and reused, so database connections stay flat however many probes arrive.
-_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health")
+# Checks run on their own threads so a hanging one costs its timeout, never the caller's; the
+# threads are few and reused, so database connections stay flat however many probes arrive.
+_pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="health")
 
 
 def _timed(check: HealthCheck) -> CheckResult:
     started = time.perf_counter()
     try:
-        detail = check.probe() or ""
+        probe = check.probe()
     except Exception as exc:
-        return CheckResult(FAILED, (time.perf_counter() - started) * 1000, f"{type(exc).__name__}: {exc}")
-    return CheckResult(OK, (time.perf_counter() - started) * 1000, detail)
+        return CheckResult(
+            FAILED, (time.perf_counter() - started) * 1000, check.critical, f"{type(exc).__name__}: {exc}"
+        )
+    return CheckResult(probe.status, (time.perf_counter() - started) * 1000, check.critical, probe.detail, probe.data)
 
 
 def run_checks(names: list[str], *, overall_timeout_s: float) -> dict[str, CheckResult]:
@@ -108,34 +82,58 @@ def run_checks(names: list[str], *, overall_timeout_s: float) -> dict[str, Check
     futures = {name: _pool.submit(_timed, REGISTRY[name]) for name in names}
     results: dict[str, CheckResult] = {}
     for name, future in futures.items():
-        own = REGISTRY[name].timeout_s or settings.OPSITE_HEALTH_CHECK_TIMEOUT_S
+        check = REGISTRY[name]
+        own = check.timeout_s or settings.OPSITE_HEALTH_CHECK_TIMEOUT_S
         remaining = max(0.0, min(own, overall_timeout_s - (time.monotonic() - started)))
         try:
             results[name] = future.result(timeout=remaining)
         except FutureTimeout:
-            results[name] = CheckResult(FAILED, (time.monotonic() - started) * 1000, "timed out")
+            elapsed = (time.monotonic() - started) * 1000
+            results[name] = CheckResult(FAILED, elapsed, check.critical, f"timed out after {own:g} s")
     return results
 
 
-_ready_cache: tuple[float, bool, dict[str, CheckResult]] | None = None
-_ready_lock = threading.Lock()
+def overall(results: dict[str, CheckResult]) -> str:
+    if any(r.critical and r.status == FAILED for r in results.values()):
+        return UNHEALTHY
+    if any(r.status != OK for r in results.values()):
+        return DEGRADED
+    return HEALTHY
+
+
+class _Cached:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, dict[str, CheckResult]]] = {}
+
+    def get(self, key: str, names: list[str], timeout_s: float) -> dict[str, CheckResult]:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and time.monotonic() - hit[0] < settings.OPSITE_HEALTH_CACHE_S:
+                return hit[1]
+            results = run_checks(names, overall_timeout_s=timeout_s)
+            self._entries[key] = (time.monotonic(), results)
+            return results
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_cache = _Cached()
 
 
 def readiness() -> tuple[bool, dict[str, CheckResult]]:
-    """The critical checks, cached briefly so a storm of probes costs one round of checks."""
-    global _ready_cache
-    with _ready_lock:
-        now = time.monotonic()
-        if _ready_cache is not None and now - _ready_cache[0] < settings.OPSITE_HEALTH_CACHE_S:
-            return _ready_cache[1], _ready_cache[2]
-        names = [c.name for c in REGISTRY.values() if c.critical]
-        results = run_checks(names, overall_timeout_s=settings.OPSITE_HEALTH_READY_TIMEOUT_S)
-        ready = all(r.status == OK for r in results.values())
-        _ready_cache = (time.monotonic(), ready, results)
-        return ready, results
+    """Ready unless a critical check fails; the other ready checks are reported, not decisive."""
+    names = [c.name for c in REGISTRY.values() if c.critical or c.in_ready]
+    results = _cache.get("ready", names, settings.OPSITE_HEALTH_READY_TIMEOUT_S)
+    return all(r.status == OK for r in results.values() if r.critical), results
+
+
+def detailed() -> tuple[str, dict[str, CheckResult]]:
+    results = _cache.get("detailed", list(REGISTRY), settings.OPSITE_HEALTH_DETAILED_TIMEOUT_S)
+    return overall(results), results
 
 
 def reset_cache() -> None:
-    global _ready_cache
-    with _ready_lock:
-        _ready_cache = None
+    _cache.clear()

@@ -6,4 +6,10 @@ urlpatterns = [
     path("health", views.health_summary, name="health"),
     path("health/live", views.health_live, name="health-live"),
     path("health/ready", views.health_ready, name="health-ready"),
+    path("health/detailed", views.health_detailed, name="health-detailed"),
+    path("health/dependencies", views.health_dependencies, name="health-dependencies"),
+    path("health/stats", views.health_stats, name="health-stats"),
+    path("metrics", views.metrics, name="metrics"),
+    path("api/v1/metrics/frontend", views.frontend_metrics, name="frontend-metrics"),
+    path("api/v1/errors/frontend", views.frontend_errors, name="frontend-errors"),
 ]

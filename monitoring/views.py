@@ -1,12 +1,25 @@
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
 
-from . import health, lifecycle
+from opsite.http import ApiError, read_json_body
+from realtime.auth import restaurant_from_request
+
+from . import dependencies, frontend, health, lifecycle, prometheus
+from .auth import ops_access
+from .selectors import orders_today, traffic_summary
+from .services import frontend_error_record
+from .traffic import FRONTEND, get_recorder
+
+REPORT_MAX_BYTES = 256 * 1024
 
 
 @never_cache
@@ -39,3 +52,98 @@ def health_ready(request: HttpRequest) -> JsonResponse:
     if ready:
         return JsonResponse({"status": "ready", "checks": checks})
     return JsonResponse({"status": "not_ready", "checks": checks}, status=503)
+
+
+def detailed_report() -> tuple[str, dict[str, Any]]:
+    status, results = health.detailed()
+    return status, {
+        "status": status,
+        "service": "opsite",
+        "version": settings.OPSITE_VERSION,
+        "node": settings.OPSITE_NODE_NAME,
+        "timestamp": timezone.now().isoformat(),
+        "components": {name: {**r.as_dict(), "critical": r.critical} for name, r in results.items()},
+    }
+
+
+@never_cache
+@require_GET
+@ops_access()
+def health_detailed(request: HttpRequest) -> JsonResponse:
+    status, report = detailed_report()
+    return JsonResponse(report, status=503 if status == health.UNHEALTHY else 200)
+
+
+@never_cache
+@require_GET
+@ops_access()
+def health_dependencies(request: HttpRequest) -> JsonResponse:
+    results = dependencies.check_all()
+    status = "ok" if all(r["status"] == "ok" for r in results) else "degraded"
+    return JsonResponse({"status": status, "dependencies": results})
+
+
+@never_cache
+@require_GET
+@ops_access()
+def health_stats(request: HttpRequest) -> JsonResponse:
+    from realtime.presence import presence_summary
+
+    return JsonResponse(
+        {
+            "timestamp": timezone.now().isoformat(),
+            "requests": traffic_summary(per_route=request.GET.get("routes") != "0"),
+            "orders_today": orders_today(),
+            "sockets": presence_summary(),
+        }
+    )
+
+
+@never_cache
+@require_GET
+@ops_access(allow_networks=True)
+def metrics(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(prometheus.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _report_payload(request: HttpRequest, scope: str) -> tuple[Any, Any]:
+    restaurant = restaurant_from_request(request, scope=scope, per_minute=settings.OPSITE_FRONTEND_RATE_PER_MINUTE)
+    return restaurant, read_json_body(request, max_bytes=REPORT_MAX_BYTES)
+
+
+@csrf_exempt
+@require_POST
+def frontend_metrics(request: HttpRequest) -> JsonResponse:
+    try:
+        _, payload = _report_payload(request, "frontend-metrics")
+        cleaned, errors = frontend.clean_metrics(payload)
+        if errors:
+            raise ApiError(400, "invalid", "some fields are invalid", fields=errors)
+    except ValueError as exc:
+        return ApiError(400, "invalid", str(exc)).response()
+    except ApiError as exc:
+        return exc.response()
+    recorder = get_recorder(FRONTEND)
+    for report in cleaned:
+        recorder.record(f"{report['screen']}/{report['action']}", report["duration_ms"], 200)
+    return JsonResponse({"accepted": len(cleaned)}, status=202)
+
+
+@csrf_exempt
+@require_POST
+def frontend_errors(request: HttpRequest) -> JsonResponse:
+    try:
+        restaurant, payload = _report_payload(request, "frontend-errors")
+        cleaned, errors = frontend.clean_errors(payload)
+        if errors:
+            raise ApiError(400, "invalid", "some fields are invalid", fields=errors)
+    except ValueError as exc:
+        return ApiError(400, "invalid", str(exc)).response()
+    except ApiError as exc:
+        return exc.response()
+    groups = [frontend_error_record(report=report, restaurant=restaurant) for report in cleaned]
+    return JsonResponse({"accepted": len(groups), "groups": [g.fingerprint for g in groups]}, status=202)
+
+
+def report_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, default=str)

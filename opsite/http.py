@@ -14,7 +14,10 @@ class ApiError(Exception):
         self.status, self.error, self.message, self.extra = status, error, message, extra
 
     def response(self) -> JsonResponse:
-        return JsonResponse({"error": self.error, "message": self.message, **self.extra}, status=self.status)
+        response = JsonResponse({"error": self.error, "message": self.message, **self.extra}, status=self.status)
+        if "retry_after" in self.extra:
+            response["Retry-After"] = str(self.extra["retry_after"])
+        return response
 
 
 def bearer_token(request: HttpRequest) -> str | None:

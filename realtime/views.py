@@ -7,10 +7,10 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from opsite import ratelimit
-from opsite.http import ApiError, bearer_token, read_json_body
+from opsite.http import ApiError, read_json_body
 
 from . import selectors
+from .auth import restaurant_from_request
 from .frames import event_payload
 from .models import Restaurant
 from .services import order_event_ingest
@@ -23,18 +23,7 @@ CATCH_UP_MAX = 1000
 @require_POST
 def order_events_ingest(request: HttpRequest) -> JsonResponse:
     try:
-        token = bearer_token(request)
-        restaurant = selectors.restaurant_for_token(token) if token else None
-        if restaurant is None:
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <restaurant ingest token>")
-        allowed, retry_after = ratelimit.hit(
-            scope="ingest", ident=str(restaurant.pk), limit=settings.OPSITE_INGEST_RATE_PER_MINUTE
-        )
-        if not allowed:
-            error = ApiError(429, "rate_limited", f"too many requests; retry in {retry_after} s")
-            response = error.response()
-            response["Retry-After"] = str(retry_after)
-            return response
+        restaurant = restaurant_from_request(request, scope="ingest", per_minute=settings.OPSITE_INGEST_RATE_PER_MINUTE)
         payload = read_json_body(request, max_bytes=settings.OPSITE_INGEST_MAX_BODY_BYTES)
         try:
             events, is_batch = clean_events(payload, max_batch=settings.OPSITE_INGEST_MAX_BATCH)

@@ -142,7 +142,7 @@ def server_env() -> dict[str, str]:
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(extra_env: dict[str, str] | None = None) -> ServerProcess:
+    def start(extra_env: dict[str, str] | None = None, ready_path: str = "/health/ready") -> ServerProcess:
         port = free_port()
         log = tmp_path / f"server-{port}.log"
         env = {**server_env(), **(extra_env or {})}
@@ -158,7 +158,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{log.read_text()}")
             try:
-                if httpx.get(f"{server.url}/health/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{server.url}{ready_path}", timeout=1).status_code == 200:
                     return server
             except httpx.HTTPError:
                 pass
@@ -177,13 +177,19 @@ def cookie_value(cookie: str) -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _close_stray_connections(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+def _close_stray_connections(django_db_setup: Any) -> Iterator[None]:
     """Threads used by async code keep their own connections; end them so the test database can be dropped."""
     yield
-    with django_db_blocker.unblock():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
+    db = settings.DATABASES["default"]
+    if connection.vendor != "postgresql":
+        return
+    import psycopg
+
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"] or None,
+        dbname="postgres", autocommit=True,
+    ) as admin:  # fmt: skip
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [db["NAME"]],
+        )

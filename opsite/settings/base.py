@@ -43,7 +43,10 @@ INSTALLED_APPS = [
     "backups",
 ]
 
+# Request monitoring can be switched off only to measure what it costs (bench/).
+OPSITE_REQUEST_MONITORING: bool = env.bool("OPSITE_REQUEST_MONITORING", default=True)
 MIDDLEWARE = [
+    *(["monitoring.middleware.RequestMonitoringMiddleware"] if OPSITE_REQUEST_MONITORING else []),
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -112,7 +115,8 @@ REDIS_URL: str = env.str("REDIS_URL", default="")
 def redis_cache(url: str, prefix: str) -> dict[str, Any]:
     return {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's Redis cache, counting hits and misses for Prometheus.
+            "BACKEND": "django_prometheus.cache.backends.redis.NativeRedisCache",
             "LOCATION": url,
             "KEY_PREFIX": prefix,
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
@@ -146,7 +150,7 @@ if REDIS_URL:
     CACHES = redis_cache(REDIS_URL, REDIS_PREFIX)
     CHANNEL_LAYERS = redis_channel_layers(env.list("CHANNEL_REDIS_URLS", default=[REDIS_URL]), REDIS_PREFIX)
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "opsite"}}
+    CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache", "LOCATION": "opsite"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Celery: Redis when configured, RabbitMQ when named, else a filesystem queue
@@ -221,13 +225,36 @@ OPSITE_INGEST_RATE_PER_MINUTE: int = env.int("OPSITE_INGEST_RATE_PER_MINUTE", de
 # Health.
 OPSITE_HEALTH_CHECK_TIMEOUT_S: float = env.float("OPSITE_HEALTH_CHECK_TIMEOUT_S", default=2.0)
 OPSITE_HEALTH_READY_TIMEOUT_S: float = env.float("OPSITE_HEALTH_READY_TIMEOUT_S", default=3.0)
+OPSITE_HEALTH_DETAILED_TIMEOUT_S: float = env.float("OPSITE_HEALTH_DETAILED_TIMEOUT_S", default=5.0)
 OPSITE_HEALTH_CACHE_S: float = env.float("OPSITE_HEALTH_CACHE_S", default=1.0)
+OPSITE_HEALTH_QUEUE_DEPTH_MAX: int = env.int("OPSITE_HEALTH_QUEUE_DEPTH_MAX", default=1000)
+OPSITE_HEALTH_SYSTEM_PERCENT_MAX: float = env.float("OPSITE_HEALTH_SYSTEM_PERCENT_MAX", default=90.0)
+OPSITE_BEAT_MAX_AGE_S: float = env.float("OPSITE_BEAT_MAX_AGE_S", default=180.0)
+OPSITE_BACKUP_DIR = Path(env.path("OPSITE_BACKUP_DIR", default=str(DATA_DIR / "backups")))
+# External services to watch: name=url pairs, comma-separated.
+OPSITE_DEPENDENCIES: dict[str, str] = env.dict("OPSITE_DEPENDENCIES", default={})
+OPSITE_DEPENDENCY_TIMEOUT_S: float = env.float("OPSITE_DEPENDENCY_TIMEOUT_S", default=1.5)
+OPSITE_DEPENDENCY_FAILURES: int = env.int("OPSITE_DEPENDENCY_FAILURES", default=3)
+OPSITE_DEPENDENCY_RESET_S: float = env.float("OPSITE_DEPENDENCY_RESET_S", default=30.0)
+
+# Request and query monitoring, Prometheus.
+OPSITE_METRICS_FLUSH_S: float = env.float("OPSITE_METRICS_FLUSH_S", default=5.0)
+OPSITE_SLOW_REQUEST_MS: float = env.float("OPSITE_SLOW_REQUEST_MS", default=1000.0)
+OPSITE_SLOW_QUERY_MS: float = env.float("OPSITE_SLOW_QUERY_MS", default=200.0)
+OPSITE_QUERY_SAMPLE_RATE: float = env.float("OPSITE_QUERY_SAMPLE_RATE", default=1.0)
+OPSITE_N_PLUS_ONE_THRESHOLD: int = env.int("OPSITE_N_PLUS_ONE_THRESHOLD", default=10)
+OPSITE_METRICS_ALLOWED_NETWORKS: list[str] = env.list(
+    "OPSITE_METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"]
+)
+OPSITE_FRONTEND_RATE_PER_MINUTE: int = env.int("OPSITE_FRONTEND_RATE_PER_MINUTE", default=1200)
+# Its start-up query of the migration table would run in every process at import.
+PROMETHEUS_EXPORT_MIGRATIONS = False
 
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

@@ -1,0 +1,56 @@
+"""Who may read the protected monitoring endpoints: staff sessions or machine bearer tokens."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from opsite.http import bearer_token
+
+
+def has_ops_token(request: HttpRequest) -> bool:
+    token = bearer_token(request)
+    if not token:
+        return False
+    # Compare against every configured token, so the time taken says nothing about which matched.
+    matches = [hmac.compare_digest(token.encode(), known.encode()) for known in settings.OPS_API_TOKENS]
+    return any(matches)
+
+
+def address_allowed(request: HttpRequest) -> bool:
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in settings.OPSITE_METRICS_ALLOWED_NETWORKS)
+
+
+def ops_access(*, allow_networks: bool = False) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Staff session or ops token (or, for /metrics, an allow-listed address); else 401/403 JSON."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            user = getattr(request, "user", None)
+            if has_ops_token(request) or (allow_networks and address_allowed(request)):
+                return view(request, *args, **kwargs)
+            if user is not None and user.is_authenticated:
+                if user.is_active and user.is_staff:
+                    return view(request, *args, **kwargs)
+                return JsonResponse({"error": "forbidden", "message": "staff only"}, status=403)
+            response = JsonResponse(
+                {"error": "unauthorized", "message": "log in as staff or send Authorization: Bearer <ops token>"},
+                status=401,
+            )
+            response["WWW-Authenticate"] = 'Bearer realm="opsite"'
+            return response
+
+        return wrapped
+
+    return decorator

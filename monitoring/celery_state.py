@@ -1,0 +1,26 @@
+"""What the Celery side looks like from a web process: queue depth and workers answering."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from opsite.celery import app
+
+
+def queue_depth(queue: str = "celery") -> int | None:
+    """Messages waiting in the queue (Redis, RabbitMQ and the filesystem queue all answer)."""
+    try:
+        with app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1)
+            ok = conn.default_channel.queue_declare(queue=queue, passive=True)  # type: ignore[attr-defined]
+            return int(ok.message_count)
+    except Exception:
+        return None
+
+
+def workers_answering(timeout_s: float = 1.0) -> int | None:
+    """How many workers answered a ping; None where the broker has no broadcast (filesystem)."""
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        return None
+    replies = app.control.ping(timeout=timeout_s)
+    return len(replies or [])

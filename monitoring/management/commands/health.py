@@ -1,0 +1,19 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from monitoring.health import UNHEALTHY
+from monitoring.views import detailed_report, report_json
+
+
+class Command(BaseCommand):
+    help = "Print the detailed health report; exit 1 when unhealthy (for cron and container checks)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--quiet", action="store_true", help="print only the overall status")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        status, report = detailed_report()
+        self.stdout.write(status if options["quiet"] else report_json(report))
+        if status == UNHEALTHY:
+            raise SystemExit(1)

@@ -1,0 +1,112 @@
+"""Request monitoring: request id, timing headers, per-route traffic, slow requests, N+1.
+
+Sync and async capable, so under ASGI it runs in the event loop with no thread hop; its work
+per request is a few dictionary updates in memory (the flush to Redis happens elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
+
+from .context import RequestState, current_request, request_id_from
+from .queries import get_aggregator
+from .traffic import get_recorder
+
+log = logging.getLogger("opsite.requests")
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "<unmatched>"
+
+
+def route_of(request: HttpRequest) -> str:
+    """The URL pattern, never the raw path, so the number of routes stays bounded."""
+    method = request.method if request.method in KNOWN_METHODS else "OTHER"
+    match = getattr(request, "resolver_match", None)
+    return f"{method} /{match.route}" if match is not None else f"{method} {UNMATCHED}"
+
+
+class RequestMonitoringMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+        self.recorder = get_recorder()
+        self.slow_ms = settings.OPSITE_SLOW_REQUEST_MS
+        self.n_plus_one = settings.OPSITE_N_PLUS_ONE_THRESHOLD
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self._acall(request)
+        started = time.perf_counter()
+        state = RequestState(request_id_from(request.headers.get("X-Request-ID")))
+        request.opsite_state = state  # type: ignore[attr-defined]
+        token = current_request.set(state)
+        try:
+            response = self.get_response(request)
+            return self._finish(request, response, state, started)
+        finally:
+            current_request.reset(token)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        started = time.perf_counter()
+        state = RequestState(request_id_from(request.headers.get("X-Request-ID")))
+        request.opsite_state = state  # type: ignore[attr-defined]
+        token = current_request.set(state)
+        try:
+            response = await self.get_response(request)
+            return self._finish(request, response, state, started)
+        finally:
+            current_request.reset(token)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        state: RequestState | None = getattr(request, "opsite_state", None)
+        if state is not None:
+            state.exception = type(exception).__name__
+
+    def _finish(
+        self, request: HttpRequest, response: HttpResponseBase, state: RequestState, started: float
+    ) -> HttpResponseBase:
+        ms = (time.perf_counter() - started) * 1000
+        route = route_of(request)
+        slow = ms >= self.slow_ms
+        self.recorder.record(route, ms, response.status_code, slow=slow, exception=state.exception)
+        response["X-Request-ID"] = state.request_id
+        timing = f"app;dur={ms:.2f}"
+        if state.queries:
+            timing += f", db;dur={state.query_ms:.2f}"
+        response["Server-Timing"] = timing
+        response["X-Response-Time"] = f"{ms:.2f}ms"
+        if slow:
+            log.warning(
+                "slow request %s",
+                json.dumps(
+                    {
+                        "request_id": state.request_id, "route": route, "method": request.method,
+                        "status": response.status_code, "ms": round(ms, 2), "queries": state.queries,
+                        "query_ms": round(state.query_ms, 2),
+                    }
+                ),
+            )  # fmt: skip
+        if state.queries >= self.n_plus_one:
+            self._check_n_plus_one(route, state)
+        return response
+
+    def _check_n_plus_one(self, route: str, state: RequestState) -> None:
+        for sql, times in state.statements.items():
+            if times >= self.n_plus_one:
+                fp = get_aggregator().add_n_plus_one(route, sql)
+                log.warning(
+                    "N+1 suspected: %d runs of fingerprint %s on %s request_id=%s", times, fp, route, state.request_id
+                )

@@ -1,0 +1,129 @@
+"""Prometheus exposition: django-prometheus's series (per process, multiprocess-safe) plus
+opsite's own, which are cluster-wide because they are read from the merged stores."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY, Collector
+
+CACHE_S = 5.0
+
+
+class OpsiteCollector(Collector):
+    """Reads the merged figures at most every few seconds, so scrapes stay cheap."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Metric]] | None = None
+
+    def reset(self) -> None:
+        with self._lock:
+            self._cached = None
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > CACHE_S:
+                self._cached = (time.monotonic(), list(self._build()))
+            metrics = self._cached[1]
+        yield from metrics
+
+    def _build(self) -> Iterator[Metric]:
+        yield from _traffic()
+        yield from _orders()
+        yield from _sockets()
+        yield from _celery()
+
+
+def _traffic() -> Iterator[Metric]:
+    from .selectors import WINDOWS
+    from .traffic import window
+
+    rate = GaugeMetricFamily(
+        "opsite_http_request_rate", "Requests per second over the window, all processes", labels=["route", "window"]
+    )
+    errors = GaugeMetricFamily(
+        "opsite_http_error_ratio", "Share of 5xx answers over the window", labels=["route", "window"]
+    )
+    latency = GaugeMetricFamily(
+        "opsite_http_request_duration_seconds",
+        "Latency percentiles over the window (within 1 %), all processes",
+        labels=["route", "window", "percentile"],
+    )
+    for label, minutes in WINDOWS.items():
+        for route, stats in window(minutes).items():
+            rate.add_metric([route, label], stats.rate_per_s)
+            errors.add_metric([route, label], stats.error_rate)
+            for q, value in (("50", stats.p50_ms), ("95", stats.p95_ms), ("99", stats.p99_ms)):
+                if value is not None:
+                    latency.add_metric([route, label, q], value / 1000)
+    yield from (rate, errors, latency)
+
+
+def _orders() -> Iterator[Metric]:
+    from .selectors import orders_today
+
+    today = orders_today()
+    orders = GaugeMetricFamily("opsite_orders_today", "Orders opened since midnight UTC", labels=["restaurant"])
+    revenue = GaugeMetricFamily(
+        "opsite_revenue_today", "Paid order totals since midnight UTC", labels=["restaurant", "payment_method"]
+    )
+    for slug, totals in today["by_restaurant"].items():
+        orders.add_metric([slug], totals["orders"])
+        for method, amount in totals["revenue_by_payment_method"].items():
+            revenue.add_metric([slug, method], float(amount))
+    yield from (orders, revenue)
+
+
+def _sockets() -> Iterator[Metric]:
+    from realtime.presence import presence_summary
+
+    summary = presence_summary()
+    by_restaurant = GaugeMetricFamily("opsite_sockets", "Open staff sockets", labels=["restaurant"])
+    for slug, n in summary["by_restaurant"].items():
+        by_restaurant.add_metric([slug], n)
+    nodes = GaugeMetricFamily("opsite_socket_nodes", "Web processes holding sockets")
+    nodes.add_metric([], len(summary["by_node"]))
+    yield from (by_restaurant, nodes)
+
+
+def _celery() -> Iterator[Metric]:
+    from .celery_state import queue_depth
+    from .selectors import beat_heartbeat_age_s
+
+    depth = queue_depth()
+    if depth is not None:
+        yield GaugeMetricFamily("opsite_celery_queue_depth", "Messages waiting in the Celery queue", value=depth)
+    age = beat_heartbeat_age_s()
+    if age is not None:
+        yield GaugeMetricFamily(
+            "opsite_beat_heartbeat_age_seconds", "Seconds since beat's last heartbeat job ran", value=age
+        )
+
+
+_collector = OpsiteCollector()
+_registered = False
+
+
+def reset_cache() -> None:
+    _collector.reset()
+
+
+def exposition() -> bytes:
+    global _registered
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry: Any = CollectorRegistry()
+        MultiProcessCollector(registry)
+        registry.register(_collector)
+        return bytes(generate_latest(registry))
+    if not _registered:
+        REGISTRY.register(_collector)
+        _registered = True
+    return bytes(generate_latest(REGISTRY))

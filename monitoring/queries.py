@@ -1,0 +1,353 @@
+"""Query statistics: every statement timed through Django's execute wrappers.
+
+Per request: count and time (on the request's state). Per fingerprint (the statement with its
+literals and IN-lists folded): count, total and max time per minute, merged across processes
+like request traffic; a catalogue row per fingerprint with one sample for EXPLAIN on demand.
+Nothing here talks to a database or Redis on the request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from opsite.redis import get_redis, redis_key
+
+from .context import current_request
+
+log = logging.getLogger("opsite.queries")
+
+KEEP_MINUTES = 70
+_STRING = re.compile(r"'(?:[^']|'')*'")
+_NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
+_IN_LIST = re.compile(r"\(\s*(?:%s|\?)(?:\s*,\s*(?:%s|\?))+\s*\)")
+_SPACE = re.compile(r"\s+")
+_observing_disabled = threading.local()
+
+
+def normalize(sql: str) -> str:
+    text = _STRING.sub("?", sql)
+    text = _NUMBER.sub("?", text)
+    text = _IN_LIST.sub("(...)", text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def fingerprint_of(normalized: str) -> str:
+    return hashlib.sha1(normalized.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+_known: dict[str, tuple[str, str]] = {}  # raw sql -> (normalized, fingerprint); ORM statements repeat
+_KNOWN_MAX = 4096
+
+
+def identify(sql: str) -> tuple[str, str]:
+    found = _known.get(sql)
+    if found is None:
+        normalized = normalize(sql)
+        found = (normalized, fingerprint_of(normalized))
+        if len(_known) < _KNOWN_MAX:
+            _known[sql] = found
+    return found
+
+
+def _params_json(params: Any) -> str:
+    try:
+        return json.dumps(list(params) if params is not None else [], default=str)[:4000]
+    except TypeError:
+        return "[]"
+
+
+@dataclass
+class QueryTally:
+    count: int = 0
+    total_ms: float = 0.0
+    max_ms: float = 0.0
+
+
+class QueryAggregator:
+    """Per-process buffer of per-fingerprint stats, flushed with the traffic flush."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[int, str], QueryTally] = {}
+        self._samples: dict[str, tuple[str, str, str]] = {}  # fp -> (normalized, raw sql, params repr)
+        self._n_plus_one: dict[tuple[int, str, str], int] = defaultdict(int)  # (minute, route, fp) -> hits
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, sql: str, ms: float, params: Any) -> None:
+        normalized, fp = identify(sql)
+        key = (int(time.time()) // 60, fp)
+        with self._lock:
+            tally = self._pending.get(key)
+            if tally is None:
+                tally = self._pending[key] = QueryTally()
+            tally.count += 1
+            tally.total_ms += ms
+            tally.max_ms = max(tally.max_ms, ms)
+            if fp not in self._samples:
+                self._samples[fp] = (normalized, sql, _params_json(params))
+        self._ensure_flusher()
+
+    def add_n_plus_one(self, route: str, sql: str) -> str:
+        normalized, fp = identify(sql)
+        with self._lock:
+            self._n_plus_one[(int(time.time()) // 60, route, fp)] += 1
+            self._samples.setdefault(fp, (normalized, sql, "[]"))
+        self._ensure_flusher()
+        return fp
+
+    def _ensure_flusher(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        with self._lock:
+            if self._pid != pid:
+                self._pid = pid
+                self._thread = threading.Thread(target=self._run, name="opsite-query-flush", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(settings.OPSITE_METRICS_FLUSH_S)
+            self.flush()
+            connections.close_all()  # this thread's connection goes back to the pool
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            samples, self._samples = self._samples, {}
+            n_plus_one, self._n_plus_one = dict(self._n_plus_one), defaultdict(int)
+        if not pending and not n_plus_one:
+            return
+        _observing_disabled.on = True
+        try:
+            get_query_store().add(pending, n_plus_one)
+            _catalogue(samples, n_plus_one)
+        except Exception as exc:
+            log.warning("could not flush query statistics: %s", exc)
+        finally:
+            _observing_disabled.on = False
+
+
+def _catalogue(samples: dict[str, tuple[str, str, str]], n_plus_one: dict[tuple[int, str, str], int]) -> None:
+    from django.utils import timezone
+
+    from .models import QueryFingerprint
+
+    if not samples:
+        return
+    now = timezone.now()
+    flagged = {fp: route for (_, route, fp) in n_plus_one}
+    rows = [
+        QueryFingerprint(
+            fingerprint=fp, normalized=normalized[:4000], sample_sql=raw[:8000], sample_params=params,
+            first_seen=now, last_seen=now, n_plus_one_route=flagged.get(fp, ""),
+        )
+        for fp, (normalized, raw, params) in samples.items()
+    ]  # fmt: skip
+    QueryFingerprint.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=["fingerprint"], update_fields=["last_seen"]
+    )
+    for fp, route in flagged.items():
+        QueryFingerprint.objects.filter(fingerprint=fp).update(n_plus_one_route=route, last_n_plus_one=now)
+
+
+class LocalQueryStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.minutes: dict[int, dict[str, QueryTally]] = defaultdict(dict)
+        self.n_plus_one: dict[int, dict[str, int]] = defaultdict(dict)
+
+    def add(self, pending: dict[tuple[int, str], QueryTally], n_plus_one: dict[tuple[int, str, str], int]) -> None:
+        with self._lock:
+            for (minute, fp), tally in pending.items():
+                into = self.minutes[minute].setdefault(fp, QueryTally())
+                into.count += tally.count
+                into.total_ms += tally.total_ms
+                into.max_ms = max(into.max_ms, tally.max_ms)
+            for (minute, route, fp), hits in n_plus_one.items():
+                key = f"{route}|{fp}"
+                self.n_plus_one[minute][key] = self.n_plus_one[minute].get(key, 0) + hits
+            oldest = int(time.time()) // 60 - KEEP_MINUTES
+            for table in (self.minutes, self.n_plus_one):
+                for minute in [m for m in table if m < oldest]:
+                    del table[minute]
+
+    def read(self, first: int, last: int) -> tuple[dict[str, QueryTally], dict[str, int]]:
+        totals: dict[str, QueryTally] = defaultdict(QueryTally)
+        flagged: dict[str, int] = defaultdict(int)
+        with self._lock:
+            for minute in range(first, last + 1):
+                for fp, t in self.minutes.get(minute, {}).items():
+                    into = totals[fp]
+                    into.count += t.count
+                    into.total_ms += t.total_ms
+                    into.max_ms = max(into.max_ms, t.max_ms)
+                for key, hits in self.n_plus_one.get(minute, {}).items():
+                    flagged[key] += hits
+        return dict(totals), dict(flagged)
+
+
+class RedisQueryStore:
+    def add(self, pending: dict[tuple[int, str], QueryTally], n_plus_one: dict[tuple[int, str, str], int]) -> None:
+        client = get_redis()
+        assert client is not None
+        ttl = KEEP_MINUTES * 60
+        pipe = client.pipeline(transaction=False)
+        for (minute, fp), tally in pending.items():
+            counts, maxima = redis_key("qs", minute), redis_key("qsmax", minute)
+            pipe.hincrby(counts, f"{fp}:n", tally.count)
+            pipe.hincrby(counts, f"{fp}:us", round(tally.total_ms * 1000))
+            pipe.zadd(maxima, {fp: tally.max_ms}, gt=True)
+            pipe.expire(counts, ttl)
+            pipe.expire(maxima, ttl)
+        for (minute, route, fp), hits in n_plus_one.items():
+            key = redis_key("np", minute)
+            pipe.hincrby(key, f"{route}|{fp}", hits)
+            pipe.expire(key, ttl)
+        pipe.execute()
+
+    def read(self, first: int, last: int) -> tuple[dict[str, QueryTally], dict[str, int]]:
+        client = get_redis()
+        assert client is not None
+        pipe = client.pipeline(transaction=False)
+        span = range(first, last + 1)
+        for minute in span:
+            pipe.hgetall(redis_key("qs", minute))
+            pipe.zrange(redis_key("qsmax", minute), 0, -1, withscores=True)
+            pipe.hgetall(redis_key("np", minute))
+        replies = pipe.execute()
+        totals: dict[str, QueryTally] = defaultdict(QueryTally)
+        flagged: dict[str, int] = defaultdict(int)
+        for i in range(len(span)):
+            counts, maxima, np_hits = replies[3 * i : 3 * i + 3]
+            for field_name, value in counts.items():
+                fp, kind = str(field_name).rsplit(":", 1)
+                if kind == "n":
+                    totals[fp].count += int(value)
+                else:
+                    totals[fp].total_ms += int(value) / 1000
+            for fp, score in maxima:
+                totals[str(fp)].max_ms = max(totals[str(fp)].max_ms, float(score))
+            for key, hits in np_hits.items():
+                flagged[str(key)] += int(hits)
+        return dict(totals), dict(flagged)
+
+
+_store: LocalQueryStore | RedisQueryStore | None = None
+_aggregator = QueryAggregator()
+
+
+def get_query_store() -> LocalQueryStore | RedisQueryStore:
+    global _store
+    if _store is None:
+        _store = RedisQueryStore() if settings.REDIS_URL else LocalQueryStore()
+    return _store
+
+
+def get_aggregator() -> QueryAggregator:
+    return _aggregator
+
+
+def observe(
+    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:  # the execute-wrapper signature Django calls
+    if getattr(_observing_disabled, "on", False):
+        return execute(sql, params, many, context)
+    started = time.perf_counter()
+    try:
+        return execute(sql, params, many, context)
+    finally:
+        ms = (time.perf_counter() - started) * 1000
+        state = current_request.get()
+        if state is not None:
+            state.queries += 1
+            state.query_ms += ms
+            state.statements[sql] += 1
+        if ms >= settings.OPSITE_SLOW_QUERY_MS:
+            log.warning(
+                "slow query %.1f ms request_id=%s sql=%s",
+                ms, state.request_id if state else "-", normalize(sql)[:500],
+            )  # fmt: skip
+        rate = settings.OPSITE_QUERY_SAMPLE_RATE
+        if rate >= 1 or random.random() < rate:
+            _aggregator.add(sql, ms, params)
+
+
+def install_observer(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """Connected to ``connection_created``: every new connection gets the observer once."""
+    if observe not in connection.execute_wrappers:
+        connection.execute_wrappers.append(observe)
+
+
+def top_queries(minutes: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The heaviest fingerprints over a window, with their text from the catalogue."""
+    from .models import QueryFingerprint
+
+    last = int(time.time()) // 60
+    totals, _ = get_query_store().read(last - minutes + 1, last)
+    heaviest = sorted(totals.items(), key=lambda item: item[1].total_ms, reverse=True)[:limit]
+    texts = dict(
+        QueryFingerprint.objects.filter(fingerprint__in=[fp for fp, _ in heaviest]).values_list(
+            "fingerprint", "normalized"
+        )
+    )
+    return [
+        {
+            "fingerprint": fp,
+            "sql": texts.get(fp, ""),
+            "count": t.count,
+            "total_ms": round(t.total_ms, 2),
+            "mean_ms": round(t.total_ms / t.count, 3) if t.count else 0.0,
+            "max_ms": round(t.max_ms, 2),
+        }
+        for fp, t in heaviest
+    ]
+
+
+def n_plus_one_suspects(minutes: int) -> list[dict[str, Any]]:
+    last = int(time.time()) // 60
+    _, flagged = get_query_store().read(last - minutes + 1, last)
+    rows = []
+    for key, hits in sorted(flagged.items(), key=lambda item: item[1], reverse=True):
+        route, fp = key.rsplit("|", 1)
+        rows.append({"route": route, "fingerprint": fp, "requests": hits})
+    return rows
+
+
+def explain(sql: str, params: Any, *, timeout_ms: int = 2000) -> str:
+    """EXPLAIN a captured SELECT in a transaction that is always rolled back, with a timeout."""
+    if not sql.lstrip().lower().startswith("select"):
+        raise ValueError("only SELECT statements are explained")
+    connection = connections["default"]
+    prefix = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
+
+    class _Rollback(Exception):
+        pass
+
+    lines: list[str] = []
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+            cursor.execute(prefix + sql, params)
+            lines = [" ".join(str(c) for c in row) for row in cursor.fetchall()]
+            raise _Rollback
+    except _Rollback:
+        pass
+    return "\n".join(lines)

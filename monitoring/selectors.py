@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils import timezone
+
+from .models import Heartbeat
+
+BEAT = "beat"
+WINDOWS = {"1m": 1, "5m": 5, "1h": 60}
+
+
+def beat_heartbeat_age_s() -> float | None:
+    at = Heartbeat.objects.filter(name=BEAT).values_list("at", flat=True).first()
+    return None if at is None else (timezone.now() - at).total_seconds()
+
+
+def traffic_summary(*, per_route: bool = True) -> dict[str, Any]:
+    from .traffic import ALL_ROUTES, window
+
+    summary: dict[str, Any] = {}
+    for label, minutes in WINDOWS.items():
+        stats = window(minutes)
+        entry: dict[str, Any] = {"overall": stats.pop(ALL_ROUTES).as_dict()}
+        if per_route:
+            entry["routes"] = {route: s.as_dict() for route, s in sorted(stats.items())}
+        summary[label] = entry
+    return summary
+
+
+def orders_today() -> dict[str, Any]:
+    from realtime.selectors import order_totals
+
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    totals = order_totals(since=start)
+    return {
+        "since": start.isoformat(),
+        "orders": sum(t["orders"] for t in totals.values()),
+        "revenue": str(sum((t["revenue"] for t in totals.values()), start=0)),
+        "by_restaurant": {
+            slug: {**t, "revenue": str(t["revenue"]),
+                   "revenue_by_payment_method": {k: str(v) for k, v in t["revenue_by_payment_method"].items()}}
+            for slug, t in totals.items()
+        },
+    }  # fmt: skip

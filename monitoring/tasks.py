@@ -1,0 +1,10 @@
+from celery import shared_task
+
+from .selectors import BEAT
+from .services import heartbeat_record
+
+
+@shared_task(name="monitoring.beat_heartbeat", time_limit=30, soft_time_limit=20, ignore_result=True)
+def beat_heartbeat_task() -> None:
+    """Sent by beat, run by a worker: its age says both are alive and the queue moves."""
+    heartbeat_record(name=BEAT)

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+from django.test import AsyncClient
+
+from monitoring.models import QueryFingerprint
+from monitoring.queries import explain, get_aggregator, n_plus_one_suspects, normalize, top_queries
+from monitoring.traffic import ALL_ROUTES, LocalTrafficStore, RedisTrafficStore, TrafficRecorder, get_recorder, window
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_sets_request_id_and_timing_headers(client):
+    response = client.get("/health/live")
+    assert re.fullmatch(r"[0-9a-f]{32}", response["X-Request-ID"])
+    assert re.fullmatch(r"app;dur=\d+\.\d\d", response["Server-Timing"])
+    assert re.fullmatch(r"\d+\.\d\dms", response["X-Response-Time"])
+
+
+def test_it_keeps_a_valid_inbound_request_id_and_replaces_a_bad_one(client):
+    assert client.get("/health/live", HTTP_X_REQUEST_ID="pos-7f3a9c-0001")["X-Request-ID"] == "pos-7f3a9c-0001"
+    replaced = client.get("/health/live", HTTP_X_REQUEST_ID="<script>")["X-Request-ID"]
+    assert replaced != "<script>" and re.fullmatch(r"[0-9a-f]{32}", replaced)
+
+
+async def test_it_works_on_the_async_path_too():
+    response = await AsyncClient().get("/health/live", headers={"X-Request-ID": "async-req-0001"})
+    assert response["X-Request-ID"] == "async-req-0001" and response["Server-Timing"].startswith("app;dur=")
+
+
+def test_server_timing_reports_database_time(client, make_staff):
+    staff = make_staff()
+    client.force_login(staff.user)
+    timing = client.get(f"/restaurants/{staff.restaurant.slug}/")["Server-Timing"]
+    assert re.fullmatch(r"app;dur=[\d.]+, db;dur=[\d.]+", timing)
+
+
+def test_slow_requests_are_logged_as_one_line_with_the_request_id(client, settings, caplog):
+    settings.OPSITE_SLOW_REQUEST_MS = 0
+    with caplog.at_level(logging.WARNING, logger="opsite.requests"):
+        response = client.get("/health/live", HTTP_X_REQUEST_ID="slow-req-0001")
+    records = [r for r in caplog.records if r.name == "opsite.requests"]
+    assert len(records) == 1
+    line = records[0].getMessage()
+    assert '"request_id": "slow-req-0001"' in line and '"route": "GET /health/live"' in line
+    assert '"status": 200' in line and '"queries": 0' in line
+    assert response.status_code == 200
+
+
+def test_log_records_carry_the_request_id(client, settings, caplog):
+    settings.OPSITE_SLOW_REQUEST_MS = 0
+    with caplog.at_level(logging.WARNING):
+        client.get("/health/live", HTTP_X_REQUEST_ID="logged-req-01")
+    assert any(getattr(r, "request_id", None) == "logged-req-01" for r in caplog.records)
+
+
+@pytest.mark.urls("tests.monitoring.urls")
+def test_routes_are_patterns_and_exceptions_are_counted(client):
+    recorder = get_recorder()
+    recorder.flush()
+    before = window(1)
+    client.get("/restaurants/anything/")  # login redirect: the route, not the path
+    client.get("/no/such/page/")
+    client.raise_request_exception = False
+    assert client.get("/test/crash/").status_code == 500
+    recorder.flush()
+    after = window(1)
+
+    def count(route: str) -> int:
+        return after[route].requests - (before[route].requests if route in before else 0)
+
+    assert count("GET /restaurants/<slug:slug>/") == 1
+    assert count("GET <unmatched>") == 1
+    crash = after["GET /test/crash/"]
+    assert crash.exceptions.get("KeyError", 0) >= 1 and crash.error_rate > 0
+    assert after[ALL_ROUTES].requests >= 3
+
+
+def test_two_processes_merge_through_redis(needs_redis):
+    store = RedisTrafficStore("rq-merge-test")
+    a, b = TrafficRecorder(store, 60), TrafficRecorder(store, 60)
+    for ms in range(1, 101):
+        a.record("GET /x", float(ms), 200)
+    for ms in range(101, 201):
+        b.record("GET /x", float(ms), 500 if ms > 190 else 200)
+    a.flush()
+    b.flush()
+    import time
+
+    minute = int(time.time()) // 60
+    merged = store.minutes(minute, minute)[minute]["GET /x"]
+    assert merged.count == 200 and merged.errors == 10
+    local = LocalTrafficStore()
+    local.add({(minute, "GET /x"): merged})
+    assert local.minutes(minute, minute)[minute]["GET /x"].count == 200
+
+
+@pytest.mark.urls("tests.monitoring.urls")
+def test_n_plus_one_is_flagged_with_its_route(client, caplog):
+    with caplog.at_level(logging.WARNING, logger="opsite.requests"):
+        assert client.get("/test/n-plus-one/").status_code == 200
+    assert any("N+1 suspected" in r.getMessage() for r in caplog.records)
+    get_aggregator().flush()
+    suspects = n_plus_one_suspects(5)
+    assert any(s["route"] == "GET /test/n-plus-one/" for s in suspects)
+    flagged = QueryFingerprint.objects.get(fingerprint=suspects[0]["fingerprint"])
+    assert flagged.n_plus_one_route == "GET /test/n-plus-one/"
+
+
+def test_query_statistics_are_kept_per_fingerprint_and_explainable(client, make_staff):
+    staff = make_staff()
+    client.force_login(staff.user)
+    for _ in range(3):
+        client.get(f"/restaurants/{staff.restaurant.slug}/")
+    get_aggregator().flush()
+    top = top_queries(5, limit=50)
+    board = [q for q in top if q["sql"].startswith("SELECT") and 'FROM "realtime_orderevent"' in q["sql"]]
+    assert board and board[0]["count"] >= 3 and board[0]["max_ms"] >= board[0]["mean_ms"] > 0
+    row = QueryFingerprint.objects.get(fingerprint=board[0]["fingerprint"])
+    import json
+
+    plan = explain(row.sample_sql, json.loads(row.sample_params))
+    assert plan.strip()
+
+
+def test_normalize_folds_literals_and_in_lists():
+    a = normalize("SELECT * FROM t WHERE id IN (%s, %s, %s) AND name = 'bob' AND n > 42")
+    b = normalize("SELECT *  FROM t WHERE id IN (%s, %s) AND name = 'alice' AND n > 7")
+    assert a == b == "SELECT * FROM t WHERE id IN (...) AND name = ? AND n > ?"
+
+
+def test_explain_refuses_anything_but_select():
+    with pytest.raises(ValueError, match="only SELECT"):
+        explain("DELETE FROM realtime_orderevent", [])

@@ -17,10 +17,11 @@ import sys
 from _support import bench_env, free_port, fresh_database, gunicorn, server, uvicorn
 
 
-def wrk(url: str, seconds: int, connections: int) -> float:
-    output = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url], capture_output=True, text=True, check=True
-    ).stdout
+def wrk(url: str, seconds: int, connections: int, core: int | None = None) -> float:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url]
+    if core is not None and shutil.which("taskset"):
+        command = ["taskset", "-c", str(core), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", output)
     assert match, output
     if re.search(r"Non-2xx", output):

@@ -3,34 +3,61 @@ so it follows the request from async middleware into the thread that runs a sync
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
-import uuid
 from collections import Counter
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
-@dataclass
 class RequestState:
-    request_id: str
-    queries: int = 0
-    query_ms: float = 0.0
-    exception: str = ""
-    statements: Counter[str] = field(default_factory=Counter)  # sql template -> times run
+    """One request as the monitoring sees it; made on every request, so kept minimal."""
+
+    __slots__ = ("exception", "queries", "query_ms", "request_id", "statements")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.queries = 0
+        self.query_ms = 0.0
+        self.exception = ""
+        self.statements: Counter[str] | None = None  # sql template -> times run, once a query ran
+
+    def count_statement(self, sql: str, ms: float) -> None:
+        self.queries += 1
+        self.query_ms += ms
+        if self.statements is None:
+            self.statements = Counter()
+        self.statements[sql] += 1
 
 
 current_request: ContextVar[RequestState | None] = ContextVar("opsite_request", default=None)
+
+
+# A new id is a random per-process prefix and a counter: unique across processes and hosts,
+# and far cheaper than asking the kernel for randomness on every request.
+_id_prefix = ""
+_id_counter = itertools.count()
+
+
+def _new_id_space() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = os.urandom(8).hex()
+    _id_counter = itertools.count()
+
+
+_new_id_space()
+os.register_at_fork(after_in_child=_new_id_space)
 
 
 def request_id_from(header: str | None) -> str:
     """Keep a well-formed inbound id (from a proxy or the POS), else make one."""
     if header and VALID_REQUEST_ID.match(header):
         return header
-    return uuid.uuid4().hex
+    return f"{_id_prefix}{next(_id_counter):016x}"
 
 
 def install_log_record_factory() -> None:

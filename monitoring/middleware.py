@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,8 +51,7 @@ class RequestMonitoringMiddleware:
         if self.is_async:
             return self._acall(request)
         started = time.perf_counter()
-        state = RequestState(request_id_from(request.headers.get("X-Request-ID")))
-        request.opsite_state = state  # type: ignore[attr-defined]
+        state = RequestState(request_id_from(request.META.get("HTTP_X_REQUEST_ID")))
         token = current_request.set(state)
         try:
             response = self.get_response(request)
@@ -61,8 +61,7 @@ class RequestMonitoringMiddleware:
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()
-        state = RequestState(request_id_from(request.headers.get("X-Request-ID")))
-        request.opsite_state = state  # type: ignore[attr-defined]
+        state = RequestState(request_id_from(request.META.get("HTTP_X_REQUEST_ID")))
         token = current_request.set(state)
         try:
             response = await self.get_response(request)
@@ -71,7 +70,7 @@ class RequestMonitoringMiddleware:
             current_request.reset(token)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
-        state: RequestState | None = getattr(request, "opsite_state", None)
+        state = current_request.get()
         if state is not None:
             state.exception = type(exception).__name__
 
@@ -82,12 +81,12 @@ class RequestMonitoringMiddleware:
         route = route_of(request)
         slow = ms >= self.slow_ms
         self.recorder.record(route, ms, response.status_code, slow=slow, exception=state.exception)
+        duration = f"{ms:.2f}"
         response["X-Request-ID"] = state.request_id
-        timing = f"app;dur={ms:.2f}"
-        if state.queries:
-            timing += f", db;dur={state.query_ms:.2f}"
-        response["Server-Timing"] = timing
-        response["X-Response-Time"] = f"{ms:.2f}ms"
+        response["Server-Timing"] = (
+            f"app;dur={duration}, db;dur={state.query_ms:.2f}" if state.queries else "app;dur=" + duration
+        )
+        response["X-Response-Time"] = duration + "ms"
         if slow:
             log.warning(
                 "slow request %s",
@@ -99,14 +98,14 @@ class RequestMonitoringMiddleware:
                     }
                 ),
             )  # fmt: skip
-        if state.queries >= self.n_plus_one:
-            self._check_n_plus_one(route, state)
+        if state.statements is not None and state.queries >= self.n_plus_one:
+            self._check_n_plus_one(route, state.statements, state.request_id)
         return response
 
-    def _check_n_plus_one(self, route: str, state: RequestState) -> None:
-        for sql, times in state.statements.items():
+    def _check_n_plus_one(self, route: str, statements: Counter[str], request_id: str) -> None:
+        for sql, times in statements.items():
             if times >= self.n_plus_one:
                 fp = get_aggregator().add_n_plus_one(route, sql)
                 log.warning(
-                    "N+1 suspected: %d runs of fingerprint %s on %s request_id=%s", times, fp, route, state.request_id
+                    "N+1 suspected: %d runs of fingerprint %s on %s request_id=%s", times, fp, route, request_id
                 )

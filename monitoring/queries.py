@@ -276,9 +276,7 @@ def observe(
         ms = (time.perf_counter() - started) * 1000
         state = current_request.get()
         if state is not None:
-            state.queries += 1
-            state.query_ms += ms
-            state.statements[sql] += 1
+            state.count_statement(sql, ms)
         if ms >= settings.OPSITE_SLOW_QUERY_MS:
             log.warning(
                 "slow query %.1f ms request_id=%s sql=%s",

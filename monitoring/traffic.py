@@ -157,7 +157,8 @@ class RedisTrafficStore:
 
 
 class TrafficRecorder:
-    """The per-process buffer. ``record`` is on the request path: memory only."""
+    """The per-process buffer. ``record`` is on the request path: a few dict updates under an
+    uncontended lock, no I/O; a background thread ships the tallies."""
 
     def __init__(self, store: TrafficStore, flush_every_s: float) -> None:
         self.store = store
@@ -165,7 +166,10 @@ class TrafficRecorder:
         self._pending: Batch = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = 0
+        os.register_at_fork(after_in_child=self._forget_thread)
+
+    def _forget_thread(self) -> None:
+        self._thread = None  # threads do not survive a fork; the child starts its own
 
     def record(self, route: str, ms: float, status: int, *, slow: bool = False, exception: str = "") -> None:
         key = (int(time.time()) // 60, route)
@@ -184,19 +188,14 @@ class TrafficRecorder:
                 tally.slow += 1
             if exception:
                 tally.exceptions[exception] += 1
-        self._ensure_flusher()
+        if self._thread is None:
+            self._start_thread()
 
-    def _ensure_flusher(self) -> None:
-        # Started lazily, and again in a forked worker, where threads do not survive the fork.
-        pid = os.getpid()
-        if self._pid == pid:
-            return
+    def _start_thread(self) -> None:
         with self._lock:
-            if self._pid == pid:
-                return
-            self._pid = pid
-            self._thread = threading.Thread(target=self._run, name="opsite-traffic-flush", daemon=True)
-            self._thread.start()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="opsite-traffic-flush", daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
         while True:

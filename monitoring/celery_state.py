@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from amqp.exceptions import NotFound as AmqpNotFound
 from django.conf import settings
+from kombu.exceptions import ChannelError as KombuChannelError
 
 from opsite.celery import app
 
@@ -12,7 +14,10 @@ def queue_depth(queue: str = "celery") -> int | None:
     try:
         with app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=1)
-            ok = conn.default_channel.queue_declare(queue=queue, passive=True)  # type: ignore[attr-defined]
+            try:
+                ok = conn.default_channel.queue_declare(queue=queue, passive=True)  # type: ignore[attr-defined]
+            except (KombuChannelError, AmqpNotFound):
+                return 0  # no queue yet (Redis drops an empty list): nothing is waiting
             return int(ok.message_count)
     except Exception:
         return None

@@ -1,0 +1,76 @@
+"""Monitoring across real processes: two web servers and a Celery worker, on Postgres and Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, server_env
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.processes,
+    pytest.mark.usefixtures("needs_redis", "needs_postgres"),
+]
+TOKEN = "ops-test-token-1"
+
+
+def live_count(url: str) -> int:
+    body = httpx.get(f"{url}/health/stats", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).json()
+    route = body["requests"]["5m"]["routes"].get("GET /health/live")
+    return route["requests"] if route else 0
+
+
+def test_stats_aggregate_every_web_process(start_server):
+    env = {"OPSITE_METRICS_FLUSH_S": "0.2", "OPS_API_TOKENS": TOKEN}
+    web_a, web_b = start_server(env), start_server(env)
+    before = live_count(web_a.url)
+    for _ in range(5):
+        assert httpx.get(f"{web_a.url}/health/live").status_code == 200
+    for _ in range(7):
+        assert httpx.get(f"{web_b.url}/health/live").status_code == 200
+    time.sleep(1)
+    assert live_count(web_a.url) - before == 12
+    assert live_count(web_b.url) - before == 12
+
+
+def test_detailed_health_sees_a_running_celery_worker(start_server, tmp_path):
+    web = start_server({"OPS_API_TOKENS": TOKEN})
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "opsite", "worker", "--pool", "solo", "--without-mingle",
+         "--without-gossip", "--loglevel", "WARNING", "-n", f"test-{time.time_ns()}@%h"],
+        cwd=ROOT, env=server_env(), stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 40
+        celery: dict = {}
+        while time.monotonic() < deadline:
+            report = httpx.get(f"{web.url}/health/detailed", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+            celery = report.json()["components"]["celery"]
+            if celery["status"] == "ok":
+                break
+            time.sleep(1)
+        assert celery["status"] == "ok", celery
+        assert celery["workers"] >= 1 and isinstance(celery["queue_depth"], int)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+
+
+def test_metrics_in_multiprocess_mode(start_server, tmp_path):
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(shared), "OPS_API_TOKENS": TOKEN}
+    web_a, web_b = start_server(env), start_server(env)
+    for web in (web_a, web_b):
+        httpx.get(f"{web.url}/health/detailed", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    text = httpx.get(f"{web_a.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
+    assert any(shared.iterdir()), "the processes wrote no metric files"
+    gets = [line for line in text.splitlines() if line.startswith("django_cache_get_total")]
+    assert gets and float(gets[0].split()[-1]) >= 2, "cache reads from both processes are summed"
+    assert "opsite_http_request_rate" in text

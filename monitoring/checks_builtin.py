@@ -114,6 +114,19 @@ def backup_storage() -> Probe:
     return Probe(OK, "", data)
 
 
+def backups() -> Probe:
+    from backups.selectors import last_finished, newest_verified_age_s
+
+    age = newest_verified_age_s()
+    last = last_finished()
+    data = {"verified_age_s": None if age is None else round(age), "last_status": last.status if last else None}
+    if age is None:
+        return Probe(DEGRADED, "no verified backup yet", data)
+    if age > settings.OPSITE_BACKUP_MAX_AGE_S:
+        return Probe(DEGRADED, f"newest verified backup is {age / 3600:.1f} h old", data)
+    return Probe(OK, "", data)
+
+
 def external_dependencies() -> Probe:
     results = dependencies.check_all()
     down = [r["name"] for r in results if r["status"] != OK]
@@ -132,4 +145,5 @@ def register_builtin() -> None:
     register(HealthCheck("system", system))
     register(HealthCheck("websocket", sockets))
     register(HealthCheck("backup_storage", backup_storage))
+    register(HealthCheck("backups", backups))
     register(HealthCheck("dependencies", external_dependencies, timeout_s=3.0))

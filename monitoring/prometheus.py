@@ -40,6 +40,7 @@ class OpsiteCollector(Collector):
         yield from _orders()
         yield from _sockets()
         yield from _celery()
+        yield from _backups()
 
 
 def _traffic() -> Iterator[Metric]:
@@ -105,6 +106,27 @@ def _celery() -> Iterator[Metric]:
     if age is not None:
         yield GaugeMetricFamily(
             "opsite_beat_heartbeat_age_seconds", "Seconds since beat's last heartbeat job ran", value=age
+        )
+
+
+def _backups() -> Iterator[Metric]:
+    from backups.models import Backup
+    from backups.selectors import last_finished, newest_verified_age_s
+
+    age = newest_verified_age_s()
+    if age is not None:
+        yield GaugeMetricFamily("opsite_backup_verified_age_seconds", "Age of the newest verified backup", value=age)
+    last = last_finished()
+    status = GaugeMetricFamily(
+        "opsite_backup_last_status", "1 for the status of the newest finished backup", labels=["status"]
+    )
+    for choice in Backup.Status.values:
+        if choice != Backup.Status.RUNNING:
+            status.add_metric([choice], 1.0 if last is not None and last.status == choice else 0.0)
+    yield status
+    if last is not None and last.size_bytes is not None:
+        yield GaugeMetricFamily(
+            "opsite_backup_last_size_bytes", "Size of the newest finished backup", value=last.size_bytes
         )
 
 

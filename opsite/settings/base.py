@@ -196,7 +196,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
-STORAGES = {
+STORAGES: dict[str, Any] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
@@ -204,6 +204,37 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 OPS_API_TOKENS: list[str] = env.list("OPS_API_TOKENS", default=[])
+
+# Backups: files go to STORAGES["backups"], the local backup directory unless S3 is named.
+OPSITE_BACKUP_DIR = Path(env.path("OPSITE_BACKUP_DIR", default=str(DATA_DIR / "backups")))
+OPSITE_BACKUP_S3_BUCKET: str = env.str("OPSITE_BACKUP_S3_BUCKET", default="")
+if OPSITE_BACKUP_S3_BUCKET:
+    STORAGES["backups"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": OPSITE_BACKUP_S3_BUCKET,
+            "location": env.str("OPSITE_BACKUP_S3_PREFIX", default="opsite-backups"),
+            "endpoint_url": env.str("OPSITE_BACKUP_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("OPSITE_BACKUP_S3_REGION", default="") or None,
+            "access_key": env.str("OPSITE_BACKUP_S3_ACCESS_KEY", default="") or None,
+            "secret_key": env.str("OPSITE_BACKUP_S3_SECRET_KEY", default="") or None,
+            "default_acl": "private",
+            "file_overwrite": False,
+        },
+    }
+else:
+    STORAGES["backups"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(OPSITE_BACKUP_DIR / "files")},
+    }
+OPSITE_BACKUP_ZSTD_LEVEL: int = env.int("OPSITE_BACKUP_ZSTD_LEVEL", default=3)
+OPSITE_BACKUP_ZSTD_THREADS: int = env.int("OPSITE_BACKUP_ZSTD_THREADS", default=1)
+OPSITE_RESTORE_JOBS: int = env.int("OPSITE_RESTORE_JOBS", default=2)
+# Below the broker's visibility timeout, so a running backup is never handed to a second worker.
+OPSITE_BACKUP_TIME_LIMIT_S: int = env.int("OPSITE_BACKUP_TIME_LIMIT_S", default=3 * 3600)
+OPSITE_BACKUP_KEEP_DAYS: int = env.int("OPSITE_BACKUP_KEEP_DAYS", default=14)
+OPSITE_BACKUP_KEEP_MIN: int = env.int("OPSITE_BACKUP_KEEP_MIN", default=7)
+OPSITE_BACKUP_MAX_AGE_S: int = env.int("OPSITE_BACKUP_MAX_AGE_S", default=26 * 3600)
 
 # Live order feed.
 OPSITE_FEED_HEARTBEAT_S: float = env.float("OPSITE_FEED_HEARTBEAT_S", default=25.0)
@@ -230,7 +261,6 @@ OPSITE_HEALTH_CACHE_S: float = env.float("OPSITE_HEALTH_CACHE_S", default=1.0)
 OPSITE_HEALTH_QUEUE_DEPTH_MAX: int = env.int("OPSITE_HEALTH_QUEUE_DEPTH_MAX", default=1000)
 OPSITE_HEALTH_SYSTEM_PERCENT_MAX: float = env.float("OPSITE_HEALTH_SYSTEM_PERCENT_MAX", default=90.0)
 OPSITE_BEAT_MAX_AGE_S: float = env.float("OPSITE_BEAT_MAX_AGE_S", default=180.0)
-OPSITE_BACKUP_DIR = Path(env.path("OPSITE_BACKUP_DIR", default=str(DATA_DIR / "backups")))
 # External services to watch: name=url pairs, comma-separated.
 OPSITE_DEPENDENCIES: dict[str, str] = env.dict("OPSITE_DEPENDENCIES", default={})
 OPSITE_DEPENDENCY_TIMEOUT_S: float = env.float("OPSITE_DEPENDENCY_TIMEOUT_S", default=1.5)

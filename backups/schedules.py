@@ -1,0 +1,17 @@
+from datetime import timedelta
+
+from opsite.scheduling import PeriodicJob
+
+JOBS = [
+    PeriodicJob(
+        name="backups: daily backup (verified after)",
+        task="backups.create",
+        crontab={"minute": "30", "hour": "2"},
+        expires_s=3600,
+        kwargs={"reason": "scheduled"},
+    ),
+    PeriodicJob(
+        name="backups: retention", task="backups.retention", crontab={"minute": "15", "hour": "4"}, expires_s=3600
+    ),
+    PeriodicJob(name="backups: reap dead runs", task="backups.reap", every=timedelta(minutes=5), expires_s=300),
+]

@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from backups.engines import BackupError
+from backups.models import Backup
+from backups.services import backup_create, backup_verify, job_lock, partial_path, reap_stale_runs, retention_apply
+from backups.storage import backup_storage
+from realtime.models import OrderEvent
+from tests.conftest import ROOT, server_env
+from tests.realtime.conftest import event, ingest_sync
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("backup_dir")]
+
+
+def scratch_databases() -> list[str]:
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres") as conn:
+        return [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'opsite_verify_%'")]
+
+
+def test_backup_and_verify_on_postgres(make_staff, needs_postgres):
+    staff = make_staff()
+    ingest_sync(staff.restaurant, *[event(f"B{n}") for n in range(25)])
+    backup = backup_create(reason="test")
+    assert backup.status == Backup.Status.SUCCEEDED and len(backup.sha256) == 64 and backup.size_bytes > 0
+    assert backup.engine == "postgresql" and backup.format == "pg_dump custom" and backup.compression == "zstd"
+    assert backup.row_counts["public.realtime_orderevent"] == 25
+    assert backup.migrations["realtime"].startswith("0001") and "PostgreSQL" in backup.tool_version
+    assert backup_storage().exists(backup.path) and backup.dump_seconds is not None
+    assert not partial_path(backup).exists()
+
+    verified = backup_verify(backup=backup)
+    assert verified.status == Backup.Status.VERIFIED and verified.verify_seconds > 0
+    assert scratch_databases() == []
+
+
+def test_a_corrupted_backup_fails_verification_loudly(make_staff, backup_dir, needs_postgres):
+    make_staff()
+    backup = backup_create(reason="test")
+    stored = backup_dir / "files" / backup.path
+    data = bytearray(stored.read_bytes())
+    for offset in (len(data) // 3, len(data) // 2, len(data) - 10):
+        data[offset] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    with pytest.raises(BackupError, match=r"checksum mismatch|corrupt"):
+        backup_verify(backup=backup)
+    backup.refresh_from_db()
+    assert backup.status == Backup.Status.VERIFY_FAILED and "verification" in backup.error
+    assert scratch_databases() == []
+
+
+def test_overlapping_runs_refuse(needs_postgres):
+    with job_lock("someone-else"), pytest.raises(BackupError, match="another backup job is running"):
+        backup_create(reason="test")
+    assert backup_create(reason="test").status == Backup.Status.SUCCEEDED  # the lock was released
+
+
+def test_the_reaper_fails_runs_left_by_a_killed_worker(backup_dir, tmp_path, needs_postgres):
+    slow_bin = tmp_path / "bin"
+    slow_bin.mkdir()
+    (slow_bin / "pg_dump").write_text(
+        '#!/bin/sh\ncase "$1" in --version) exec /usr/bin/pg_dump --version;; esac\nsleep 60\nexec /usr/bin/pg_dump "$@"\n'
+    )
+    (slow_bin / "pg_dump").chmod(0o755)
+    env = {**server_env(), "PATH": f"{slow_bin}:{os.environ['PATH']}", "OPSITE_BACKUP_DIR": str(backup_dir)}
+    worker = subprocess.Popen([sys.executable, "manage.py", "backup"], cwd=ROOT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not Backup.objects.filter(status=Backup.Status.RUNNING).exists():
+        assert time.monotonic() < deadline, "the backup never started"
+        time.sleep(0.2)
+    backup = Backup.objects.get(status=Backup.Status.RUNNING)
+    partial = backup_dir / "partial" / f"backup-{backup.pk}.partial"
+    while not partial.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+
+    assert reap_stale_runs() == []  # not past its time limit yet
+    reaped = reap_stale_runs(now=timezone.now() + timedelta(days=1))
+    backup.refresh_from_db()
+    assert reaped == [backup.pk] and backup.status == Backup.Status.FAILED and "reaped" in backup.error
+    assert not partial.exists() and not backup.path
+
+
+def test_pg_dump_missing_or_failing_gives_a_clear_error(backup_dir, tmp_path, needs_postgres):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    env = {**server_env(), "PATH": str(empty), "OPSITE_BACKUP_DIR": str(backup_dir)}
+    missing = subprocess.run([sys.executable, "manage.py", "backup"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert missing.returncode != 0
+    assert missing.stderr.strip().startswith("CommandError: pg_dump is not installed")
+
+    failing = tmp_path / "failing-bin"
+    failing.mkdir()
+    (failing / "pg_dump").write_text(
+        '#!/bin/sh\ncase "$1" in --version) echo "pg_dump 15";; *) echo "no space left" >&2; exit 3;; esac\n'
+    )
+    (failing / "pg_dump").chmod(0o755)
+    env["PATH"] = f"{failing}:{os.environ['PATH']}"
+    failed = subprocess.run([sys.executable, "manage.py", "backup"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert failed.returncode != 0 and "pg_dump failed (exit 3): no space left" in failed.stderr
+    row = Backup.objects.order_by("-pk").first()
+    assert row is not None and row.status == Backup.Status.FAILED and "no space left" in row.error
+    assert not any((backup_dir / "partial").iterdir()) and not (backup_dir / "files").exists()
+
+
+def _backup_row(status: str, days_ago: float, storage_dir: Path) -> Backup:
+    backup = Backup.objects.create(status=status, engine="postgresql", format="pg_dump custom")
+    name = f"old-{backup.pk}.zst"
+    (storage_dir / "files").mkdir(parents=True, exist_ok=True)
+    (storage_dir / "files" / name).write_bytes(b"x")
+    Backup.objects.filter(pk=backup.pk).update(started_at=timezone.now() - timedelta(days=days_ago), path=name)
+    return Backup.objects.get(pk=backup.pk)
+
+
+def test_retention_keeps_what_it_must(backup_dir, settings):
+    settings.OPSITE_BACKUP_KEEP_DAYS = 7
+    settings.OPSITE_BACKUP_KEEP_MIN = 2
+    V, F, S = Backup.Status.VERIFIED, Backup.Status.FAILED, Backup.Status.SUCCEEDED
+    ancient_unverified = _backup_row(S, 40, backup_dir)  # no newer verified yet at first... see below
+    old_verified_1 = _backup_row(V, 30, backup_dir)
+    old_failed = _backup_row(F, 25, backup_dir)
+    old_verified_2 = _backup_row(V, 20, backup_dir)
+    old_verified_3 = _backup_row(V, 15, backup_dir)
+    recent_failed = _backup_row(F, 2, backup_dir)
+    deleted = retention_apply()
+    # Past the window, with a newer verified one, and not among the newest two verified: gone.
+    assert set(deleted) == {ancient_unverified.pk, old_verified_1.pk, old_failed.pk}
+    assert set(Backup.objects.values_list("pk", flat=True)) == {old_verified_2.pk, old_verified_3.pk, recent_failed.pk}
+    assert not (backup_dir / "files" / old_verified_1.path).exists()
+    assert (backup_dir / "files" / old_verified_3.path).exists()
+
+
+def test_retention_never_deletes_without_a_newer_verified_backup(backup_dir, settings):
+    settings.OPSITE_BACKUP_KEEP_DAYS = 1
+    settings.OPSITE_BACKUP_KEEP_MIN = 1
+    only_verified = _backup_row(Backup.Status.VERIFIED, 60, backup_dir)
+    newer_unverified = _backup_row(Backup.Status.SUCCEEDED, 50, backup_dir)
+    failed_after = _backup_row(Backup.Status.VERIFY_FAILED, 45, backup_dir)
+    assert retention_apply() == []
+    assert Backup.objects.filter(pk__in=[only_verified.pk, newer_unverified.pk, failed_after.pk]).count() == 3
+
+
+def test_restore_refuses_without_yes_and_across_engines(needs_postgres):
+    with pytest.raises(CommandError, match="pass --yes"):
+        call_command("restore_backup", "latest")
+    sqlite_backup = Backup.objects.create(status=Backup.Status.VERIFIED, engine="sqlite", format="sqlite file",
+                                          path="x.zst", sha256="0" * 64)  # fmt: skip
+    with pytest.raises(CommandError, match="is a sqlite backup; the target is postgresql"):
+        call_command("restore_backup", str(sqlite_backup.pk), "--yes")
+    with pytest.raises(CommandError, match="no backup with id 999999"):
+        call_command("restore_backup", "999999", "--yes")
+
+
+def test_restore_into_another_database_brings_the_rows_back(make_staff, needs_postgres, capsys):
+    staff = make_staff()
+    ingest_sync(staff.restaurant, *[event(f"R{n}") for n in range(12)])
+    backup = backup_create(reason="test")
+    target = f"opsite_restore_test_{os.getpid()}"
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {target}")
+        admin.execute(f"CREATE DATABASE {target}")
+    try:
+        call_command(
+            "restore_backup", str(backup.pk), "--yes", "--database-url", f"postgres://postgres@127.0.0.1:5432/{target}"
+        )
+        assert f"restored backup {backup.pk}" in capsys.readouterr().out
+        with psycopg.connect(f"postgres://postgres@127.0.0.1:5432/{target}") as conn:
+            assert conn.execute("SELECT count(*) FROM realtime_orderevent").fetchone()[0] == 12
+    finally:
+        with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
+    assert OrderEvent.objects.count() == 12
+
+
+def test_backup_and_verify_on_sqlite_end_to_end(tmp_path):
+    env = {
+        **server_env(),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'embedded.sqlite3'}",
+        "OPSITE_BACKUP_DIR": str(tmp_path / "b"),
+    }
+    env.pop("REDIS_URL", None)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    assert run("migrate", "-v0").returncode == 0
+    assert run("create_restaurant", "lite", "--name", "Lite").returncode == 0
+    made = run("backup", "--verify")
+    assert made.returncode == 0, made.stderr
+    assert "verified: restored in" in made.stdout and "sha256" in made.stdout
+    again = run("verify_backup", "latest")
+    assert again.returncode == 0 and "matching row counts" in again.stdout
+    stored = next((tmp_path / "b" / "files").iterdir())
+    stored.write_bytes(stored.read_bytes()[:-100] + b"\0" * 100)
+    broken = run("verify_backup", "latest")
+    assert broken.returncode != 0 and broken.stderr.strip().startswith("CommandError: backup")

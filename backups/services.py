@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -169,9 +168,7 @@ def fetched_dump(backup: Backup) -> Iterator[Path]:
         decompressor = zstandard.ZstdDecompressor()
         try:
             with storage.open(backup.path, "rb") as stored, dump.open("wb") as out:
-                hashed = _HashingReader(stored, digest)
-                with decompressor.stream_reader(hashed) as plain:  # type: ignore[arg-type]
-                    shutil.copyfileobj(plain, out, CHUNK)
+                decompressor.copy_stream(_HashingReader(stored, digest), out, read_size=CHUNK, write_size=CHUNK)
         except zstandard.ZstdError as exc:
             raise BackupError(f"backup {backup.pk} is corrupt: {exc}") from exc
         if digest.hexdigest() != backup.sha256:

@@ -168,7 +168,8 @@ def fetched_dump(backup: Backup) -> Iterator[Path]:
         decompressor = zstandard.ZstdDecompressor()
         try:
             with storage.open(backup.path, "rb") as stored, dump.open("wb") as out:
-                decompressor.copy_stream(_HashingReader(stored, digest), out, read_size=CHUNK, write_size=CHUNK)
+                source = _HashingReader(stored, digest)
+                decompressor.copy_stream(source, out, read_size=CHUNK, write_size=CHUNK)  # type: ignore[arg-type]
         except zstandard.ZstdError as exc:
             raise BackupError(f"backup {backup.pk} is corrupt: {exc}") from exc
         if digest.hexdigest() != backup.sha256:

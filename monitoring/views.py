@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -106,42 +107,42 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(prometheus.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def _report_payload(request: HttpRequest, scope: str) -> tuple[Any, Any]:
+def _accepted_reports(
+    request: HttpRequest, scope: str, clean: Callable[[Any], tuple[list[frontend.Report], dict[str, str]]]
+) -> tuple[Any, list[frontend.Report]]:
+    """The restaurant and its cleaned reports, or an ApiError (401 / 413 / 415 / 400 / 429)."""
     restaurant = restaurant_from_request(request, scope=scope, per_minute=settings.OPSITE_FRONTEND_RATE_PER_MINUTE)
-    return restaurant, read_json_body(request, max_bytes=REPORT_MAX_BYTES)
+    payload = read_json_body(request, max_bytes=REPORT_MAX_BYTES)
+    try:
+        cleaned, errors = clean(payload)
+    except ValueError as exc:
+        raise ApiError(400, "invalid", str(exc)) from exc
+    if errors:
+        raise ApiError(400, "invalid", "some fields are invalid", fields=errors)
+    return restaurant, cleaned
 
 
 @csrf_exempt
 @require_POST
 def frontend_metrics(request: HttpRequest) -> JsonResponse:
     try:
-        _, payload = _report_payload(request, "frontend-metrics")
-        cleaned, errors = frontend.clean_metrics(payload)
-        if errors:
-            raise ApiError(400, "invalid", "some fields are invalid", fields=errors)
-    except ValueError as exc:
-        return ApiError(400, "invalid", str(exc)).response()
+        _, reports = _accepted_reports(request, "frontend-metrics", frontend.clean_metrics)
     except ApiError as exc:
         return exc.response()
     recorder = get_recorder(FRONTEND)
-    for report in cleaned:
+    for report in reports:
         recorder.record(f"{report['screen']}/{report['action']}", report["duration_ms"], 200)
-    return JsonResponse({"accepted": len(cleaned)}, status=202)
+    return JsonResponse({"accepted": len(reports)}, status=202)
 
 
 @csrf_exempt
 @require_POST
 def frontend_errors(request: HttpRequest) -> JsonResponse:
     try:
-        restaurant, payload = _report_payload(request, "frontend-errors")
-        cleaned, errors = frontend.clean_errors(payload)
-        if errors:
-            raise ApiError(400, "invalid", "some fields are invalid", fields=errors)
-    except ValueError as exc:
-        return ApiError(400, "invalid", str(exc)).response()
+        restaurant, reports = _accepted_reports(request, "frontend-errors", frontend.clean_errors)
     except ApiError as exc:
         return exc.response()
-    groups = [frontend_error_record(report=report, restaurant=restaurant) for report in cleaned]
+    groups = [frontend_error_record(report=report, restaurant=restaurant) for report in reports]
     return JsonResponse({"accepted": len(groups), "groups": [g.fingerprint for g in groups]}, status=202)
 
 

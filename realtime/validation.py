@@ -12,6 +12,8 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from opsite.validation import string_field
+
 from .models import OrderEvent
 
 EVENT_TYPES = frozenset(OrderEvent.Type.values)
@@ -38,18 +40,6 @@ class InvalidEvents(Exception):
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__("invalid order events")
         self.fields = fields
-
-
-def _optional_str(raw: dict[str, Any], name: str, max_len: int, errors: dict[str, str]) -> str:
-    value = raw.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        errors[name] = "must be a string"
-        return ""
-    if len(value) > max_len:
-        errors[name] = f"at most {max_len} characters"
-    return value
 
 
 def clean_event(raw: Any) -> tuple[CleanEvent | None, dict[str, str]]:
@@ -95,11 +85,11 @@ def clean_event(raw: Any) -> tuple[CleanEvent | None, dict[str, str]]:
     if isinstance(items, bool) or not isinstance(items, int) or not 0 <= items <= 100_000:
         errors["items_count"] = "required, an integer from 0 to 100000"
 
-    currency = _optional_str(raw, "currency", 3, errors)
+    currency = string_field(raw, "currency", 3, errors)
     if currency and not CURRENCY_RE.match(currency):
         errors["currency"] = "an ISO 4217 code such as EUR"
-    payment_method = _optional_str(raw, "payment_method", 32, errors)
-    table = _optional_str(raw, "table", 32, errors)
+    payment_method = string_field(raw, "payment_method", 32, errors)
+    table = string_field(raw, "table", 32, errors)
 
     occurred_at = timezone.now()
     raw_when = raw.get("occurred_at")

@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from .models import FrontendErrorGroup, Heartbeat, QueryFingerprint
+from .pgstat import statement_deltas
 from .queries import explain, n_plus_one_suspects, top_queries
 from .traffic import FRONTEND, window
 
@@ -56,6 +57,7 @@ class QueryFingerprintAdmin(ReadOnlyAdmin):
             "title": "Query statistics (last hour)",
             "queries": top_queries(60, limit=50),
             "suspects": n_plus_one_suspects(60),
+            "database": statement_deltas(limit=30),
             "screens": sorted(
                 ((k, v.as_dict()) for k, v in window(60, namespace=FRONTEND).items() if k != "*"),
                 key=lambda item: -item[1]["requests"],

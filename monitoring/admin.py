@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from .models import FrontendErrorGroup, Heartbeat, QueryFingerprint
+from .models import FrontendErrorGroup, Heartbeat, Profile, ProfileArm, QueryFingerprint
 from .pgstat import statement_deltas
 from .queries import explain, n_plus_one_suspects, top_queries
 from .traffic import FRONTEND, window
@@ -82,3 +86,71 @@ class FrontendErrorGroupAdmin(ReadOnlyAdmin):
 @admin.register(Heartbeat)
 class HeartbeatAdmin(ReadOnlyAdmin):
     list_display = ["name", "at", "node"]
+
+
+@admin.register(Profile)
+class ProfileAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "kind", "name", "profiler", "duration_ms", "queries", "request_id", "links"]
+    list_filter = ["kind", "profiler"]
+    search_fields = ["name", "request_id", "path"]
+    date_hierarchy = "created_at"
+    exclude = ["html", "speedscope", "pstats"]
+    readonly_fields = ["kind", "name", "profiler", "request_id", "method", "path", "status_code", "duration_ms",
+                       "queries", "query_ms", "user", "truncated", "created_at", "links"]  # fmt: skip
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("monitoring.profile_requests")) or super().has_view_permission(request, obj)
+
+    @admin.display(description="files")
+    def links(self, obj: Profile) -> str:
+        base = f"../{obj.pk}" if obj.pk else ""
+        parts = [format_html('<a href="{}/calltree/" target="_blank">call tree</a>', base)]
+        if obj.profiler == Profile.Profiler.PYINSTRUMENT:
+            parts.append(format_html('<a href="{}/speedscope/">speedscope</a>', base))
+        else:
+            parts.append(format_html('<a href="{}/pstats/">.prof</a>', base))
+        return format_html_join(" · ", "{}", ((p,) for p in parts))
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/calltree/", view(self.call_tree), name="monitoring_profile_calltree"),
+            path("<int:pk>/speedscope/", view(self.download_speedscope), name="monitoring_profile_speedscope"),
+            path("<int:pk>/pstats/", view(self.download_pstats), name="monitoring_profile_pstats"),
+            *super().get_urls(),
+        ]
+
+    def _profile(self, request: HttpRequest, pk: int) -> Profile:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        found = Profile.objects.filter(pk=pk).first()
+        if found is None:
+            raise Http404("no such profile")
+        return found
+
+    def call_tree(self, request: HttpRequest, pk: int) -> HttpResponse:
+        return HttpResponse(self._profile(request, pk).html)
+
+    def download_speedscope(self, request: HttpRequest, pk: int) -> HttpResponse:
+        response = HttpResponse(self._profile(request, pk).speedscope, content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="profile-{pk}.speedscope.json"'
+        return response
+
+    def download_pstats(self, request: HttpRequest, pk: int) -> HttpResponse:
+        response = HttpResponse(bytes(self._profile(request, pk).pstats), content_type="application/octet-stream")
+        response["Content-Disposition"] = f'attachment; filename="profile-{pk}.prof"'
+        return response
+
+
+@admin.register(ProfileArm)
+class ProfileArmAdmin(admin.ModelAdmin):
+    list_display = ["target", "name", "profiler", "remaining", "expires_at", "created_by"]
+    exclude = ["created_by"]
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"expires_at": timezone.now() + timedelta(hours=1)}
+
+    def save_model(self, request: HttpRequest, obj: ProfileArm, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user  # type: ignore[assignment]
+        super().save_model(request, obj, form, change)

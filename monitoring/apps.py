@@ -7,10 +7,15 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
+        from celery.signals import task_postrun, task_prerun
+
         from .checks_builtin import register_builtin
         from .context import install_log_record_factory
+        from .profiling import on_task_postrun, on_task_prerun
         from .queries import install_observer
 
         install_log_record_factory()
         register_builtin()
+        task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="monitoring.profile_task_start")
+        task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="monitoring.profile_task_stop")
         connection_created.connect(install_observer, dispatch_uid="monitoring.query_observer")

@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    *(["monitoring.profiling_middleware.ProfilingMiddleware"] if OPSITE_REQUEST_MONITORING else []),
 ]
 
 ROOT_URLCONF = "opsite.urls"
@@ -279,6 +280,12 @@ OPSITE_METRICS_ALLOWED_NETWORKS: list[str] = env.list(
 OPSITE_FRONTEND_RATE_PER_MINUTE: int = env.int("OPSITE_FRONTEND_RATE_PER_MINUTE", default=1200)
 # Its start-up query of the migration table would run in every process at import.
 PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# On-demand profiling.
+OPSITE_PROFILE_MAX_BYTES: int = env.int("OPSITE_PROFILE_MAX_BYTES", default=5 * 1024 * 1024)
+OPSITE_PROFILE_ARM_REFRESH_S: float = env.float("OPSITE_PROFILE_ARM_REFRESH_S", default=2.0)
+OPSITE_PROFILE_KEEP: int = env.int("OPSITE_PROFILE_KEEP", default=200)
+OPSITE_PROFILE_KEEP_DAYS: int = env.int("OPSITE_PROFILE_KEEP_DAYS", default=7)
 
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
 LOGGING: dict[str, Any] = {

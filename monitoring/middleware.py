@@ -18,6 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
 from .context import RequestState, current_request, request_id_from
+from .profiling import profile_view_if_asked
 from .queries import get_aggregator
 from .traffic import get_recorder
 
@@ -68,6 +69,13 @@ class RequestMonitoringMiddleware:
             return self._finish(request, response, state, started)
         finally:
             current_request.reset(token)
+
+    def process_view(
+        self, request: HttpRequest, view: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> HttpResponseBase | None:
+        # Django calls this after every middleware's request phase (so request.user is known)
+        # and once the route is resolved; it is a no-op unless a profile is asked for or armed.
+        return profile_view_if_asked(request, view, args, kwargs)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         state = current_request.get()

@@ -23,8 +23,10 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 from django.db.models import F
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils import timezone
 
+from .context import current_request
 from .models import Profile, ProfileArm
 
 log = logging.getLogger(__name__)
@@ -116,16 +118,19 @@ class ArmWatcher:
     def __init__(self) -> None:
         self.current = ArmedTargets(frozenset(), frozenset())
         self._lock = threading.Lock()
-        self._pid = 0
+        self._thread: threading.Thread | None = None
+        os.register_at_fork(after_in_child=self._forget_thread)
+
+    def _forget_thread(self) -> None:
+        self._thread = None  # threads do not survive a fork; the child starts its own
 
     def ensure_running(self) -> None:
-        pid = os.getpid()
-        if self._pid == pid:
+        if self._thread is not None:
             return
         with self._lock:
-            if self._pid != pid:
-                self._pid = pid
-                threading.Thread(target=self._run, name="opsite-profile-arms", daemon=True).start()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="opsite-profile-arms", daemon=True)
+                self._thread.start()
 
     def refresh(self) -> None:
         rows = ProfileArm.objects.filter(remaining__gt=0, expires_at__gt=timezone.now()).values_list("target", "name")
@@ -206,3 +211,46 @@ def on_task_postrun(task_id: str | None = None, task: Any = None, **kwargs: Any)
     fields = recorder.stop()
     profile_save(kind=Profile.Kind.TASK, name=task.name, profiler=profiler, request_id=task_id or "",
                  duration_ms=(time.perf_counter() - started) * 1000, **fields)  # fmt: skip
+
+
+def profile_view_if_asked(
+    request: HttpRequest, view: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> HttpResponseBase | None:
+    """Run the view under a profiler when a permitted user asks or its route is armed; else None.
+
+    Called from the request middleware's ``process_view``, which Django calls after every
+    middleware (authentication included) has run and the route is known."""
+    watcher.ensure_running()
+    meta = request.META
+    armed = watcher.current.routes
+    if not armed and "HTTP_X_OPSITE_PROFILE" not in meta and "_profile=" not in meta.get("QUERY_STRING", ""):
+        return None  # the common case: two lookups, nothing else
+    asked = requested_profiler(meta)
+    route = f"{request.method} /{request.resolver_match.route}" if request.resolver_match else ""
+    if asked is None and route not in armed:
+        return None
+    if asked is not None:
+        if asked not in PROFILERS:
+            return JsonResponse(
+                {"error": "invalid", "message": f"profiler must be one of {sorted(PROFILERS)}"}, status=400
+            )
+        if not may_profile(request.user):
+            return JsonResponse(
+                {"error": "forbidden", "message": "profiling needs the profile_requests permission"}, status=403
+            )
+        profiler = asked
+    else:
+        claimed = claim("route", route)
+        if claimed is None:
+            return None
+        profiler = claimed
+    response, fields, ms = run_profiled(profiler, lambda: view(request, *args, **kwargs))
+    state = current_request.get()
+    profile = profile_save(
+        kind=Profile.Kind.REQUEST, name=route, profiler=profiler, request_id=state.request_id if state else "",
+        method=request.method or "", path=request.path[:500], status_code=response.status_code, duration_ms=ms,
+        queries=state.queries if state else 0, query_ms=state.query_ms if state else 0.0,
+        user=request.user if request.user.is_authenticated else None, **fields,
+    )  # fmt: skip
+    response["X-Opsite-Profile-Id"] = str(profile.pk)
+    return response

@@ -55,7 +55,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    *(["monitoring.profiling_middleware.ProfilingMiddleware"] if OPSITE_REQUEST_MONITORING else []),
 ]
 
 ROOT_URLCONF = "opsite.urls"

@@ -127,6 +127,19 @@ def backups() -> Probe:
     return Probe(OK, "", data)
 
 
+def replicas() -> Probe:
+    from opsite.replicas import monitor, replica_aliases
+
+    states = {alias: monitor.check(alias) for alias in replica_aliases()}
+    data = {alias: {"ok": st.ok, "lag_s": st.lag_s, "detail": st.detail} for alias, st in states.items()}
+    bad = [alias for alias, st in states.items() if not st.ok]
+    if bad:
+        return Probe(
+            DEGRADED, "reads fall back to the primary: " + ", ".join(f"{a} {states[a].detail}" for a in bad), data
+        )
+    return Probe(OK, "" if states else "no replicas configured", data)
+
+
 def external_dependencies() -> Probe:
     results = dependencies.check_all()
     down = [r["name"] for r in results if r["status"] != OK]
@@ -147,3 +160,4 @@ def register_builtin() -> None:
     register(HealthCheck("backup_storage", backup_storage))
     register(HealthCheck("backups", backups))
     register(HealthCheck("dependencies", external_dependencies, timeout_s=3.0))
+    register(HealthCheck("replicas", replicas, timeout_s=3.0))

@@ -17,7 +17,7 @@ VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 class RequestState:
     """One request as the monitoring sees it; made on every request, so kept minimal."""
 
-    __slots__ = ("exception", "queries", "query_ms", "request_id", "statements")
+    __slots__ = ("exception", "queries", "query_ms", "request_id", "statements", "wrote")
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
@@ -25,6 +25,7 @@ class RequestState:
         self.query_ms = 0.0
         self.exception = ""
         self.statements: Counter[str] | None = None  # sql template -> times run, once a query ran
+        self.wrote = False  # a write was routed to the primary: later reads stay there
 
     def count_statement(self, sql: str, ms: float) -> None:
         self.queries += 1

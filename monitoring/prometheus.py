@@ -41,6 +41,7 @@ class OpsiteCollector(Collector):
         yield from _sockets()
         yield from _celery()
         yield from _backups()
+        yield from _replicas()
 
 
 def _traffic() -> Iterator[Metric]:
@@ -128,6 +129,22 @@ def _backups() -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "opsite_backup_last_size_bytes", "Size of the newest finished backup", value=last.size_bytes
         )
+
+
+def _replicas() -> Iterator[Metric]:
+    from opsite.replicas import monitor, replica_aliases
+
+    aliases = replica_aliases()
+    if not aliases:
+        return
+    lag = GaugeMetricFamily("opsite_replica_lag_seconds", "Replication lag of each read replica", labels=["replica"])
+    usable = GaugeMetricFamily("opsite_replica_usable", "1 when reads may go to the replica", labels=["replica"])
+    for alias in aliases:
+        state = monitor.state(alias)
+        if state.lag_s is not None:
+            lag.add_metric([alias], state.lag_s)
+        usable.add_metric([alias], 1.0 if state.ok else 0.0)
+    yield from (lag, usable)
 
 
 _collector = OpsiteCollector()

@@ -5,6 +5,8 @@ from typing import Any
 
 from django.utils import timezone
 
+from opsite.replicas import on_replica
+
 from .models import Heartbeat
 
 BEAT = "beat"
@@ -29,6 +31,7 @@ def traffic_summary(*, per_route: bool = True) -> dict[str, Any]:
     return summary
 
 
+@on_replica
 def orders_today() -> dict[str, Any]:
     from realtime.selectors import order_totals
 

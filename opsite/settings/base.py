@@ -107,6 +107,18 @@ def _database_from_url(url: str) -> dict[str, Any]:
 
 DATABASE_URL: str = env.str("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'opsite.sqlite3'}")
 DATABASES = {"default": _database_from_url(DATABASE_URL)}
+# Read replicas (one or more, comma-separated); tests run them against the primary.
+OPSITE_REPLICA_ALIASES: list[str] = []
+for _index, _url in enumerate(env.list("DATABASE_REPLICA_URL", default=[])):
+    OPSITE_REPLICA_ALIASES.append(f"replica{_index}")
+    DATABASES[f"replica{_index}"] = {
+        **_database_from_url(_url),
+        "TEST": {"MIRROR": "default"},
+    }
+    DATABASES[f"replica{_index}"]["OPTIONS"]["connect_timeout"] = env.int("DATABASE_REPLICA_CONNECT_TIMEOUT", default=2)
+DATABASE_ROUTERS = ["opsite.replicas.ReplicaRouter"]
+OPSITE_REPLICA_MAX_LAG_S: float = env.float("OPSITE_REPLICA_MAX_LAG_S", default=10.0)
+OPSITE_REPLICA_CHECK_S: float = env.float("OPSITE_REPLICA_CHECK_S", default=5.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL: str = env.str("REDIS_URL", default="")

@@ -11,9 +11,7 @@ import cProfile
 import io
 import logging
 import marshal
-import os
 import pstats
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +19,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
 from django.db.models import F
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils import timezone
+
+from opsite.background import BackgroundLoop
 
 from .context import current_request
 from .models import Profile, ProfileArm
@@ -117,20 +116,10 @@ class ArmWatcher:
 
     def __init__(self) -> None:
         self.current = ArmedTargets(frozenset(), frozenset())
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        os.register_at_fork(after_in_child=self._forget_thread)
-
-    def _forget_thread(self) -> None:
-        self._thread = None  # threads do not survive a fork; the child starts its own
+        self.loop = BackgroundLoop("opsite-profile-arms", self.refresh, lambda: settings.OPSITE_PROFILE_ARM_REFRESH_S)
 
     def ensure_running(self) -> None:
-        if self._thread is not None:
-            return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="opsite-profile-arms", daemon=True)
-                self._thread.start()
+        self.loop.ensure_running()
 
     def refresh(self) -> None:
         rows = ProfileArm.objects.filter(remaining__gt=0, expires_at__gt=timezone.now()).values_list("target", "name")
@@ -139,16 +128,6 @@ class ArmWatcher:
             routes=frozenset(n for t, n in arms if t == ProfileArm.Target.ROUTE),
             tasks=frozenset(n for t, n in arms if t == ProfileArm.Target.TASK),
         )
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.refresh()
-            except Exception as exc:
-                log.warning("could not read profile arms: %s", exc)
-            finally:
-                connections.close_all()
-            time.sleep(settings.OPSITE_PROFILE_ARM_REFRESH_S)
 
 
 watcher = ArmWatcher()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import threading
@@ -25,6 +24,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from opsite.background import BackgroundLoop
 from opsite.redis import get_redis, redis_key
 
 from .context import current_request
@@ -86,8 +86,7 @@ class QueryAggregator:
         self._pending: dict[tuple[int, str], QueryTally] = {}
         self._samples: dict[str, tuple[str, str, str]] = {}  # fp -> (normalized, raw sql, params repr)
         self._n_plus_one: dict[tuple[int, str, str], int] = defaultdict(int)  # (minute, route, fp) -> hits
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self.loop = BackgroundLoop("opsite-query-flush", self.flush, lambda: settings.OPSITE_METRICS_FLUSH_S)
 
     def add(self, sql: str, ms: float, params: Any) -> None:
         normalized, fp = identify(sql)
@@ -101,31 +100,15 @@ class QueryAggregator:
             tally.max_ms = max(tally.max_ms, ms)
             if fp not in self._samples:
                 self._samples[fp] = (normalized, sql, _params_json(params))
-        self._ensure_flusher()
+        self.loop.ensure_running()
 
     def add_n_plus_one(self, route: str, sql: str) -> str:
         normalized, fp = identify(sql)
         with self._lock:
             self._n_plus_one[(int(time.time()) // 60, route, fp)] += 1
             self._samples.setdefault(fp, (normalized, sql, "[]"))
-        self._ensure_flusher()
+        self.loop.ensure_running()
         return fp
-
-    def _ensure_flusher(self) -> None:
-        pid = os.getpid()
-        if self._pid == pid:
-            return
-        with self._lock:
-            if self._pid != pid:
-                self._pid = pid
-                self._thread = threading.Thread(target=self._run, name="opsite-query-flush", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(settings.OPSITE_METRICS_FLUSH_S)
-            self.flush()
-            connections.close_all()  # this thread's connection goes back to the pool
 
     def flush(self) -> None:
         with self._lock:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from collections import Counter, defaultdict
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
+from opsite.background import BackgroundLoop
 from opsite.redis import get_redis, redis_key
 
 from .histogram import bucket_of, quantiles
@@ -165,11 +165,7 @@ class TrafficRecorder:
         self.flush_every_s = flush_every_s
         self._pending: Batch = {}
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        os.register_at_fork(after_in_child=self._forget_thread)
-
-    def _forget_thread(self) -> None:
-        self._thread = None  # threads do not survive a fork; the child starts its own
+        self.loop = BackgroundLoop("opsite-traffic-flush", self.flush, lambda: self.flush_every_s)
 
     def record(self, route: str, ms: float, status: int, *, slow: bool = False, exception: str = "") -> None:
         key = (int(time.time()) // 60, route)
@@ -188,19 +184,7 @@ class TrafficRecorder:
                 tally.slow += 1
             if exception:
                 tally.exceptions[exception] += 1
-        if self._thread is None:
-            self._start_thread()
-
-    def _start_thread(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="opsite-traffic-flush", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.flush_every_s)
-            self.flush()
+        self.loop.ensure_running()
 
     def flush(self) -> None:
         with self._lock:

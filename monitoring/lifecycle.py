@@ -1,20 +1,10 @@
-"""Process start time and the shutting-down flag that readiness reports."""
+"""When this process started, for the uptime in /health."""
 
 from __future__ import annotations
 
 import time
 
 STARTED_AT = time.time()
-_shutting_down = False
-
-
-def mark_shutting_down() -> None:
-    global _shutting_down
-    _shutting_down = True
-
-
-def shutting_down() -> bool:
-    return _shutting_down
 
 
 def uptime_seconds() -> float:

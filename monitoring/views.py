@@ -46,8 +46,6 @@ def health_live(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def health_ready(request: HttpRequest) -> JsonResponse:
-    if lifecycle.shutting_down():
-        return JsonResponse({"status": "not_ready", "reason": "shutting down", "checks": {}}, status=503)
     ready, results = health.readiness()
     checks = {name: result.as_dict() for name, result in results.items()}
     if ready:

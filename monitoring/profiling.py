@@ -50,9 +50,21 @@ class Recorder:
             self._cprofile = cProfile.Profile()
             self._cprofile.enable()
 
-    def stop(self) -> dict[str, Any]:
-        """Stop and render: the fields of a Profile row (html, speedscope, pstats, truncated)."""
+    def stop(self, *, elapsed_s: float) -> dict[str, Any]:
+        """Stop and render: the fields of a Profile row (html, speedscope, pstats, truncated).
+
+        A run longer than OPSITE_PROFILE_MAX_S is not rendered: its tree would be too large to
+        render or read, and rendering it would tie up the worker."""
         limit = settings.OPSITE_PROFILE_MAX_BYTES
+        if elapsed_s > settings.OPSITE_PROFILE_MAX_S:
+            if self._pyinstrument is not None:
+                self._pyinstrument.stop()
+            elif self._cprofile is not None:
+                self._cprofile.disable()
+            note = (
+                f"<p>The run took {elapsed_s:.1f} s, over the {settings.OPSITE_PROFILE_MAX_S:g} s limit; not kept.</p>"
+            )
+            return {"html": note, "speedscope": "", "pstats": b"", "truncated": True}
         if self._pyinstrument is not None:
             from pyinstrument.renderers import SpeedscopeRenderer
 
@@ -163,7 +175,7 @@ def run_profiled(profiler: str, call: Callable[[], Any]) -> tuple[Any, dict[str,
     try:
         result = call()
     finally:
-        fields = recorder.stop()
+        fields = recorder.stop(elapsed_s=time.perf_counter() - started)
     return result, fields, (time.perf_counter() - started) * 1000
 
 
@@ -187,7 +199,7 @@ def on_task_postrun(task_id: str | None = None, task: Any = None, **kwargs: Any)
     if run is None or task is None:
         return
     recorder, started, profiler = run
-    fields = recorder.stop()
+    fields = recorder.stop(elapsed_s=time.perf_counter() - started)
     profile_save(kind=Profile.Kind.TASK, name=task.name, profiler=profiler, request_id=task_id or "",
                  duration_ms=(time.perf_counter() - started) * 1000, **fields)  # fmt: skip
 

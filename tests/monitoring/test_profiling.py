@@ -96,3 +96,16 @@ def test_retention_keeps_the_newest_and_drops_the_old(settings):
     Profile.objects.filter(name="r4").update(created_at=timezone.now() - timedelta(days=30))
     profile_retention()
     assert sorted(Profile.objects.values_list("name", flat=True)) == ["r1", "r2", "r3"]
+
+
+def test_profiles_over_the_time_or_size_limit_are_not_kept(client, profiler_user, settings):
+    client.force_login(profiler_user)
+    settings.OPSITE_PROFILE_MAX_S = 0.0
+    slow = Profile.objects.get(
+        pk=client.get("/health/live", HTTP_X_OPSITE_PROFILE="pyinstrument")["X-Opsite-Profile-Id"]
+    )
+    assert slow.truncated and "over the 0 s limit" in slow.html and not slow.speedscope
+    settings.OPSITE_PROFILE_MAX_S = 30.0
+    settings.OPSITE_PROFILE_MAX_BYTES = 100
+    big = Profile.objects.get(pk=client.get("/health/live", HTTP_X_OPSITE_PROFILE="cprofile")["X-Opsite-Profile-Id"])
+    assert big.truncated and "larger than 100 bytes" in big.html and bytes(big.pstats) == b""

@@ -184,9 +184,9 @@ class _HashingReader:
         self.source, self.digest = source, digest
 
     def read(self, size: int = -1) -> bytes:
-        data = self.source.read(size)
+        data: bytes = self.source.read(size)
         self.digest.update(data)
-        return bytes(data)
+        return data
 
 
 def backup_verify(*, backup: Backup, progress: Callable[[str], None] | None = None) -> Backup:

@@ -83,8 +83,3 @@ def check_all() -> list[dict[str, Any]]:
         return []
     with ThreadPoolExecutor(max_workers=min(8, len(deps))) as pool:
         return list(pool.map(lambda item: check_one(*item), deps.items()))
-
-
-def reset_breakers() -> None:
-    with _lock:
-        _breakers.clear()

@@ -115,10 +115,6 @@ class _Cached:
             self._entries[key] = (time.monotonic(), results)
             return results
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
 
 _cache = _Cached()
 
@@ -135,5 +131,16 @@ def detailed() -> tuple[str, dict[str, CheckResult]]:
     return overall(results), results
 
 
-def reset_cache() -> None:
-    _cache.clear()
+def detailed_report() -> tuple[str, dict[str, Any]]:
+    """The overall status and the JSON report shown by /health/detailed and ``manage.py health``."""
+    from django.utils import timezone
+
+    status, results = detailed()
+    return status, {
+        "status": status,
+        "service": "opsite",
+        "version": settings.OPSITE_VERSION,
+        "node": settings.OPSITE_NODE_NAME,
+        "timestamp": timezone.now().isoformat(),
+        "components": {name: {**r.as_dict(), "critical": r.critical} for name, r in results.items()},
+    }

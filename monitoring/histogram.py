@@ -9,7 +9,6 @@ percentiles over many processes and hosts are as exact as over one.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping
 
 GAMMA = 1.02
@@ -24,17 +23,6 @@ def bucket_of(ms: float) -> int:
 
 def bucket_value(index: int) -> float:
     return 2 * GAMMA**index / (GAMMA + 1)
-
-
-def bucket_upper(index: int) -> float:
-    return float(GAMMA**index)
-
-
-def merge(histograms: Iterable[Mapping[int, int]]) -> Counter[int]:
-    total: Counter[int] = Counter()
-    for histogram in histograms:
-        total.update(histogram)
-    return total
 
 
 def quantiles(histogram: Mapping[int, int], qs: Iterable[float]) -> dict[float, float | None]:
@@ -53,13 +41,3 @@ def quantiles(histogram: Mapping[int, int], qs: Iterable[float]) -> dict[float, 
             position += 1
         results[q] = bucket_value(ordered[position][0])
     return results
-
-
-def cumulative_counts(histogram: Mapping[int, int], bounds_ms: Iterable[float]) -> list[int]:
-    """How many values fall at or below each bound (for Prometheus' ``le`` buckets)."""
-    ordered = sorted(histogram.items())
-    counts = []
-    for bound in bounds_ms:
-        limit = bucket_of(bound)
-        counts.append(sum(c for index, c in ordered if index <= limit))
-    return counts

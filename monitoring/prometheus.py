@@ -9,12 +9,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
-
-CACHE_S = 5.0
 
 
 class OpsiteCollector(Collector):
@@ -24,13 +23,9 @@ class OpsiteCollector(Collector):
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] | None = None
 
-    def reset(self) -> None:
-        with self._lock:
-            self._cached = None
-
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            if self._cached is None or time.monotonic() - self._cached[0] > CACHE_S:
+            if self._cached is None or time.monotonic() - self._cached[0] >= settings.OPSITE_METRICS_CACHE_S:
                 self._cached = (time.monotonic(), list(self._build()))
             metrics = self._cached[1]
         yield from metrics
@@ -149,10 +144,6 @@ def _replicas() -> Iterator[Metric]:
 
 _collector = OpsiteCollector()
 _registered = False
-
-
-def reset_cache() -> None:
-    _collector.reset()
 
 
 def exposition() -> bytes:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -53,23 +52,11 @@ def health_ready(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "not_ready", "checks": checks}, status=503)
 
 
-def detailed_report() -> tuple[str, dict[str, Any]]:
-    status, results = health.detailed()
-    return status, {
-        "status": status,
-        "service": "opsite",
-        "version": settings.OPSITE_VERSION,
-        "node": settings.OPSITE_NODE_NAME,
-        "timestamp": timezone.now().isoformat(),
-        "components": {name: {**r.as_dict(), "critical": r.critical} for name, r in results.items()},
-    }
-
-
 @never_cache
 @require_GET
 @ops_access()
 def health_detailed(request: HttpRequest) -> JsonResponse:
-    status, report = detailed_report()
+    status, report = health.detailed_report()
     return JsonResponse(report, status=503 if status == health.UNHEALTHY else 200)
 
 
@@ -142,7 +129,3 @@ def frontend_errors(request: HttpRequest) -> JsonResponse:
         return exc.response()
     groups = [frontend_error_record(report=report, restaurant=restaurant) for report in reports]
     return JsonResponse({"accepted": len(groups), "groups": [g.fingerprint for g in groups]}, status=202)
-
-
-def report_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, default=str)

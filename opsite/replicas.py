@@ -81,10 +81,6 @@ class ReplicaMonitor:
                 return alias
         return None
 
-    def forget(self) -> None:
-        with self._lock:
-            self._states.clear()
-
 
 monitor = ReplicaMonitor()
 

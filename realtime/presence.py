@@ -47,12 +47,6 @@ class LocalPresence:
         with self._lock:
             return {node: counts for node, (expires, counts) in self._tables.items() if expires > now}
 
-    def totals(self) -> Counter[str]:
-        total: Counter[str] = Counter()
-        for counts in self.tables().values():
-            total.update(counts)
-        return total
-
 
 class RedisPresence:
     def __init__(self, url: str) -> None:
@@ -94,12 +88,6 @@ class RedisPresence:
         raw = client.mget([_node_key(n) for n in nodes]) if nodes else []
         return {node: json.loads(r) for node, r in zip(nodes, raw, strict=True) if r}
 
-    def totals(self) -> Counter[str]:
-        total: Counter[str] = Counter()
-        for counts in self.tables().values():
-            total.update(counts)
-        return total
-
 
 _presence: LocalPresence | RedisPresence | None = None
 
@@ -111,17 +99,15 @@ def get_presence() -> LocalPresence | RedisPresence:
     return _presence
 
 
-def sockets_by_restaurant() -> dict[str, int]:
-    return {key[2:]: n for key, n in get_presence().totals().items() if key.startswith("r:") and n}
-
-
-def sockets_by_node() -> dict[str, int]:
-    return {
-        node: sum(n for k, n in counts.items() if k.startswith("r:"))
-        for node, counts in get_presence().tables().items()
-    }
-
-
 def presence_summary() -> dict[str, Any]:
-    by_node = sockets_by_node()
-    return {"total": sum(by_node.values()), "by_node": by_node, "by_restaurant": sockets_by_restaurant()}
+    """Open sockets per node and per restaurant, from one read of the live nodes' tables."""
+    tables = get_presence().tables()
+    by_node = {node: sum(n for k, n in counts.items() if k.startswith("r:")) for node, counts in tables.items()}
+    by_restaurant: Counter[str] = Counter()
+    for counts in tables.values():
+        by_restaurant.update({k[2:]: n for k, n in counts.items() if k.startswith("r:")})
+    return {
+        "total": sum(by_node.values()),
+        "by_node": by_node,
+        "by_restaurant": {slug: n for slug, n in by_restaurant.items() if n},
+    }

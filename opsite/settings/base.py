@@ -281,6 +281,8 @@ OPSITE_DEPENDENCY_RESET_S: float = env.float("OPSITE_DEPENDENCY_RESET_S", defaul
 
 # Request and query monitoring, Prometheus.
 OPSITE_METRICS_FLUSH_S: float = env.float("OPSITE_METRICS_FLUSH_S", default=5.0)
+# /metrics reads the merged stores at most this often, so scrapes stay cheap.
+OPSITE_METRICS_CACHE_S: float = env.float("OPSITE_METRICS_CACHE_S", default=5.0)
 OPSITE_SLOW_REQUEST_MS: float = env.float("OPSITE_SLOW_REQUEST_MS", default=1000.0)
 OPSITE_SLOW_QUERY_MS: float = env.float("OPSITE_SLOW_QUERY_MS", default=200.0)
 OPSITE_QUERY_SAMPLE_RATE: float = env.float("OPSITE_QUERY_SAMPLE_RATE", default=1.0)

@@ -37,3 +37,7 @@ if REDIS_URL:
     CHANNEL_LAYERS = redis_channel_layers([REDIS_URL], REDIS_PREFIX)
     CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = False
+# Tests read what they just did: no process-level caching of health, metrics or replica state.
+OPSITE_HEALTH_CACHE_S = 0.0
+OPSITE_METRICS_CACHE_S = 0.0
+OPSITE_REPLICA_CHECK_S = 0.0

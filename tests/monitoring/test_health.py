@@ -5,13 +5,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from monitoring import dependencies, health, prometheus
+from monitoring import dependencies, health
 from monitoring.health import HealthCheck, Probe
 from monitoring.services import heartbeat_record
 from tests.conftest import ROOT, free_port, server_env
@@ -19,15 +20,6 @@ from tests.conftest import ROOT, free_port, server_env
 pytestmark = pytest.mark.django_db
 
 PROTECTED = ["/health/detailed", "/health/dependencies", "/health/stats"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_health_cache() -> Iterator[None]:
-    health.reset_cache()
-    dependencies.reset_breakers()
-    prometheus.reset_cache()
-    yield
-    health.reset_cache()
 
 
 def test_health_live_and_summary(client):
@@ -133,22 +125,23 @@ def http_service() -> Iterator[tuple[str, type[_Sink]]]:
 
 def test_dependencies_report_status_and_open_the_circuit(admin_client, settings, http_service):
     url, handler = http_service
-    settings.OPSITE_DEPENDENCIES = {"payments": url, "printer": f"http://127.0.0.1:{free_port()}/"}
+    payments, printer = f"payments-{uuid.uuid4().hex[:6]}", f"printer-{uuid.uuid4().hex[:6]}"  # breakers are per name
+    settings.OPSITE_DEPENDENCIES = {payments: url, printer: f"http://127.0.0.1:{free_port()}/"}
     settings.OPSITE_DEPENDENCY_FAILURES = 2
     settings.OPSITE_DEPENDENCY_RESET_S = 0.3
     body = admin_client.get("/health/dependencies").json()
     states = {d["name"]: d for d in body["dependencies"]}
-    assert states["payments"]["status"] == "ok" and states["payments"]["circuit"] == "closed"
-    assert states["printer"]["status"] == "failed" and body["status"] == "degraded"
+    assert states[payments]["status"] == "ok" and states[payments]["circuit"] == "closed"
+    assert states[printer]["status"] == "failed" and body["status"] == "degraded"
 
     handler.status = 503
     for _ in range(2):
-        dependencies.check_one("payments", url)
-    opened = dependencies.check_one("payments", url)
+        dependencies.check_one(payments, url)
+    opened = dependencies.check_one(payments, url)
     assert opened["circuit"] == "open" and opened["ms"] == 0.0  # not even called
     handler.status = 200
     time.sleep(0.35)
-    recovered = dependencies.check_one("payments", url)
+    recovered = dependencies.check_one(payments, url)
     assert recovered["status"] == "ok" and recovered["circuit"] == "closed"
 
 

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.db import connections
 
-from monitoring import health
 from monitoring.models import Heartbeat
 from opsite.replicas import monitor, replica_reads
 from tests.conftest import free_port
@@ -30,7 +29,7 @@ def _replica_connections(django_db_setup) -> Iterator[None]:
 
 
 @pytest.fixture
-def make_replica(settings, needs_postgres) -> Iterator:
+def make_replica(settings, needs_postgres) -> Callable[..., str]:
     """Make one of them the configured replica."""
 
     def use(*, reachable: bool = True) -> str:
@@ -38,11 +37,7 @@ def make_replica(settings, needs_postgres) -> Iterator:
         settings.OPSITE_REPLICA_ALIASES = [alias]
         return alias
 
-    monitor.forget()
-    health.reset_cache()
-    yield use
-    monitor.forget()
-    health.reset_cache()
+    return use
 
 
 def test_dashboard_reads_go_to_the_replica_and_writes_to_the_primary(make_replica):
@@ -81,10 +76,7 @@ def test_a_lagging_replica_falls_back(make_replica, settings):
 
 
 def test_metrics_report_replica_lag(make_replica, admin_client):
-    from monitoring import prometheus
-
     alias = make_replica()
-    prometheus.reset_cache()
     text = admin_client.get("/metrics").content.decode()
     assert f'opsite_replica_lag_seconds{{replica="{alias}"}} 0.0' in text
     assert f'opsite_replica_usable{{replica="{alias}"}} 1.0' in text

@@ -1,9 +1,9 @@
+import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from monitoring.health import UNHEALTHY
-from monitoring.views import detailed_report, report_json
+from monitoring.health import UNHEALTHY, detailed_report
 
 
 class Command(BaseCommand):
@@ -14,6 +14,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         status, report = detailed_report()
-        self.stdout.write(status if options["quiet"] else report_json(report))
+        self.stdout.write(status if options["quiet"] else json.dumps(report, indent=2, default=str))
         if status == UNHEALTHY:
             raise SystemExit(1)

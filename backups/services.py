@@ -128,6 +128,7 @@ def backup_create(*, reason: str) -> Backup:
                 status=Backup.Status.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}"
             )
             log.error("backup %s failed: %s", backup.pk, exc)
+            _announce(backup.pk)
             if isinstance(exc, BackupError):
                 raise
             raise BackupError(str(exc)) from exc
@@ -137,8 +138,17 @@ def backup_create(*, reason: str) -> Backup:
             storage=storage_label(storage), path=stored_name, row_counts=counts,
             dump_seconds=round(dumped - started, 3), upload_seconds=round(time.monotonic() - dumped, 3),
         )  # fmt: skip
+    _announce(backup.pk)
     backup.refresh_from_db()
     return backup
+
+
+def _announce(backup_id: int) -> None:
+    from monitoring.services import ops_event_publish
+
+    backup = Backup.objects.get(pk=backup_id)
+    ops_event_publish(frame={"type": "backup.finished", "id": backup.pk, "status": backup.status,
+                             "size_bytes": backup.size_bytes, "error": backup.error[:200]})  # fmt: skip
 
 
 def _store(storage: Any, name: str, partial: Path) -> str:

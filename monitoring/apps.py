@@ -7,10 +7,11 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
-        from celery.signals import task_postrun, task_prerun
+        from celery.signals import beat_init, task_postrun, task_prerun, worker_ready, worker_shutdown
 
         from .checks_builtin import register_builtin
         from .context import install_log_record_factory
+        from .nodes import node_forget, reporter
         from .profiling import on_task_postrun, on_task_prerun
         from .queries import install_observer
 
@@ -18,4 +19,7 @@ class MonitoringConfig(AppConfig):
         register_builtin()
         task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="monitoring.profile_task_start")
         task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="monitoring.profile_task_stop")
+        worker_ready.connect(lambda **_: reporter.start("worker"), weak=False, dispatch_uid="monitoring.node_worker")
+        beat_init.connect(lambda **_: reporter.start("beat"), weak=False, dispatch_uid="monitoring.node_beat")
+        worker_shutdown.connect(lambda **_: node_forget(), weak=False, dispatch_uid="monitoring.node_leave")
         connection_created.connect(install_observer, dispatch_uid="monitoring.query_observer")

@@ -54,3 +54,11 @@ def ops_access(*, allow_networks: bool = False) -> Callable[[Callable[..., HttpR
         return wrapped
 
     return decorator
+
+
+DASHBOARD_PERMISSION = "monitoring.view_dashboard"
+
+
+def can_view_dashboard(user: Any) -> bool:
+    """Active staff holding the dashboard permission (superusers hold every permission)."""
+    return bool(user.is_active and user.is_staff and user.has_perm(DASHBOARD_PERMISSION))

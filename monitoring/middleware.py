@@ -18,6 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
 from .context import RequestState, current_request, request_id_from
+from .nodes import reporter
 from .profiling import profile_view_if_asked
 from .queries import get_aggregator
 from .traffic import get_recorder
@@ -89,6 +90,7 @@ class RequestMonitoringMiddleware:
         route = route_of(request)
         slow = ms >= self.slow_ms
         self.recorder.record(route, ms, response.status_code, slow=slow, exception=state.exception)
+        reporter.start("web")
         duration = f"{ms:.2f}"
         response["X-Request-ID"] = state.request_id
         response["Server-Timing"] = (

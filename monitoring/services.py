@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from typing import Any
 
@@ -9,8 +10,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from opsite.aio import group_send_sync
+
 from .models import FrontendErrorGroup, Heartbeat
 
+log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"\d+")
 
 
@@ -43,3 +47,19 @@ def frontend_error_record(*, report: dict[str, Any], restaurant: Any) -> Fronten
         except IntegrityError:
             continue  # another process created it first: count on it
     raise RuntimeError("could not record the frontend error")
+
+
+OPS_GROUP = "ops"  # every open ops dashboard (ws/ops/) listens here
+
+
+def ops_event_publish(*, frame: dict[str, Any]) -> None:
+    """Push a frame to every open dashboard after the transaction commits; a dashboard that
+    misses it still sees the change on its next refresh, so a failure is only logged."""
+
+    def send() -> None:
+        try:
+            group_send_sync(OPS_GROUP, {"type": "ops.event", "frame": frame})
+        except Exception as exc:
+            log.warning("could not push %s to the dashboards: %s", frame.get("type"), exc)
+
+    transaction.on_commit(send)

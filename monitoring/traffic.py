@@ -27,6 +27,7 @@ from .histogram import bucket_of, quantiles
 log = logging.getLogger(__name__)
 
 KEEP_MINUTES = 70  # enough for the 1 h window
+OWN_MINUTES = 3  # what a process keeps of its own tallies for its node report
 ALL_ROUTES = "*"
 
 
@@ -164,6 +165,7 @@ class TrafficRecorder:
         self.store = store
         self.flush_every_s = flush_every_s
         self._pending: Batch = {}
+        self._own: dict[int, Tally] = {}  # this process's requests per minute, all routes
         self._lock = threading.Lock()
         self.loop = BackgroundLoop("opsite-traffic-flush", self.flush, lambda: self.flush_every_s)
 
@@ -189,6 +191,11 @@ class TrafficRecorder:
     def flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, {}
+            for (minute, _route), tally in batch.items():
+                self._own.setdefault(minute, Tally()).add(tally)
+            oldest = int(time.time()) // 60 - OWN_MINUTES
+            for minute in [m for m in self._own if m < oldest]:
+                del self._own[minute]
         if not batch:
             return
         try:
@@ -198,6 +205,11 @@ class TrafficRecorder:
             with self._lock:
                 for key, tally in batch.items():
                     self._pending.setdefault(key, Tally()).add(tally)
+
+    def own_minutes(self) -> dict[int, Tally]:
+        """This process's tallies for the last few minutes (flushed ones), for its node report."""
+        with self._lock:
+            return {minute: _copy(t) for minute, t in self._own.items()}
 
 
 REQUESTS = "rq"  # HTTP requests per route

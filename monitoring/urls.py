@@ -12,4 +12,8 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("api/v1/metrics/frontend", views.frontend_metrics, name="frontend-metrics"),
     path("api/v1/errors/frontend", views.frontend_errors, name="frontend-errors"),
+    path("ops/", views.ops_dashboard, name="ops-dashboard"),
+    path("ops/api/series", views.ops_series, name="ops-series"),
+    path("ops/api/tables", views.ops_tables, name="ops-tables"),
+    path("ops/api/live", views.ops_live, name="ops-live"),
 ]

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -13,8 +18,8 @@ from django.views.decorators.http import require_GET, require_POST
 from opsite.http import ApiError, read_json_body
 from realtime.auth import restaurant_from_request
 
-from . import dependencies, frontend, health, lifecycle, prometheus
-from .auth import ops_access
+from . import dashboard, dependencies, frontend, health, lifecycle, prometheus
+from .auth import can_view_dashboard, ops_access
 from .selectors import orders_today, traffic_summary
 from .services import frontend_error_record
 from .traffic import FRONTEND, get_recorder
@@ -129,3 +134,61 @@ def frontend_errors(request: HttpRequest) -> JsonResponse:
         return exc.response()
     groups = [frontend_error_record(report=report, restaurant=restaurant) for report in reports]
     return JsonResponse({"accepted": len(groups), "groups": [g.fingerprint for g in groups]}, status=202)
+
+
+def dashboard_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Anonymous: the login page (or 401 for the JSON endpoints); without the permission: 403."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            if request.path.startswith("/ops/api/"):
+                return JsonResponse({"error": "unauthorized", "message": "log in first"}, status=401)
+            return redirect_to_login(request.get_full_path())
+        if not can_view_dashboard(request.user):
+            if request.path.startswith("/ops/api/"):
+                return JsonResponse({"error": "forbidden", "message": "needs the dashboard permission"}, status=403)
+            raise PermissionDenied("viewing the performance dashboard needs the dashboard permission")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@never_cache
+@require_GET
+@dashboard_access
+def ops_dashboard(request: HttpRequest) -> HttpResponse:
+    context = {
+        **admin.site.each_context(request),
+        "title": "Performance dashboard",
+        "ranges": list(dashboard.RANGES),
+        "hosts": dashboard.known_hosts(since=timezone.now() - dashboard.RANGES["90d"].span),
+        "push_s": settings.OPSITE_DASHBOARD_PUSH_S,
+        "tiles": dashboard.live_figures.get()["tiles"],
+    }
+    return render(request, "monitoring/ops.html", context)
+
+
+@never_cache
+@require_GET
+@dashboard_access
+def ops_series(request: HttpRequest) -> JsonResponse:
+    range_key = request.GET.get("range", "24h")
+    if range_key not in dashboard.RANGES:
+        return ApiError(400, "invalid", f"range must be one of {', '.join(dashboard.RANGES)}").response()
+    hosts = [h for h in request.GET.getlist("host") if h]
+    return JsonResponse(dashboard.dashboard_series(range_key=range_key, hosts=hosts or None))
+
+
+@never_cache
+@require_GET
+@dashboard_access
+def ops_tables(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(dashboard.dashboard_tables())
+
+
+@never_cache
+@require_GET
+@dashboard_access
+def ops_live(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(dashboard.live_figures.get())

@@ -30,3 +30,21 @@ def background_loop() -> asyncio.AbstractEventLoop:
 def run_async(coro: Coroutine[Any, Any, T], *, timeout: float) -> T:
     """Run a coroutine on the shared loop and wait for it, at most ``timeout`` seconds."""
     return asyncio.run_coroutine_threadsafe(coro, background_loop()).result(timeout=timeout)
+
+
+PUBLISH_TIMEOUT_S = 5.0
+
+
+def group_send_sync(group: str, message: dict[str, Any]) -> None:
+    """Send to a channel-layer group from sync code; raises when the layer is unreachable."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured")
+    if isinstance(layer, InMemoryChannelLayer):
+        # The in-process layer lives in the caller's loop: it must be reached from there.
+        async_to_sync(layer.group_send)(group, message)
+    else:
+        run_async(layer.group_send(group, message), timeout=PUBLISH_TIMEOUT_S)

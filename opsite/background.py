@@ -27,6 +27,10 @@ class BackgroundLoop:
     def _forget(self) -> None:
         self._thread = None
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def ensure_running(self) -> None:
         if self._thread is not None:
             return

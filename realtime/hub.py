@@ -20,6 +20,8 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from monitoring.nodes import reporter
+
 from .presence import get_presence
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class FeedSubscriber(Protocol):
 class FeedHub:
     def __init__(self) -> None:
         self.node = f"{settings.OPSITE_NODE_NAME}:{os.getpid()}:{secrets.token_hex(3)}"
+        reporter.start("web")  # a process that serves only sockets reports itself too
         self.groups: dict[str, set[FeedSubscriber]] = {}
         self._layer: Any = None
         self._channel: str | None = None
@@ -94,6 +97,10 @@ class FeedHub:
             log.warning("presence store unreachable (%s); counting this node's sockets only", exc)
             others = 0
         return self._counts[key] + others
+
+    def socket_count(self) -> int:
+        counts = dict(self._counts)  # one C-level copy: safe while the loop's thread updates it
+        return sum(n for key, n in counts.items() if key.startswith("r:"))
 
     def counts(self) -> dict[str, int]:
         return {key: n for key, n in self._counts.items() if n > 0}
@@ -167,3 +174,8 @@ def get_hub() -> FeedHub:
     if hub is None:
         hub = _hubs[loop] = FeedHub()
     return hub
+
+
+def local_socket_count() -> int:
+    """Staff sockets open in this process, over every event loop (read from any thread)."""
+    return sum(hub.socket_count() for hub in list(_hubs.values()))

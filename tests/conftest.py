@@ -99,6 +99,20 @@ def make_staff(db: Any) -> Callable[..., Staff]:
     return make
 
 
+@pytest.fixture
+def make_restaurant(db: Any) -> Callable[..., Any]:
+    from realtime.services import restaurant_create
+
+    counter = {"n": 0}
+
+    def make(slug: str | None = None) -> Any:
+        counter["n"] += 1
+        restaurant, _token = restaurant_create(slug=slug or f"place-{counter['n']}", name="A place")
+        return restaurant
+
+    return make
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

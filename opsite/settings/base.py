@@ -207,6 +207,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
+# Front-end libraries come from the npm registry (package.json / package-lock.json, `npm ci`)
+# and are served from opsite's own static files: the dashboard needs no CDN.
+STATICFILES_DIRS = [("vendor/uplot", BASE_DIR / "node_modules" / "uplot" / "dist")]
 STATIC_ROOT = Path(env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STORAGES: dict[str, Any] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -281,6 +284,13 @@ OPSITE_DEPENDENCY_RESET_S: float = env.float("OPSITE_DEPENDENCY_RESET_S", defaul
 
 # Request and query monitoring, Prometheus.
 OPSITE_METRICS_FLUSH_S: float = env.float("OPSITE_METRICS_FLUSH_S", default=5.0)
+# every process reports its host and itself this often; a node silent for 3 reports is gone
+OPSITE_NODE_REPORT_S: float = env.float("OPSITE_NODE_REPORT_S", default=15.0)
+# metric snapshots: minute rows and hour rows are kept this many days
+OPSITE_SNAPSHOT_MINUTE_DAYS: int = env.int("OPSITE_SNAPSHOT_MINUTE_DAYS", default=14)
+OPSITE_SNAPSHOT_HOUR_DAYS: int = env.int("OPSITE_SNAPSHOT_HOUR_DAYS", default=400)
+# the ops dashboard's live frames over ws/ops/ come at most this often
+OPSITE_DASHBOARD_PUSH_S: float = env.float("OPSITE_DASHBOARD_PUSH_S", default=5.0)
 # /metrics reads the merged stores at most this often, so scrapes stay cheap.
 OPSITE_METRICS_CACHE_S: float = env.float("OPSITE_METRICS_CACHE_S", default=5.0)
 OPSITE_SLOW_REQUEST_MS: float = env.float("OPSITE_SLOW_REQUEST_MS", default=1000.0)

@@ -6,13 +6,11 @@ import logging
 from collections import defaultdict
 from datetime import timedelta
 
-from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from opsite.aio import run_async
+from opsite.aio import group_send_sync
 
 from ..frames import event_frame
 from ..models import OrderEvent, Restaurant
@@ -26,26 +24,12 @@ def feed_group(restaurant_id: int) -> str:
     return f"feed.{restaurant_id}"
 
 
-PUBLISH_TIMEOUT_S = 5.0
-
-
-def _group_send(group: str, message: dict[str, object]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("no channel layer is configured")
-    if isinstance(layer, InMemoryChannelLayer):
-        # The in-process layer lives in the caller's loop: it must be reached from there.
-        async_to_sync(layer.group_send)(group, message)
-    else:
-        run_async(layer.group_send(group, message), timeout=PUBLISH_TIMEOUT_S)
-
-
 def events_publish(*, restaurant: Restaurant, events: list[OrderEvent]) -> bool:
     """Send committed events to the restaurant's feed; leave them in the outbox on failure."""
     frames = [[event.seq, event_frame(event, restaurant.slug)] for event in events]
     try:
         group = feed_group(restaurant.pk)
-        _group_send(group, {"type": "feed.events", "group": group, "frames": frames})
+        group_send_sync(group, {"type": "feed.events", "group": group, "frames": frames})
     except Exception:
         log.warning("feed publish failed for %s; %d events stay in the outbox", restaurant.slug, len(events))
         return False
@@ -87,7 +71,7 @@ def access_revoked_publish(*, restaurant_ids: list[int], user_id: int, session_k
         group = feed_group(restaurant_id)
         message = {"type": "feed.revoke", "group": group, "user_id": user_id, "session_key": session_key}
         try:
-            _group_send(group, message)
+            group_send_sync(group, message)
         except Exception:
             # Sockets also re-check access on their own timer, so this only delays the close.
             log.warning("could not publish access revocation for user %s", user_id)

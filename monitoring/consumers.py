@@ -1,0 +1,106 @@
+"""The ops dashboard socket, ws/ops/: live figures every few seconds and ops events as they happen.
+
+Figures are pushed on a timer (coalesced; one computation per interval per process, whatever
+the number of dashboards open); alert and backup events arrive through the channel-layer
+group ``ops`` and are forwarded as they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from .auth import can_view_dashboard
+from .dashboard import live_figures
+from .services import OPS_GROUP
+
+log = logging.getLogger(__name__)
+
+CLOSE_NOT_LOGGED_IN = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_BAD_REQUEST = 4400
+MAX_BAD_FRAMES = 20
+
+_live = database_sync_to_async(live_figures.get)
+_allowed = database_sync_to_async(can_view_dashboard)
+
+
+def _error(code: str, message: str) -> str:
+    return json.dumps({"type": "error", "code": code, "message": message})
+
+
+class OpsDashboardConsumer(AsyncWebsocketConsumer):
+    groups: list[str] = []
+    pusher: asyncio.Task[None] | None = None
+    joined = False
+
+    async def connect(self) -> None:
+        await self.accept()
+        self.bad_frames = 0
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(CLOSE_NOT_LOGGED_IN)
+            return
+        if not await _allowed(user):
+            await self.close(CLOSE_FORBIDDEN)
+            return
+        if self.channel_layer is not None:
+            try:
+                await self.channel_layer.group_add(OPS_GROUP, self.channel_name)
+                self.joined = True
+            except Exception as exc:  # the figures still flow; only pushed events are missed
+                log.warning("ops socket without events: channel layer unavailable (%s)", exc)
+        await self.send(json.dumps({"type": "hello", "push_s": settings.OPSITE_DASHBOARD_PUSH_S}))
+        self.pusher = asyncio.create_task(self._push_figures())
+
+    async def _push_figures(self) -> None:
+        while True:
+            try:
+                figures = await _live()
+            except Exception as exc:
+                log.warning("ops figures unavailable: %s", exc)
+            else:
+                orders = figures["orders_by_restaurant"]
+                await self.send(json.dumps({"type": "metrics", "data": figures}, default=str))
+                await self.send(json.dumps({"type": "orders", "data": orders}))
+            await asyncio.sleep(settings.OPSITE_DASHBOARD_PUSH_S)
+
+    async def disconnect(self, code: int) -> None:
+        if self.pusher is not None:
+            self.pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.pusher
+        if self.joined and self.channel_layer is not None:
+            with contextlib.suppress(Exception):
+                await self.channel_layer.group_discard(OPS_GROUP, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = json.loads(text_data or "")
+            kind = frame.get("type") if isinstance(frame, dict) else None
+        except ValueError:
+            kind, frame = None, None
+        if frame is None:
+            await self._bad("bad_json", "frames are JSON objects")
+        elif kind == "ping":
+            await self.send(json.dumps({"type": "pong"}))
+        elif kind != "pong":
+            await self._bad("unknown_type", "the server accepts ping and pong")
+
+    async def _bad(self, code: str, message: str) -> None:
+        self.bad_frames += 1
+        if self.bad_frames > MAX_BAD_FRAMES:
+            await self.close(CLOSE_BAD_REQUEST)
+        else:
+            await self.send(_error(code, message))
+
+    async def ops_event(self, event: dict[str, Any]) -> None:
+        """An event for every dashboard (alert fired/resolved, backup finished): sent as it is."""
+        await self.send(json.dumps(event["frame"], default=str))

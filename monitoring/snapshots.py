@@ -1,0 +1,268 @@
+"""Metric snapshots: one row per live host and one for the installation, every minute.
+
+The minute recorded is the last one every node has surely reported in full (its request
+tallies reach its node report within one flush and one report interval), so a row is written
+once with complete figures and never revised. Hour rows are rolled up from minute rows with
+percentiles taken from the merged latency histograms, never by averaging percentiles. Both
+are pruned in small batches so no delete holds a long lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max, Model, QuerySet
+from django.utils import timezone
+
+from opsite.redis import get_redis
+
+from .histogram import quantiles
+from .models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
+from .nodes import live_nodes
+from .traffic import Tally
+
+log = logging.getLogger(__name__)
+
+GAUGES = ("cpu_percent", "memory_percent", "disk_percent", "load_1", "process_rss_bytes", "open_files",
+          "sockets", "db_connections", "db_size_bytes", "redis_memory_bytes", "redis_clients",
+          "queue_depth", "workers", "nodes")  # fmt: skip
+COUNTS = ("requests", "errors", "slow_requests")
+PRUNE_BATCH = 5000
+
+
+def _minute_floor(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def settled_minute(now: datetime) -> datetime:
+    """The newest minute whose request tallies every live node has already reported."""
+    lag = timedelta(seconds=settings.OPSITE_NODE_REPORT_S + settings.OPSITE_METRICS_FLUSH_S)
+    return _minute_floor(now - lag) - timedelta(minutes=1)
+
+
+def _traffic_fields(tally: Tally, seconds: int) -> dict[str, Any]:
+    q = quantiles(tally.buckets, [0.5, 0.95, 0.99])
+    n = tally.count
+    return {
+        "requests": n,
+        "errors": tally.errors,
+        "slow_requests": tally.slow,
+        "request_rate": n / seconds,
+        "error_rate": tally.errors / n if n else 0.0,
+        "p50_ms": q[0.5],
+        "p95_ms": q[0.95],
+        "p99_ms": q[0.99],
+        "latency_histogram": {str(k): v for k, v in sorted(tally.buckets.items())},
+    }
+
+
+def _node_tally(report: NodeReport, minute_key: str) -> Tally:
+    fields = report.figures.get("traffic", {}).get(minute_key)
+    return Tally.from_fields(fields) if fields else Tally()
+
+
+def _host_row(host: str, reports: list[NodeReport], minute_key: str) -> dict[str, Any]:
+    newest = max(reports, key=lambda r: r.reported_at).figures
+    tally = Tally()
+    for report in reports:
+        tally.add(_node_tally(report, minute_key))
+    return {
+        "host": host,
+        "nodes": len(reports),
+        **{name: newest.get(name) for name in ("cpu_percent", "memory_percent", "disk_percent", "load_1")},
+        "process_rss_bytes": sum(r.figures.get("process_rss_bytes", 0) for r in reports),
+        "open_files": sum(r.figures.get("open_files", 0) for r in reports),
+        "sockets": sum(r.figures.get("sockets", 0) for r in reports),
+        **_traffic_fields(tally, 60),
+    }
+
+
+def database_figures() -> dict[str, int | None]:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
+                " pg_database_size(current_database())"
+            )
+            connections, size = cursor.fetchone()
+        return {"db_connections": connections, "db_size_bytes": size}
+    if connection.vendor == "sqlite":
+        path = Path(str(connection.settings_dict["NAME"]))
+        size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+        return {"db_connections": None, "db_size_bytes": size}
+    return {"db_connections": None, "db_size_bytes": None}
+
+
+def redis_figures() -> dict[str, int | None]:
+    client = get_redis()
+    if client is None:
+        return {"redis_memory_bytes": None, "redis_clients": None}
+    try:
+        info = client.info()
+    except Exception as exc:
+        log.warning("snapshot without Redis figures: %s", exc)
+        return {"redis_memory_bytes": None, "redis_clients": None}
+    return {"redis_memory_bytes": int(info["used_memory"]), "redis_clients": int(info["connected_clients"])}
+
+
+def _cluster_row(host_rows: list[dict[str, Any]], reports: list[NodeReport], minute_key: str) -> dict[str, Any]:
+    from .celery_state import queue_depth
+
+    tally = Tally()
+    for report in reports:
+        tally.add(_node_tally(report, minute_key))
+    return {
+        "host": CLUSTER,
+        "nodes": len(reports),
+        "process_rss_bytes": sum(r["process_rss_bytes"] for r in host_rows),
+        "open_files": sum(r["open_files"] for r in host_rows),
+        "sockets": sum(r["sockets"] for r in host_rows),
+        "workers": sum(1 for r in reports if r.role == "worker"),
+        "queue_depth": queue_depth(),
+        **database_figures(),
+        **redis_figures(),
+        **_traffic_fields(tally, 60),
+    }
+
+
+@dataclass
+class SnapshotResult:
+    taken_at: datetime
+    hosts: list[str]
+    restaurants: int
+
+
+def _upsert(model: type[Model], rows: Iterable[Model], unique: list[str]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
+    fields = [f.name for f in model._meta.concrete_fields if not f.primary_key and f.name not in unique]
+    model._default_manager.bulk_create(rows, update_conflicts=True, unique_fields=unique, update_fields=fields)
+
+
+def _restaurant_rows(resolution: int, start: datetime) -> list[RestaurantSnapshot]:
+    from realtime.models import Restaurant
+    from realtime.selectors import order_totals
+
+    totals = order_totals(since=start, until=start + timedelta(seconds=resolution))
+    ids = dict(Restaurant.objects.filter(slug__in=totals).values_list("slug", "id"))
+    return [
+        RestaurantSnapshot(resolution=resolution, taken_at=start, restaurant_id=ids[slug],
+                           orders=t["orders"], paid=t["paid"], revenue=t["revenue"])
+        for slug, t in totals.items() if slug in ids
+    ]  # fmt: skip
+
+
+def snapshot_collect(*, now: datetime | None = None) -> SnapshotResult:
+    """Record the settled minute for every live node's host and for the installation; idempotent."""
+    now = now or timezone.now()
+    minute = settled_minute(now)
+    minute_key = str(int(minute.timestamp()) // 60)
+    reports = live_nodes(now=now)
+    by_host: dict[str, list[NodeReport]] = defaultdict(list)
+    for report in reports:
+        by_host[report.host].append(report)
+    host_rows = [_host_row(host, rs, minute_key) for host, rs in sorted(by_host.items())]
+    rows = [*host_rows, _cluster_row(host_rows, reports, minute_key)]
+    restaurants = _restaurant_rows(Resolution.MINUTE, minute)
+    with transaction.atomic():
+        _upsert(MetricSnapshot, (MetricSnapshot(resolution=Resolution.MINUTE, taken_at=minute, **row) for row in rows),
+                ["resolution", "host", "taken_at"])  # fmt: skip
+        _upsert(RestaurantSnapshot, restaurants, ["resolution", "restaurant", "taken_at"])
+    return SnapshotResult(taken_at=minute, hosts=sorted(by_host), restaurants=len(restaurants))
+
+
+def _mean(values: list[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def rollup_rows(minute_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One hour row from one host's minute rows: gauges as mean with [min, max], counts summed,
+    percentiles from the summed histograms."""
+    hour: dict[str, Any] = {"spread": {}}
+    for name in GAUGES:
+        values = [r[name] for r in minute_rows if r[name] is not None]
+        if values:
+            mean = _mean(values)
+            hour[name] = round(mean) if isinstance(values[0], int) else mean
+            hour["spread"][name] = [min(values), max(values)]
+        else:
+            hour[name] = None
+    merged = Tally()
+    for row in minute_rows:
+        merged.buckets.update({int(k): v for k, v in row["latency_histogram"].items()})
+    merged.count = sum(r["requests"] for r in minute_rows)
+    merged.errors = sum(r["errors"] for r in minute_rows)
+    merged.slow = sum(r["slow_requests"] for r in minute_rows)
+    hour.update(_traffic_fields(merged, 3600))
+    hour["nodes"] = max((r["nodes"] for r in minute_rows), default=0)
+    return hour
+
+
+def _rollup_hour(start: datetime) -> int:
+    end = start + timedelta(hours=1)
+    fields = ["host", *GAUGES, *COUNTS, "latency_histogram"]
+    per_host: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    minutes = MetricSnapshot.objects.filter(resolution=Resolution.MINUTE, taken_at__gte=start, taken_at__lt=end)
+    for row in minutes.values(*fields):
+        per_host[row["host"]].append(row)
+    if not per_host:
+        return 0
+    with transaction.atomic():
+        _upsert(MetricSnapshot,
+                (MetricSnapshot(resolution=Resolution.HOUR, taken_at=start, host=host, **rollup_rows(rows))
+                 for host, rows in per_host.items()),
+                ["resolution", "host", "taken_at"])  # fmt: skip
+        _upsert(RestaurantSnapshot, _restaurant_rows(Resolution.HOUR, start), ["resolution", "restaurant", "taken_at"])
+    return len(per_host)
+
+
+def snapshot_rollup(*, now: datetime | None = None) -> int:
+    """Roll up every settled hour that has minute rows and no hour row yet; return hours done."""
+    now = now or timezone.now()
+    until = (settled_minute(now) + timedelta(minutes=1)).replace(minute=0)  # hours before it are complete
+    latest = MetricSnapshot.objects.filter(resolution=Resolution.HOUR).aggregate(at=Max("taken_at"))["at"]
+    minutes = MetricSnapshot.objects.filter(resolution=Resolution.MINUTE)
+    if latest is not None:
+        minutes = minutes.filter(taken_at__gte=latest + timedelta(hours=1))
+    first_minute = minutes.order_by("taken_at").values_list("taken_at", flat=True).first()
+    if first_minute is None:
+        return 0
+    hour = first_minute.replace(minute=0)
+    done = 0
+    while hour < until:
+        done += 1 if _rollup_hour(hour) else 0
+        hour += timedelta(hours=1)
+    return done
+
+
+def _prune(queryset: QuerySet[Any]) -> int:
+    deleted = 0
+    while True:
+        ids = list(queryset.values_list("pk", flat=True)[:PRUNE_BATCH])
+        if not ids:
+            return deleted
+        deleted += queryset.model._default_manager.filter(pk__in=ids).delete()[0]
+
+
+def snapshot_prune(*, now: datetime | None = None) -> dict[str, int]:
+    """Delete minute and hour rows past their retention, and node reports long expired."""
+    now = now or timezone.now()
+    minute_cut = now - timedelta(days=settings.OPSITE_SNAPSHOT_MINUTE_DAYS)
+    hour_cut = now - timedelta(days=settings.OPSITE_SNAPSHOT_HOUR_DAYS)
+    deleted: dict[str, int] = {}
+    for label, model in (("metric", MetricSnapshot), ("restaurant", RestaurantSnapshot)):
+        manager = model._default_manager
+        deleted[f"{label}_minute"] = _prune(manager.filter(resolution=Resolution.MINUTE, taken_at__lt=minute_cut))
+        deleted[f"{label}_hour"] = _prune(manager.filter(resolution=Resolution.HOUR, taken_at__lt=hour_cut))
+    deleted["nodes"] = _prune(NodeReport.objects.filter(expires_at__lt=now - timedelta(days=1)))
+    return deleted

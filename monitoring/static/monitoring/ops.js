@@ -1,0 +1,191 @@
+/* The performance dashboard: history charts from /ops/api/series (uPlot), tables from
+   /ops/api/tables, headline tiles and today's orders live over ws/ops/. Nothing reloads the page. */
+(function () {
+  "use strict";
+  const root = document.getElementById("ops");
+  if (!root) return;
+  const PALETTE = ["#2f7ed8", "#e4572e", "#29a36a", "#c9a227", "#8e5ea2", "#17becf", "#d62728", "#7f7f7f"];
+  const REFRESH_MS = 60000;
+  const state = { range: "1h", charts: {}, frames: 0, lastFrame: null, series: null, socket: null };
+  window.opsDashboard = state;  // for people poking at it in the console (and the browser tests)
+
+  const css = (name, fallback) => getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
+  const hosts = () => Array.from(root.querySelectorAll(".ops-host:checked")).map((el) => el.value);
+
+  function axes(unit) {
+    const stroke = css("--body-quiet-color", "#666");
+    const grid = { stroke: css("--hairline-color", "#ddd"), width: 1 };
+    return [
+      { stroke, grid, ticks: grid },
+      { stroke, grid, ticks: grid, size: 60, values: (u, vals) => vals.map((v) => v == null ? "" : fmt(v) + (unit || "")) },
+    ];
+  }
+
+  function fmt(v) {
+    const a = Math.abs(v);
+    if (a >= 1e9) return (v / 1e9).toFixed(1) + "G";
+    if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
+    if (a >= 1e3) return (v / 1e3).toFixed(1) + "k";
+    return a >= 10 || a === 0 ? v.toFixed(0) : v.toFixed(2);
+  }
+
+  /* Draw one chart: tables is a list of [label, t[], y[]]; series with other timestamps are aligned. */
+  function draw(name, tables, unit) {
+    const section = root.querySelector(`.ops-chart[data-chart="${name}"]`);
+    const box = section.querySelector(".plot");
+    if (state.charts[name]) { state.charts[name].destroy(); delete state.charts[name]; }
+    box.textContent = "";
+    const withData = tables.filter(([, t]) => t.length);
+    section.dataset.points = String(withData.reduce((n, [, t]) => n + t.length, 0));
+    if (!withData.length) {
+      const empty = document.createElement("div");
+      empty.className = "empty";
+      empty.textContent = "no data in this range yet";
+      box.appendChild(empty);
+      return;
+    }
+    const data = withData.length === 1 ? [withData[0][1], withData[0][2]]
+      : uPlot.join(withData.map(([, t, y]) => [t, y]));
+    const series = [{}].concat(withData.map(([label], i) => ({
+      label, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: false,
+      value: (u, v) => v == null ? "–" : fmt(v) + (unit || ""),
+    })));
+    const opts = { width: box.clientWidth || 400, height: 200, series, axes: axes(unit), legend: { live: true },
+                   scales: { x: { time: true, range: [state.series.since, state.series.until] } } };
+    state.charts[name] = new uPlot(opts, data, box);
+  }
+
+  function renderSeries(s) {
+    state.series = s;
+    const c = s.cluster;
+    draw("request_rate", [["req/s", c.t, c.request_rate]]);
+    draw("latency", [["p50", c.t, c.p50_ms], ["p95", c.t, c.p95_ms], ["p99", c.t, c.p99_ms]], " ms");
+    draw("error_rate", [["errors", c.t, c.error_rate.map((v) => v == null ? null : v * 100)]], " %");
+    for (const name of ["cpu_percent", "memory_percent", "disk_percent"]) {
+      draw(name, Object.entries(s.hosts).map(([host, h]) => [host, h.t, h[name]]), " %");
+    }
+    draw("db_connections", [["connections", c.t, c.db_connections]]);
+    draw("queue_depth", [["waiting", c.t, c.queue_depth], ["workers", c.t, c.workers]]);
+    draw("sockets", [["sockets", c.t, c.sockets]]);
+    const restaurants = Object.entries(s.restaurants);
+    draw("orders", restaurants.map(([slug, r]) => [slug, r.t, r.orders]));
+    draw("revenue", restaurants.map(([slug, r]) => [slug, r.t, r.revenue]));
+  }
+
+  async function getJSON(url) {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  async function loadSeries() {
+    const params = new URLSearchParams({ range: state.range });
+    hosts().forEach((h) => params.append("host", h));
+    renderSeries(await getJSON(`${root.dataset.seriesUrl}?${params}`));
+  }
+
+  function fillTable(id, rows, cells) {
+    const body = document.querySelector(`#${id} tbody`);
+    body.textContent = "";
+    if (!rows.length) {
+      const tr = body.insertRow();
+      const td = tr.insertCell();
+      td.colSpan = body.parentElement.tHead.rows[0].cells.length;
+      td.className = "quiet";
+      td.textContent = "nothing here";
+      return;
+    }
+    for (const row of rows) {
+      const tr = body.insertRow();
+      for (const [value, cls] of cells(row)) {
+        const td = tr.insertCell();
+        if (cls) td.className = cls;
+        if (cls === "code") {
+          const code = document.createElement("code");
+          code.textContent = value.length > 160 ? value.slice(0, 157) + "…" : value;
+          code.title = value;
+          td.appendChild(code);
+        }
+        else td.textContent = value == null ? "–" : String(value);
+      }
+    }
+  }
+
+  const when = (iso) => iso ? new Date(iso).toLocaleString() : "–";
+  const bytes = (n) => n == null ? "–" : fmt(n) + "B";
+
+  async function loadTables() {
+    const t = await getJSON(root.dataset.tablesUrl);
+    fillTable("ops-slow-queries", t.slow_queries, (q) => [[q.sql || q.fingerprint, "code"], [q.count, "num"], [q.mean_ms, "num"], [q.total_ms, "num"]]);
+    fillTable("ops-n-plus-one", t.n_plus_one, (q) => [[q.route], [q.fingerprint, "code"], [q.requests, "num"]]);
+    fillTable("ops-frontend-errors", t.frontend_errors, (e) => [[`${e.type}: ${e.message}`], [e.screen], [e.count, "num"], [when(e.last_seen)]]);
+    fillTable("ops-backups", t.backups, (b) => [[b.id], [b.status], [when(b.started_at)], [bytes(b.size_bytes), "num"], [when(b.verified_at)]]);
+    fillTable("ops-task-runs", t.task_runs, (r) => [[r.name], [when(r.last_run_at)], [r.runs, "num"], [r.enabled ? "yes" : "no"]]);
+  }
+
+  function applyFigures(data) {
+    state.frames += 1;
+    state.lastFrame = data;
+    for (const tile of data.tiles || []) {
+      const el = root.querySelector(`.ops-tile[data-tile="${tile.key}"]`);
+      if (!el) continue;
+      el.dataset.state = tile.state;
+      el.querySelector(".value").textContent = tile.value;
+    }
+  }
+
+  function applyOrders(counts) {
+    const rows = Object.entries(counts).sort((a, b) => b[1] - a[1]);
+    fillTable("ops-orders", rows, ([slug, n]) => [[slug], [n, "num"]]);
+    root.dataset.ordersTotal = String(rows.reduce((n, [, v]) => n + v, 0));
+  }
+
+  function setLive(s, text) {
+    const el = document.getElementById("ops-live-state");
+    el.dataset.state = s;
+    el.textContent = text;
+  }
+
+  function connect(attempt) {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}${root.dataset.wsPath}`);
+    state.socket = socket;
+    socket.onopen = () => { attempt = 0; setLive("live", "live"); };
+    socket.onmessage = (message) => {
+      const frame = JSON.parse(message.data);
+      if (frame.type === "metrics") applyFigures(frame.data);
+      else if (frame.type === "orders") applyOrders(frame.data);
+      else if (frame.type === "backup.finished") loadTables().catch(console.error);
+    };
+    socket.onclose = (event) => {
+      if (event.code === 4401 || event.code === 4403) { setLive("lost", "not allowed: log in again"); return; }
+      setLive("lost", "reconnecting…");
+      const delay = Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
+      setTimeout(() => connect(attempt + 1), delay);
+    };
+  }
+
+  function refresh() {
+    loadSeries().catch((e) => console.error(e));
+    loadTables().catch((e) => console.error(e));
+  }
+
+  root.querySelectorAll(".ops-range").forEach((button) => button.addEventListener("click", () => {
+    state.range = button.dataset.range;
+    root.querySelectorAll(".ops-range").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
+    loadSeries().catch(console.error);
+  }));
+  root.querySelectorAll(".ops-host").forEach((box) => box.addEventListener("change", () => loadSeries().catch(console.error)));
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => state.series && renderSeries(state.series), 200);
+  });
+  const theme = new MutationObserver(() => state.series && renderSeries(state.series));
+  theme.observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
+
+  getJSON(root.dataset.liveUrl).then((d) => { applyFigures(d); applyOrders(d.orders_by_restaurant); }).catch(console.error);
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+  connect(0);
+})();

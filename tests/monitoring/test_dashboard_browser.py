@@ -1,0 +1,81 @@
+"""The ops dashboard in a real headless Chromium: charts drawn from snapshots, figures live over ws/ops/."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from playwright.sync_api import expect, sync_playwright
+
+from monitoring.nodes import node_report
+from monitoring.snapshots import snapshot_collect
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.processes]
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def order(order_id: str, kind: str = "order.created") -> dict[str, object]:
+    return {"type": kind, "order_id": order_id, "total_amount": "18.00", "items_count": 2}
+
+
+def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chromium_path, needs_redis):
+    staff = make_staff()
+    get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-123456")
+    server = start_server({"OPSITE_DASHBOARD_PUSH_S": "1"})
+    headers = {"Authorization": f"Bearer {staff.token}"}
+    for n in range(3):
+        assert httpx.post(f"{server.url}/api/v1/orders/events", json=order(f"A{n}"), headers=headers).status_code == 201
+    for _ in range(20):
+        httpx.get(f"{server.url}/health/live")
+    # A few minutes of history, recorded by the snapshot job from this machine's real node report.
+    node_report(role="web")
+    now = timezone.now()
+    for minutes_ago in range(8, 0, -1):
+        snapshot_collect(now=now - timedelta(minutes=minutes_ago))
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{server.url}/accounts/login/?next=/ops/")
+        page.fill("input[name=username]", "boss")
+        page.fill("input[name=password]", "pw-123456")
+        page.click("input[type=submit]")
+        page.wait_for_url("**/ops/")
+        expect(page.locator("#ops-live-state")).to_have_text("live", timeout=10_000)
+        for chart in ("request_rate", "cpu_percent", "memory_percent", "db_connections"):
+            section = page.locator(f'.ops-chart[data-chart="{chart}"]')
+            expect(section.locator("canvas")).to_have_count(1, timeout=10_000)
+            assert int(section.get_attribute("data-points") or 0) >= 8, chart
+        assert page.evaluate("Object.keys(window.opsDashboard.charts).length") >= 8
+        tile = page.locator('.ops-tile[data-tile="orders_today"] .value')
+        expect(tile).to_have_text("3", timeout=10_000)
+        expect(page.locator("#ops-orders tbody")).to_contain_text(staff.restaurant.slug)
+        expect(page.locator("#ops-task-runs tbody")).to_contain_text("monitoring: metric snapshot")
+        page.screenshot(path=str(ARTIFACTS / "ops-dashboard.png"), full_page=True)
+        page.evaluate("window.__marker = 'same page'")
+
+        response = httpx.post(f"{server.url}/api/v1/orders/events", json=[order("B1"), order("B2")], headers=headers)
+        assert response.status_code == 201
+        expect(tile).to_have_text("5", timeout=10_000)
+        assert page.evaluate("window.__marker") == "same page", "the page was reloaded"
+
+        page.click('.ops-range[data-range="7d"]')
+        expect(page.locator('.ops-chart[data-chart="request_rate"] .empty')).to_be_visible()  # no hour rows yet
+        page.emulate_media(color_scheme="dark")
+        page.click('.ops-range[data-range="1h"]')
+        expect(page.locator('.ops-chart[data-chart="request_rate"] canvas')).to_have_count(1)
+        page.screenshot(path=str(ARTIFACTS / "ops-dashboard-dark.png"), full_page=True)
+        assert not errors, errors
+        browser.close()

@@ -44,7 +44,12 @@ def fresh_database() -> None:
     env = bench_env()
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], check=True, capture_output=True)
-    os.environ.update(env)
+    setup_django()
+
+
+def setup_django() -> None:
+    """Point this process at the bench database (as it is) and set Django up."""
+    os.environ.update(bench_env())
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -108,7 +113,9 @@ def session_cookie(username: str) -> str:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    user, _ = get_user_model().objects.get_or_create(username=username, defaults={"is_superuser": True})
+    user, _ = get_user_model().objects.get_or_create(
+        username=username, defaults={"is_superuser": True, "is_staff": True}
+    )
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}"

@@ -1,24 +1,32 @@
 """What the performance dashboard reads: history from snapshots, tables, and the live figures.
 
-Ranges up to a day read minute rows; longer ones read hour rows, so any range is a few
-thousand rows at most, fetched through the (resolution, taken_at) index without the
-histograms. The live figures are computed at most once per push interval per process, however
-many dashboards are open.
+Ranges up to a day read minute rows, a week or a month hour rows, 90 days six-hour rows; the
+database averages them into at most MAX_POINTS points per series, so any range is a few
+thousand numbers, read through the (resolution, taken_at) index without the histograms. The
+live figures are computed at most once per push interval per process, however many
+dashboards are open.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, cast
 
 from django.conf import settings
+from django.db import connection
+from django.db.models import Max
 from django.utils import timezone
 
-from .models import CLUSTER, FrontendErrorGroup, MetricSnapshot, Resolution, RestaurantSnapshot
+from opsite.cache import cached
+
+from .models import CLUSTER, FrontendErrorGroup, MetricSnapshot, Resolution
 
 
 @dataclass(frozen=True)
@@ -33,11 +41,21 @@ RANGES = {r.key: r for r in (
     Range("24h", timedelta(hours=24), Resolution.MINUTE),
     Range("7d", timedelta(days=7), Resolution.HOUR),
     Range("30d", timedelta(days=30), Resolution.HOUR),
-    Range("90d", timedelta(days=90), Resolution.HOUR),
+    Range("90d", timedelta(days=90), Resolution.SIX_HOURS),
 )}  # fmt: skip
 CLUSTER_SERIES = ("request_rate", "error_rate", "p50_ms", "p95_ms", "p99_ms", "sockets", "db_connections",
                   "queue_depth", "workers", "redis_memory_bytes", "db_size_bytes")  # fmt: skip
+WORST_OF = {"p50_ms", "p95_ms", "p99_ms", "error_rate", "queue_depth"}
+MAX_POINTS = 480  # per series: more than a chart on a laptop has pixels for
 HOST_SERIES = ("cpu_percent", "memory_percent", "disk_percent", "load_1", "process_rss_bytes", "sockets")
+
+
+def bucket_step(chosen: Range) -> int:
+    """Seconds per point when the range has more rows than MAX_POINTS, else 0 (every row)."""
+    rows = chosen.span.total_seconds() / chosen.resolution
+    if rows <= MAX_POINTS:
+        return 0
+    return math.ceil(rows / MAX_POINTS) * chosen.resolution
 
 
 def _epoch(at: datetime) -> int:
@@ -49,51 +67,110 @@ def known_hosts(*, since: datetime) -> list[str]:
     return sorted(set(rows.values_list("host", flat=True).distinct()))
 
 
+def _epoch_sql(vendor: str) -> str:
+    if vendor == "postgresql":
+        return "EXTRACT(EPOCH FROM taken_at)::bigint"
+    if vendor == "sqlite":
+        return "CAST(strftime('%%s', taken_at) AS INTEGER)"
+    raise NotImplementedError(f"the dashboard's series need PostgreSQL or SQLite, not {vendor}")
+
+
+@dataclass(frozen=True)
+class Window:
+    resolution: int  # which rows: minute or hour
+    since: datetime
+    step: int  # seconds per point
+
+
+def _grouped(table: str, key: str, columns: dict[str, str], window: Window, *,
+             extra_where: str = "", params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:  # fmt: skip
+    """Rows of (key, bucket start, aggregates...) ordered by key and time, from one statement.
+
+    One scan of the range index reads every host's rows from the same pages (rows of one
+    minute are written together), the database does the bucketing and the averaging, and
+    integers come back instead of datetimes: turning values into Python objects, not the scan,
+    is what a long range costs."""
+    epoch = _epoch_sql(connection.vendor)
+    selects = ", ".join(f"CAST({agg} AS DOUBLE PRECISION)" for agg in columns.values())
+    # Table, columns and aggregates are this module's constants; every value is a parameter.
+    sql = (
+        f"SELECT {key}, ({epoch} / %s) * %s AS bucket, {selects} FROM {table} "  # noqa: S608
+        f"WHERE resolution = %s AND taken_at >= %s {extra_where} GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (window.step, window.step, window.resolution, window.since, *params))
+        return cursor.fetchall()
+
+
+def _by_key(rows: list[tuple[Any, ...]], names: tuple[str, ...]) -> dict[Any, dict[str, list[Any]]]:
+    result = {}
+    for key, group in groupby(rows, key=itemgetter(0)):
+        columns = list(zip(*group, strict=True))
+        result[key] = {"t": list(columns[1]), **{n: list(c) for n, c in zip(names, columns[2:], strict=True)}}
+    return result
+
+
+def _aggregate(name: str) -> str:
+    # A bucket of several rows shows its worst latency and error rate, so no spike hides.
+    return f"MAX({name})" if name in WORST_OF else f"AVG(CAST({name} AS DOUBLE PRECISION))"
+
+
 def dashboard_series(*, range_key: str, hosts: list[str] | None = None, now: datetime | None = None) -> dict[str, Any]:
-    """Columns ready for charting: ``t`` (epoch seconds) and one list per figure, per host."""
+    """Columns ready for charting: ``t`` (epoch seconds) and one list per figure, per host and
+    for the installation, at most MAX_POINTS points each."""
     chosen = RANGES[range_key]
     now = now or timezone.now()
     since = now - chosen.span
-    rows = MetricSnapshot.objects.filter(resolution=chosen.resolution, taken_at__gte=since)
+    step = bucket_step(chosen) or chosen.resolution
+    window = Window(resolution=chosen.resolution, since=since, step=step)
+    where, params = "AND host <> %s", cast(tuple[Any, ...], (CLUSTER,))
     if hosts:
-        rows = rows.filter(host__in=[*hosts, CLUSTER])
-    cluster: dict[str, list[Any]] = {"t": [], **{name: [] for name in CLUSTER_SERIES}}
-    per_host: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {"t": [], **{n: [] for n in HOST_SERIES}})
-    for row in rows.order_by("taken_at").values_list("host", "taken_at", *CLUSTER_SERIES, *HOST_SERIES).iterator():
-        host, taken_at = row[0], _epoch(row[1])
-        if host == CLUSTER:
-            cluster["t"].append(taken_at)
-            for name, value in zip(CLUSTER_SERIES, row[2 : 2 + len(CLUSTER_SERIES)], strict=True):
-                cluster[name].append(value)
-        else:
-            series = per_host[host]
-            series["t"].append(taken_at)
-            for name, value in zip(HOST_SERIES, row[2 + len(CLUSTER_SERIES) :], strict=True):
-                series[name].append(value)
+        where, params = f"AND host IN ({', '.join(['%s'] * len(hosts))})", tuple(hosts)
+    # Two statements, each aggregating only its own columns, cost less than one over all of them.
+    cluster_rows = _grouped("monitoring_metricsnapshot", "host", {n: _aggregate(n) for n in CLUSTER_SERIES},
+                            window, extra_where="AND host = %s", params=(CLUSTER,))  # fmt: skip
+    host_rows = _grouped("monitoring_metricsnapshot", "host", {n: _aggregate(n) for n in HOST_SERIES},
+                         window, extra_where=where, params=params)  # fmt: skip
+    empty: dict[str, list[Any]] = {"t": [], **{n: [] for n in CLUSTER_SERIES}}
     return {
         "range": chosen.key,
         "resolution": chosen.resolution,
+        "step": step,
         "since": _epoch(since),
         "until": _epoch(now),
-        "cluster": cluster,
-        "hosts": dict(sorted(per_host.items())),
-        "restaurants": restaurant_series(resolution=chosen.resolution, since=since),
+        "cluster": _by_key(cluster_rows, CLUSTER_SERIES).get(CLUSTER, empty),
+        "hosts": _by_key(host_rows, HOST_SERIES),
+        "restaurants": restaurant_series(window),
     }
 
 
-def restaurant_series(*, resolution: int, since: datetime) -> dict[str, dict[str, list[Any]]]:
-    rows = (
-        RestaurantSnapshot.objects.filter(resolution=resolution, taken_at__gte=since)
-        .order_by("taken_at")
-        .values_list("restaurant__slug", "taken_at", "orders", "revenue")
-    )
-    series: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {"t": [], "orders": [], "revenue": []})
-    for slug, taken_at, orders, revenue in rows.iterator():
-        entry = series[slug]
-        entry["t"].append(_epoch(taken_at))
-        entry["orders"].append(orders)
-        entry["revenue"].append(float(revenue))
-    return dict(sorted(series.items()))
+SERIES_CACHE = "dashboard-series"
+
+
+def series_json(*, range_key: str, hosts: list[str] | None = None) -> str:
+    """The encoded series, from the cache when nothing underneath has changed.
+
+    The key holds the range, the hosts, the window's end (rounded to the range's resolution)
+    and the newest row at that resolution: a new snapshot or rollup makes a new key."""
+    chosen = RANGES[range_key]
+    now = timezone.now()
+    window_end = datetime.fromtimestamp(_epoch(now) // chosen.resolution * chosen.resolution, tz=now.tzinfo)
+    newest = MetricSnapshot.objects.filter(resolution=chosen.resolution).aggregate(at=Max("taken_at"))["at"]
+    parts = (chosen.key, sorted(hosts or []), window_end, newest)
+    return cached(SERIES_CACHE, parts,
+                  lambda: json.dumps(dashboard_series(range_key=range_key, hosts=hosts, now=window_end)),
+                  timeout=2 * chosen.resolution + 60)  # fmt: skip
+
+
+def restaurant_series(window: Window) -> dict[str, dict[str, list[Any]]]:
+    """Orders and revenue per restaurant, summed per ``window.step`` seconds."""
+    from realtime.models import Restaurant
+
+    sums = {"orders": "SUM(orders)", "revenue": "SUM(revenue)"}
+    by_id = _by_key(_grouped("monitoring_restaurantsnapshot", "restaurant_id", sums, window), ("orders", "revenue"))
+    slugs = dict(Restaurant.objects.filter(pk__in=by_id).values_list("pk", "slug"))
+    return {slugs[pk]: series for pk, series in sorted(by_id.items(), key=lambda item: slugs.get(item[0], ""))
+            if pk in slugs}  # fmt: skip
 
 
 def recent_backups(limit: int = 8) -> list[dict[str, Any]]:

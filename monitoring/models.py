@@ -135,6 +135,7 @@ class NodeReport(models.Model):
 class Resolution(models.IntegerChoices):
     MINUTE = 60, "minute"
     HOUR = 3600, "hour"
+    SIX_HOURS = 21600, "six hours"
 
 
 CLUSTER = "*"  # the host of the rows that hold figures for the whole installation
@@ -143,8 +144,9 @@ CLUSTER = "*"  # the host of the rows that hold figures for the whole installati
 class MetricSnapshot(models.Model):
     """One host's figures (or, for host ``*``, the whole installation's) over one minute or hour.
 
-    Hour rows are rolled up from minute rows: gauges hold the mean with min/max in ``spread``,
-    counts are summed, and percentiles come from the merged latency histogram."""
+    Hour rows are rolled up from minute rows, six-hour rows from hour rows: gauges hold the mean
+    with min/max in ``spread``, counts are summed, and percentiles come from the merged latency
+    histogram."""
 
     resolution = models.PositiveIntegerField(choices=Resolution.choices, default=Resolution.MINUTE)
     taken_at = models.DateTimeField(help_text="start of the minute or hour")
@@ -175,7 +177,7 @@ class MetricSnapshot(models.Model):
     queue_depth = models.IntegerField(null=True, blank=True)
     workers = models.IntegerField(null=True, blank=True)
     latency_histogram = models.JSONField(default=dict, blank=True)
-    spread = models.JSONField(default=dict, blank=True, help_text="hour rows: [min, max] per gauge")
+    spread = models.JSONField(default=dict, blank=True, help_text="rolled-up rows: [min, max] per gauge")
 
     class Meta:
         ordering = ["-taken_at", "host"]

@@ -2,8 +2,9 @@
 
 The minute recorded is the last one every node has surely reported in full (its request
 tallies reach its node report within one flush and one report interval), so a row is written
-once with complete figures and never revised. Hour rows are rolled up from minute rows with
-percentiles taken from the merged latency histograms, never by averaging percentiles. Both
+once with complete figures and never revised. Hour rows are rolled up from minute rows, and
+six-hour rows from hour rows, with percentiles taken from the merged latency histograms, never
+by averaging percentiles. Both
 are pruned in small batches so no delete holds a long lock.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max, Model, QuerySet
+from django.db.models import Max, Model, QuerySet, Sum
 from django.utils import timezone
 
 from opsite.redis import get_redis
@@ -37,6 +38,7 @@ GAUGES = ("cpu_percent", "memory_percent", "disk_percent", "load_1", "process_rs
           "queue_depth", "workers", "nodes")  # fmt: skip
 COUNTS = ("requests", "errors", "slow_requests")
 PRUNE_BATCH = 5000
+ROLLUPS = [(Resolution.MINUTE, Resolution.HOUR), (Resolution.HOUR, Resolution.SIX_HOURS)]
 
 
 def _minute_floor(at: datetime) -> datetime:
@@ -149,14 +151,14 @@ def _upsert(model: type[Model], rows: Iterable[Model], unique: list[str]) -> Non
     model._default_manager.bulk_create(rows, update_conflicts=True, unique_fields=unique, update_fields=fields)
 
 
-def _restaurant_rows(resolution: int, start: datetime) -> list[RestaurantSnapshot]:
+def _restaurant_minute_rows(start: datetime) -> list[RestaurantSnapshot]:
     from realtime.models import Restaurant
     from realtime.selectors import order_totals
 
-    totals = order_totals(since=start, until=start + timedelta(seconds=resolution))
+    totals = order_totals(since=start, until=start + timedelta(minutes=1))
     ids = dict(Restaurant.objects.filter(slug__in=totals).values_list("slug", "id"))
     return [
-        RestaurantSnapshot(resolution=resolution, taken_at=start, restaurant_id=ids[slug],
+        RestaurantSnapshot(resolution=Resolution.MINUTE, taken_at=start, restaurant_id=ids[slug],
                            orders=t["orders"], paid=t["paid"], revenue=t["revenue"])
         for slug, t in totals.items() if slug in ids
     ]  # fmt: skip
@@ -173,7 +175,7 @@ def snapshot_collect(*, now: datetime | None = None) -> SnapshotResult:
         by_host[report.host].append(report)
     host_rows = [_host_row(host, rs, minute_key) for host, rs in sorted(by_host.items())]
     rows = [*host_rows, _cluster_row(host_rows, reports, minute_key)]
-    restaurants = _restaurant_rows(Resolution.MINUTE, minute)
+    restaurants = _restaurant_minute_rows(minute)
     with transaction.atomic():
         _upsert(MetricSnapshot, (MetricSnapshot(resolution=Resolution.MINUTE, taken_at=minute, **row) for row in rows),
                 ["resolution", "host", "taken_at"])  # fmt: skip
@@ -185,63 +187,91 @@ def _mean(values: list[float]) -> float:
     return math.fsum(values) / len(values)
 
 
-def rollup_rows(minute_rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """One hour row from one host's minute rows: gauges as mean with [min, max], counts summed,
-    percentiles from the summed histograms."""
-    hour: dict[str, Any] = {"spread": {}}
+def rollup_rows(rows: list[dict[str, Any]], seconds: int) -> dict[str, Any]:
+    """One row over ``seconds`` from one host's finer rows: gauges as mean with [min, max] (the
+    finer rows' own [min, max] when they have one), counts summed, percentiles from the summed
+    histograms."""
+    rolled: dict[str, Any] = {"spread": {}}
     for name in GAUGES:
-        values = [r[name] for r in minute_rows if r[name] is not None]
-        if values:
-            mean = _mean(values)
-            hour[name] = round(mean) if isinstance(values[0], int) else mean
-            hour["spread"][name] = [min(values), max(values)]
-        else:
-            hour[name] = None
+        values = [r[name] for r in rows if r[name] is not None]
+        if not values:
+            rolled[name] = None
+            continue
+        mean = _mean(values)
+        rolled[name] = round(mean) if isinstance(values[0], int) else mean
+        lows = [r["spread"][name][0] if name in r["spread"] else r[name] for r in rows if r[name] is not None]
+        highs = [r["spread"][name][1] if name in r["spread"] else r[name] for r in rows if r[name] is not None]
+        rolled["spread"][name] = [min(lows), max(highs)]
     merged = Tally()
-    for row in minute_rows:
+    for row in rows:
         merged.buckets.update({int(k): v for k, v in row["latency_histogram"].items()})
-    merged.count = sum(r["requests"] for r in minute_rows)
-    merged.errors = sum(r["errors"] for r in minute_rows)
-    merged.slow = sum(r["slow_requests"] for r in minute_rows)
-    hour.update(_traffic_fields(merged, 3600))
-    hour["nodes"] = max((r["nodes"] for r in minute_rows), default=0)
-    return hour
+    merged.count = sum(r["requests"] for r in rows)
+    merged.errors = sum(r["errors"] for r in rows)
+    merged.slow = sum(r["slow_requests"] for r in rows)
+    rolled.update(_traffic_fields(merged, seconds))
+    rolled["nodes"] = max((r["nodes"] for r in rows), default=0)
+    return rolled
 
 
-def _rollup_hour(start: datetime) -> int:
-    end = start + timedelta(hours=1)
-    fields = ["host", *GAUGES, *COUNTS, "latency_histogram"]
+def _restaurant_rollup(source: int, target: int, start: datetime) -> list[RestaurantSnapshot]:
+    finer = RestaurantSnapshot.objects.filter(
+        resolution=source, taken_at__gte=start, taken_at__lt=start + timedelta(seconds=target)
+    )
+    sums = finer.values("restaurant_id").annotate(o=Sum("orders"), p=Sum("paid"), r=Sum("revenue")).order_by()
+    return [
+        RestaurantSnapshot(resolution=target, taken_at=start, restaurant_id=row["restaurant_id"],
+                           orders=row["o"], paid=row["p"], revenue=row["r"])
+        for row in sums
+    ]  # fmt: skip
+
+
+def _rollup_period(source: int, target: int, start: datetime) -> bool:
+    end = start + timedelta(seconds=target)
+    fields = ["host", *GAUGES, *COUNTS, "latency_histogram", "spread"]
     per_host: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    minutes = MetricSnapshot.objects.filter(resolution=Resolution.MINUTE, taken_at__gte=start, taken_at__lt=end)
-    for row in minutes.values(*fields):
+    finer = MetricSnapshot.objects.filter(resolution=source, taken_at__gte=start, taken_at__lt=end)
+    for row in finer.values(*fields):
         per_host[row["host"]].append(row)
     if not per_host:
-        return 0
+        return False
     with transaction.atomic():
         _upsert(MetricSnapshot,
-                (MetricSnapshot(resolution=Resolution.HOUR, taken_at=start, host=host, **rollup_rows(rows))
+                (MetricSnapshot(resolution=target, taken_at=start, host=host, **rollup_rows(rows, target))
                  for host, rows in per_host.items()),
                 ["resolution", "host", "taken_at"])  # fmt: skip
-        _upsert(RestaurantSnapshot, _restaurant_rows(Resolution.HOUR, start), ["resolution", "restaurant", "taken_at"])
-    return len(per_host)
+        _upsert(RestaurantSnapshot, _restaurant_rollup(source, target, start), ["resolution", "restaurant", "taken_at"])
+    return True
 
 
-def snapshot_rollup(*, now: datetime | None = None) -> int:
-    """Roll up every settled hour that has minute rows and no hour row yet; return hours done."""
-    now = now or timezone.now()
-    until = (settled_minute(now) + timedelta(minutes=1)).replace(minute=0)  # hours before it are complete
-    latest = MetricSnapshot.objects.filter(resolution=Resolution.HOUR).aggregate(at=Max("taken_at"))["at"]
-    minutes = MetricSnapshot.objects.filter(resolution=Resolution.MINUTE)
+def _floor(at: datetime, seconds: int) -> datetime:
+    return datetime.fromtimestamp(int(at.timestamp()) // seconds * seconds, tz=at.tzinfo)
+
+
+def _rollup_level(source: int, target: int, until: datetime) -> int:
+    """Roll up every finished ``target`` period that has ``source`` rows and no row of its own."""
+    latest = MetricSnapshot.objects.filter(resolution=target).aggregate(at=Max("taken_at"))["at"]
+    finer = MetricSnapshot.objects.filter(resolution=source, taken_at__lt=until)
     if latest is not None:
-        minutes = minutes.filter(taken_at__gte=latest + timedelta(hours=1))
-    first_minute = minutes.order_by("taken_at").values_list("taken_at", flat=True).first()
-    if first_minute is None:
+        finer = finer.filter(taken_at__gte=latest + timedelta(seconds=target))
+    first = finer.order_by("taken_at").values_list("taken_at", flat=True).first()
+    if first is None:
         return 0
-    hour = first_minute.replace(minute=0)
-    done = 0
-    while hour < until:
-        done += 1 if _rollup_hour(hour) else 0
-        hour += timedelta(hours=1)
+    period, done = _floor(first, target), 0
+    while period < until:
+        done += _rollup_period(source, target, period)
+        period += timedelta(seconds=target)
+    return done
+
+
+def snapshot_rollup(*, now: datetime | None = None) -> dict[str, int]:
+    """Minute rows into hour rows, hour rows into six-hour rows, for every finished period
+    not rolled up yet; return how many periods of each were written."""
+    now = now or timezone.now()
+    final_until = settled_minute(now) + timedelta(minutes=1)  # rows before this are final
+    done: dict[str, int] = {}
+    for source, target in ROLLUPS:
+        final_until = _floor(final_until, target)
+        done[Resolution(target).label] = _rollup_level(source, target, final_until)
     return done
 
 
@@ -255,7 +285,7 @@ def _prune(queryset: QuerySet[Any]) -> int:
 
 
 def snapshot_prune(*, now: datetime | None = None) -> dict[str, int]:
-    """Delete minute and hour rows past their retention, and node reports long expired."""
+    """Delete minute rows and hour / six-hour rows past their retention, and node reports long expired."""
     now = now or timezone.now()
     minute_cut = now - timedelta(days=settings.OPSITE_SNAPSHOT_MINUTE_DAYS)
     hour_cut = now - timedelta(days=settings.OPSITE_SNAPSHOT_HOUR_DAYS)
@@ -263,6 +293,7 @@ def snapshot_prune(*, now: datetime | None = None) -> dict[str, int]:
     for label, model in (("metric", MetricSnapshot), ("restaurant", RestaurantSnapshot)):
         manager = model._default_manager
         deleted[f"{label}_minute"] = _prune(manager.filter(resolution=Resolution.MINUTE, taken_at__lt=minute_cut))
-        deleted[f"{label}_hour"] = _prune(manager.filter(resolution=Resolution.HOUR, taken_at__lt=hour_cut))
+        coarse = manager.filter(resolution__in=[Resolution.HOUR, Resolution.SIX_HOURS], taken_at__lt=hour_cut)
+        deleted[f"{label}_hour"] = _prune(coarse)
     deleted["nodes"] = _prune(NodeReport.objects.filter(expires_at__lt=now - timedelta(days=1)))
     return deleted

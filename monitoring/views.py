@@ -172,12 +172,13 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 @dashboard_access
-def ops_series(request: HttpRequest) -> JsonResponse:
+def ops_series(request: HttpRequest) -> HttpResponse:
     range_key = request.GET.get("range", "24h")
     if range_key not in dashboard.RANGES:
         return ApiError(400, "invalid", f"range must be one of {', '.join(dashboard.RANGES)}").response()
     hosts = [h for h in request.GET.getlist("host") if h]
-    return JsonResponse(dashboard.dashboard_series(range_key=range_key, hosts=hosts or None))
+    body = dashboard.series_json(range_key=range_key, hosts=hosts or None)
+    return HttpResponse(body, content_type="application/json")
 
 
 @never_cache

@@ -286,7 +286,7 @@ OPSITE_DEPENDENCY_RESET_S: float = env.float("OPSITE_DEPENDENCY_RESET_S", defaul
 OPSITE_METRICS_FLUSH_S: float = env.float("OPSITE_METRICS_FLUSH_S", default=5.0)
 # every process reports its host and itself this often; a node silent for 3 reports is gone
 OPSITE_NODE_REPORT_S: float = env.float("OPSITE_NODE_REPORT_S", default=15.0)
-# metric snapshots: minute rows and hour rows are kept this many days
+# metric snapshots: minute rows, and hour and six-hour rows, are kept this many days
 OPSITE_SNAPSHOT_MINUTE_DAYS: int = env.int("OPSITE_SNAPSHOT_MINUTE_DAYS", default=14)
 OPSITE_SNAPSHOT_HOUR_DAYS: int = env.int("OPSITE_SNAPSHOT_HOUR_DAYS", default=400)
 # the ops dashboard's live frames over ws/ops/ come at most this often

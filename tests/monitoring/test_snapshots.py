@@ -107,7 +107,7 @@ def test_rollup_merges_percentiles_from_histograms_and_keeps_min_mean_max():
         MetricSnapshot.objects.create(resolution=Resolution.MINUTE, host="h", taken_at=hour + timedelta(minutes=m),
                                       requests=100, errors=1, cpu_percent=cpu, latency_histogram={str(bucket): 100},
                                       p99_ms=1000.0 if m == 30 else 10.0)  # fmt: skip
-    assert snapshot_rollup(now=datetime(2026, 3, 10, 11, 5, tzinfo=UTC)) == 1
+    assert snapshot_rollup(now=datetime(2026, 3, 10, 11, 5, tzinfo=UTC)) == {"hour": 1, "six hours": 0}
     row = MetricSnapshot.objects.get(resolution=Resolution.HOUR, host="h")
     assert row.taken_at == hour and row.requests == 6000 and row.errors == 60
     assert row.p99_ms == pytest.approx(1000.0, rel=RELATIVE_ERROR)
@@ -122,12 +122,15 @@ def test_rollup_merges_percentiles_from_histograms_and_keeps_min_mean_max():
 def test_rollup_waits_for_the_hour_to_finish_and_does_not_repeat_it():
     hour = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
     minute_rows("h", hour, 90, requests=1)
-    assert snapshot_rollup(now=hour + timedelta(minutes=59)) == 0  # 10:00 is not finished yet
-    assert snapshot_rollup(now=hour + timedelta(minutes=62)) == 1
-    assert snapshot_rollup(now=hour + timedelta(minutes=63)) == 0
+    assert snapshot_rollup(now=hour + timedelta(minutes=59))["hour"] == 0  # 10:00 is not finished yet
+    assert snapshot_rollup(now=hour + timedelta(minutes=62))["hour"] == 1
+    assert snapshot_rollup(now=hour + timedelta(minutes=63))["hour"] == 0
     assert MetricSnapshot.objects.filter(resolution=Resolution.HOUR).count() == 1
-    assert snapshot_rollup(now=hour + timedelta(hours=2, minutes=2)) == 1  # 11:00, from its 30 minutes
+    # 12:02: 11:00 is rolled up from its 30 minutes, and 06:00-12:00 from its two hour rows
+    assert snapshot_rollup(now=hour + timedelta(hours=2, minutes=2)) == {"hour": 1, "six hours": 1}
     assert MetricSnapshot.objects.get(resolution=Resolution.HOUR, taken_at=hour + timedelta(hours=1)).requests == 30
+    six = MetricSnapshot.objects.get(resolution=Resolution.SIX_HOURS)
+    assert six.taken_at == hour.replace(hour=6) and six.requests == 90 and six.request_rate == pytest.approx(90 / 21600)
 
 
 @override_settings(OPSITE_SNAPSHOT_MINUTE_DAYS=2, OPSITE_SNAPSHOT_HOUR_DAYS=10)
@@ -159,7 +162,12 @@ def test_retention_deletes_what_is_past_it_and_nothing_else(make_restaurant):
 
 def test_series_read_minute_rows_for_short_ranges_and_hour_rows_for_long_ones():
     now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-    minute_rows(CLUSTER, now - timedelta(hours=3), 180, request_rate=2.0)
+    start = now - timedelta(hours=3)
+    MetricSnapshot.objects.bulk_create(
+        MetricSnapshot(resolution=Resolution.MINUTE, host=CLUSTER, taken_at=start + timedelta(minutes=m),
+                       request_rate=float(m % 3), p95_ms=50.0 if m % 3 == 1 else 10.0)
+        for m in range(180)
+    )  # fmt: skip
     minute_rows("a", now - timedelta(minutes=90), 90, cpu_percent=40.0)
     minute_rows("b", now - timedelta(minutes=30), 30, cpu_percent=60.0)
     for h in range(48):
@@ -173,18 +181,36 @@ def test_series_read_minute_rows_for_short_ranges_and_hour_rows_for_long_ones():
     assert one_hour["hosts"]["b"]["cpu_percent"] == [60.0] * 30
     only_a = dashboard_series(range_key="1h", hosts=["a"], now=now)
     assert set(only_a["hosts"]) == {"a"} and len(only_a["cluster"]["t"]) == 60
-    day = dashboard_series(range_key="24h", now=now)
-    assert len(day["cluster"]["t"]) == 180
+    day = dashboard_series(range_key="24h", now=now)  # 1,440 minutes: three per point
+    assert day["step"] == 180 and len(day["cluster"]["t"]) == 60
+    assert set(day["cluster"]["request_rate"]) == {1.0}  # averaged
+    assert set(day["cluster"]["p95_ms"]) == {50.0}  # the worst of the bucket, so no spike hides
     week = dashboard_series(range_key="7d", now=now)
     assert week["resolution"] == 3600 and len(week["cluster"]["t"]) == 48
     assert set(week["cluster"]["request_rate"]) == {1.0}
+    MetricSnapshot.objects.create(resolution=Resolution.SIX_HOURS, host=CLUSTER, request_rate=3.0,
+                                  taken_at=now - timedelta(days=30))  # fmt: skip
+    quarter = dashboard_series(range_key="90d", now=now)
+    assert quarter["resolution"] == 21600 and quarter["cluster"]["request_rate"] == [3.0]
 
 
 def test_collect_snapshot_command_records_this_machine(capsys):
     call_command("collect_snapshot")
     out = capsys.readouterr().out
-    assert out.startswith("snapshot ") and "hour(s) rolled up" in out
+    assert out.startswith("snapshot ") and "rolled up: 0 hour, 0 six hours" in out
     from django.conf import settings
 
     assert MetricSnapshot.objects.filter(host=settings.OPSITE_NODE_NAME, resolution=Resolution.MINUTE).exists()
     assert MetricSnapshot.objects.filter(host=CLUSTER).exists()
+
+
+def test_rollup_sums_each_restaurants_minutes(make_restaurant):
+    hour = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
+    restaurant = make_restaurant()
+    minute_rows(CLUSTER, hour, 60)
+    for m in (0, 15, 59, 60):  # the last one belongs to the next hour
+        RestaurantSnapshot.objects.create(resolution=Resolution.MINUTE, restaurant=restaurant, orders=2, paid=1,
+                                          revenue=Decimal("9.99"), taken_at=hour + timedelta(minutes=m))  # fmt: skip
+    snapshot_rollup(now=hour + timedelta(minutes=62))
+    row = RestaurantSnapshot.objects.get(resolution=Resolution.HOUR)
+    assert (row.taken_at, row.orders, row.paid, row.revenue) == (hour, 6, 3, Decimal("29.97"))

@@ -21,7 +21,8 @@ class Command(BaseCommand):
         line = f"snapshot {result.taken_at:%Y-%m-%d %H:%M} UTC: hosts {', '.join(result.hosts) or 'none'}; " \
                f"{result.restaurants} restaurant(s) with orders"  # fmt: skip
         if not options["no_rollup"]:
-            hours = snapshot_rollup()
+            rolled = snapshot_rollup()
             pruned = snapshot_prune()
-            line += f"; {hours} hour(s) rolled up; {sum(pruned.values())} row(s) pruned"
+            line += f"; rolled up: {', '.join(f'{n} {label}' for label, n in rolled.items())}"
+            line += f"; {sum(pruned.values())} row(s) pruned"
         self.stdout.write(line)

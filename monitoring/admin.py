@@ -242,3 +242,6 @@ class RestaurantSnapshotAdmin(SnapshotAdmin):
 class NodeReportAdmin(ReadOnlyAdmin):
     list_display = ["node", "host", "role", "reported_at", "expires_at"]
     list_filter = ["role", "host"]
+
+
+from .alerts import admin as alerts_admin  # noqa: E402,F401  (rules, alerts, silences, channels, the run ledger)

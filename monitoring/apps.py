@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
+from django.db.models.signals import post_migrate
 
 
 class MonitoringConfig(AppConfig):
@@ -22,4 +23,11 @@ class MonitoringConfig(AppConfig):
         worker_ready.connect(lambda **_: reporter.start("worker"), weak=False, dispatch_uid="monitoring.node_worker")
         beat_init.connect(lambda **_: reporter.start("beat"), weak=False, dispatch_uid="monitoring.node_beat")
         worker_shutdown.connect(lambda **_: node_forget(), weak=False, dispatch_uid="monitoring.node_leave")
+        post_migrate.connect(_default_rules, sender=self, dispatch_uid="monitoring.default_alert_rules")
         connection_created.connect(install_observer, dispatch_uid="monitoring.query_observer")
+
+
+def _default_rules(sender: AppConfig, **kwargs: object) -> None:
+    from .alerts.defaults import ensure_default_rules
+
+    ensure_default_rules()

@@ -21,12 +21,12 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Max
+from django.db.models import Max, Sum
 from django.utils import timezone
 
 from opsite.cache import cached
 
-from .models import CLUSTER, FrontendErrorGroup, MetricSnapshot, Resolution
+from .models import CLUSTER, Alert, FrontendErrorGroup, MetricSnapshot, Resolution, TaskRun
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def dashboard_series(*, range_key: str, hosts: list[str] | None = None, now: dat
 SERIES_CACHE = "dashboard-series"
 
 
-def series_json(*, range_key: str, hosts: list[str] | None = None) -> str:
+def series_json(*, range_key: str, hosts: list[str] | None = None, refresh: bool = False) -> str:
     """The encoded series, from the cache when nothing underneath has changed.
 
     The key holds the range, the hosts, the window's end (rounded to the range's resolution)
@@ -159,7 +159,7 @@ def series_json(*, range_key: str, hosts: list[str] | None = None) -> str:
     parts = (chosen.key, sorted(hosts or []), window_end, newest)
     return cached(SERIES_CACHE, parts,
                   lambda: json.dumps(dashboard_series(range_key=range_key, hosts=hosts, now=window_end)),
-                  timeout=2 * chosen.resolution + 60)  # fmt: skip
+                  timeout=2 * chosen.resolution + 60, refresh=refresh)  # fmt: skip
 
 
 def restaurant_series(window: Window) -> dict[str, dict[str, list[Any]]]:
@@ -185,20 +185,52 @@ def recent_backups(limit: int = 8) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def recent_task_runs(limit: int = 20) -> list[dict[str, Any]]:
-    """The scheduled jobs with their last run, newest first."""
-    from django_celery_beat.models import PeriodicTask
+def recent_task_runs(limit: int = 25) -> list[dict[str, Any]]:
+    """The run ledger, newest first: missed and duplicate runs included."""
 
-    tasks = PeriodicTask.objects.exclude(name__startswith="celery.").order_by("-last_run_at", "name")[:limit]
     return [
-        {"name": t.name, "task": t.task, "enabled": t.enabled, "runs": t.total_run_count,
-         "last_run_at": t.last_run_at.isoformat() if t.last_run_at else None}
-        for t in tasks
+        {"job": r.job, "status": r.status, "scheduled_for": r.scheduled_for.isoformat(),
+         "started_at": r.started_at.isoformat(), "duration_ms": r.duration_ms, "node": r.node}
+        for r in TaskRun.objects.order_by("-scheduled_for", "-started_at")[:limit]
     ]  # fmt: skip
+
+
+def active_alerts() -> list[dict[str, Any]]:
+    """Firing first, then pending and no-data, each newest first."""
+    order = {Alert.State.FIRING: 0, Alert.State.PENDING: 1, Alert.State.NO_DATA: 2}
+    rows = Alert.objects.filter(state__in=list(order), rule__enabled=True).select_related("rule")
+    alerts = sorted(rows, key=lambda a: (order[Alert.State(a.state)], -(a.fired_at or a.pending_since or
+                                                                       timezone.now()).timestamp()))  # fmt: skip
+    return [
+        {"id": a.pk, "rule": a.rule.name, "severity": a.rule.severity, "state": a.state, "labels": a.labels,
+         "value": a.value, "since": (a.fired_at if a.state == Alert.State.FIRING else a.pending_since or
+                                     a.last_evaluated_at), "held": a.held,
+         "acknowledged": bool(a.acknowledged_at)}
+        for a in alerts
+    ]  # fmt: skip
+
+
+TABLES_CACHE = "dashboard-tables"
+
+
+def tables_json(*, refresh: bool = False) -> str:
+    """The dashboard's tables, recomputed each minute and whenever an alert moves, a scheduled
+    run is recorded or a backup changes (each of those changes the key)."""
+    from backups.models import Backup
+
+    minute = _epoch(timezone.now()) // 60
+    changes = (
+        Alert.objects.aggregate(v=Sum("version"))["v"],
+        TaskRun.objects.aggregate(n=Max("pk"))["n"],
+        Backup.objects.aggregate(n=Max("pk"), f=Max("finished_at"), v=Max("verified_at")),
+    )
+    return cached(TABLES_CACHE, (minute, *changes), lambda: json.dumps(dashboard_tables(), default=str), timeout=120,
+                  refresh=refresh)  # fmt: skip
 
 
 def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
     from .queries import n_plus_one_suspects, top_queries
+    from .warming import cache_stats
 
     errors = FrontendErrorGroup.objects.select_related("restaurant").order_by("-last_seen")[:10]
     return {
@@ -217,6 +249,8 @@ def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
         ],
         "backups": recent_backups(),
         "task_runs": recent_task_runs(),
+        "alerts": active_alerts(),
+        "cache": cache_stats(),
     }
 
 
@@ -229,6 +263,8 @@ def dashboard_tiles() -> dict[str, Any]:
     from .selectors import orders_today, traffic_summary
 
     status, _report = detailed_report()
+    firing = list(Alert.objects.filter(state=Alert.State.FIRING, rule__enabled=True).values_list("rule__severity",
+                                                                                                flat=True))  # fmt: skip
     overall = traffic_summary(per_route=False)["5m"]["overall"]
     verified = newest_verified()
     orders = orders_today()
@@ -246,6 +282,8 @@ def dashboard_tiles() -> dict[str, Any]:
         "revenue_today": orders["revenue"],
         "orders_by_restaurant": {slug: t["orders"] for slug, t in orders["by_restaurant"].items()},
         "last_verified_backup": verified.verified_at.isoformat() if verified and verified.verified_at else None,
+        "alerts_firing": len(firing),
+        "alerts_critical": sum(1 for severity in firing if severity == "critical"),
         "at": timezone.now().isoformat(),
     }
 
@@ -286,6 +324,9 @@ def tiles_display(tiles: dict[str, Any]) -> list[dict[str, str]]:
          "href": f"{ops}#orders", "state": "ok"},
         {"key": "last_verified_backup", "label": "Last verified backup", "value": backup_age,
          "href": reverse("admin:backups_backup_changelist"), "state": "bad" if stale_backup else "ok"},
+        {"key": "alerts_firing", "label": "Firing alerts", "value": str(tiles["alerts_firing"]),
+         "href": f"{ops}#alerts",
+         "state": "bad" if tiles["alerts_critical"] else "warn" if tiles["alerts_firing"] else "ok"},
     ]  # fmt: skip
 
 

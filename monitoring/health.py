@@ -144,3 +144,9 @@ def detailed_report() -> tuple[str, dict[str, Any]]:
         "timestamp": timezone.now().isoformat(),
         "components": {name: {**r.as_dict(), "critical": r.critical} for name, r in results.items()},
     }
+
+
+def check_database_down() -> bool:
+    """The database check, run now with its timeout (not cached): the alert inhibition's source."""
+    result = run_checks(["database"], overall_timeout_s=settings.OPSITE_HEALTH_CHECK_TIMEOUT_S)["database"]
+    return result.status == FAILED

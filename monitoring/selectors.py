@@ -3,8 +3,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db.models import Max
 from django.utils import timezone
 
+from opsite.cache import cached
 from opsite.replicas import on_replica
 
 from .models import Heartbeat
@@ -31,11 +33,23 @@ def traffic_summary(*, per_route: bool = True) -> dict[str, Any]:
     return summary
 
 
-@on_replica
-def orders_today() -> dict[str, Any]:
-    from realtime.selectors import order_totals
+ORDERS_CACHE = "orders-today"
+
+
+def orders_today(*, refresh: bool = False) -> dict[str, Any]:
+    """Today's orders and revenue per restaurant, cached until an event arrives (events are
+    only ever added, so the newest event id says whether anything changed)."""
+    from realtime.models import OrderEvent
 
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    newest = OrderEvent.objects.aggregate(at=Max("pk"))["at"]
+    return cached(ORDERS_CACHE, (start, newest), lambda: _orders_since(start), timeout=3600, refresh=refresh)
+
+
+@on_replica
+def _orders_since(start: datetime) -> dict[str, Any]:
+    from realtime.selectors import order_totals
+
     totals = order_totals(since=start)
     return {
         "since": start.isoformat(),

@@ -47,7 +47,7 @@ def _minute_floor(at: datetime) -> datetime:
 
 def settled_minute(now: datetime) -> datetime:
     """The newest minute whose request tallies every live node has already reported."""
-    lag = timedelta(seconds=settings.OPSITE_NODE_REPORT_S + settings.OPSITE_METRICS_FLUSH_S)
+    lag = timedelta(seconds=settings.OPSITE_SNAPSHOT_LAG_S)
     return _minute_floor(now - lag) - timedelta(minutes=1)
 
 

@@ -1,8 +1,12 @@
 from celery import shared_task
 
+from .alerts.delivery import notifications_send_due
+from .alerts.evaluation import alerts_evaluate
+from .ledger import runs_audit
 from .selectors import BEAT
 from .services import heartbeat_record
 from .snapshots import snapshot_collect, snapshot_prune, snapshot_rollup
+from .warming import cache_warm
 
 
 @shared_task(name="monitoring.beat_heartbeat", time_limit=30, soft_time_limit=20, ignore_result=True)
@@ -25,3 +29,20 @@ def snapshot_rollup_task() -> None:
 @shared_task(name="monitoring.snapshot_prune", time_limit=1800, soft_time_limit=1740, ignore_result=True)
 def snapshot_prune_task() -> None:
     snapshot_prune()
+
+
+@shared_task(name="monitoring.alerts_evaluate", time_limit=60, soft_time_limit=50, ignore_result=True)
+def alerts_evaluate_task() -> None:
+    """Evaluation is race-safe and its notifications unique, so an overlap sends nothing twice."""
+    alerts_evaluate()
+    notifications_send_due()
+
+
+@shared_task(name="monitoring.task_runs_audit", time_limit=120, soft_time_limit=100, ignore_result=True)
+def task_runs_audit_task() -> None:
+    runs_audit()
+
+
+@shared_task(name="monitoring.cache_warm", time_limit=120, soft_time_limit=100, ignore_result=True)
+def cache_warm_task() -> None:
+    cache_warm()

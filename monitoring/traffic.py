@@ -214,6 +214,7 @@ class TrafficRecorder:
 
 REQUESTS = "rq"  # HTTP requests per route
 FRONTEND = "fe"  # screen/action timings reported by the POS apps
+FRONTEND_ERRORS = "fx"  # error reports from the POS apps, counted per minute
 _recorders: dict[str, TrafficRecorder] = {}
 _recorders_lock = threading.Lock()
 

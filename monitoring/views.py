@@ -184,8 +184,8 @@ def ops_series(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 @dashboard_access
-def ops_tables(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(dashboard.dashboard_tables())
+def ops_tables(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(dashboard.tables_json(), content_type="application/json")
 
 
 @never_cache

@@ -35,8 +35,15 @@ def _count(namespace: str, outcome: str) -> None:
         log.debug("cache stats not counted: %s", exc)
 
 
-def cached(namespace: str, parts: tuple[Any, ...], compute: Callable[[], T], *, timeout: float) -> T:
+def cached(namespace: str, parts: tuple[Any, ...], compute: Callable[[], T], *, timeout: float,
+           refresh: bool = False) -> T:  # fmt: skip
+    """The cached value for ``parts``, computed and stored on a miss; ``refresh`` computes and
+    stores it whatever is there (warming)."""
     NAMESPACES.add(namespace)
+    if refresh:
+        value = compute()
+        store(namespace, parts, value, timeout=timeout)
+        return value
     key = cache_key(namespace, *parts)
     try:
         value = cache.get(key, _MISSING)

@@ -287,8 +287,24 @@ OPSITE_METRICS_FLUSH_S: float = env.float("OPSITE_METRICS_FLUSH_S", default=5.0)
 # every process reports its host and itself this often; a node silent for 3 reports is gone
 OPSITE_NODE_REPORT_S: float = env.float("OPSITE_NODE_REPORT_S", default=15.0)
 # metric snapshots: minute rows, and hour and six-hour rows, are kept this many days
+# a minute is recorded once this long has passed after it: every node has flushed its request
+# tallies and reported them by then (at least OPSITE_NODE_REPORT_S + OPSITE_METRICS_FLUSH_S)
+OPSITE_SNAPSHOT_LAG_S: float = env.float("OPSITE_SNAPSHOT_LAG_S", default=OPSITE_NODE_REPORT_S + OPSITE_METRICS_FLUSH_S)
 OPSITE_SNAPSHOT_MINUTE_DAYS: int = env.int("OPSITE_SNAPSHOT_MINUTE_DAYS", default=14)
 OPSITE_SNAPSHOT_HOUR_DAYS: int = env.int("OPSITE_SNAPSHOT_HOUR_DAYS", default=400)
+# Email (alert notifications): smtp://user:pass@host:587 (+ ?ssl / ?tls), or consolemail://
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="opsite@localhost")
+
+# a scheduled slot this long past with no run is recorded as missed
+OPSITE_TASK_MISSED_GRACE_S: int = env.int("OPSITE_TASK_MISSED_GRACE_S", default=90)
+# alerts: evaluation, notification retries and the per-channel circuit breaker
+OPSITE_ALERT_MAX_ATTEMPTS: int = env.int("OPSITE_ALERT_MAX_ATTEMPTS", default=6)
+OPSITE_ALERT_RETRY_BASE_S: float = env.float("OPSITE_ALERT_RETRY_BASE_S", default=10.0)
+OPSITE_ALERT_CIRCUIT_FAILURES: int = env.int("OPSITE_ALERT_CIRCUIT_FAILURES", default=3)
+OPSITE_ALERT_CIRCUIT_RESET_S: float = env.float("OPSITE_ALERT_CIRCUIT_RESET_S", default=120.0)
+OPSITE_ALERT_SEND_TIMEOUT_S: float = env.float("OPSITE_ALERT_SEND_TIMEOUT_S", default=5.0)
+OPSITE_ALERT_EMAILS: list[str] = env.list("OPSITE_ALERT_EMAILS", default=[])
 # the ops dashboard's live frames over ws/ops/ come at most this often
 OPSITE_DASHBOARD_PUSH_S: float = env.float("OPSITE_DASHBOARD_PUSH_S", default=5.0)
 # /metrics reads the merged stores at most this often, so scrapes stay cheap.

@@ -40,4 +40,8 @@ CELERY_TASK_ALWAYS_EAGER = False
 # Tests read what they just did: no process-level caching of health, metrics or replica state.
 OPSITE_HEALTH_CACHE_S = 0.0
 OPSITE_METRICS_CACHE_S = 0.0
+# Tests write node reports themselves, at the moments they choose: the background reporter of
+# the test process (started by the first request) waits a day before its first report.
+OPSITE_NODE_REPORT_S = 24 * 3600.0
+OPSITE_SNAPSHOT_LAG_S = 20.0
 OPSITE_REPLICA_CHECK_S = 0.0

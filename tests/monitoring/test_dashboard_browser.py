@@ -10,6 +10,9 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
+from monitoring.alerts.defaults import ensure_default_rules
+from monitoring.alerts.evaluation import alerts_evaluate
+from monitoring.ledger import run_claim
 from monitoring.nodes import node_report
 from monitoring.snapshots import snapshot_collect
 from tests.conftest import ROOT
@@ -41,6 +44,9 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
     now = timezone.now()
     for minutes_ago in range(8, 0, -1):
         snapshot_collect(now=now - timedelta(minutes=minutes_ago))
+    ensure_default_rules()
+    alerts_evaluate()  # beat has never run here: its heartbeat rule fires
+    run_claim(job="monitoring: metric snapshot", task="monitoring.snapshot_collect", task_id="t-1")
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
@@ -63,6 +69,8 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
         expect(tile).to_have_text("3", timeout=10_000)
         expect(page.locator("#ops-orders tbody")).to_contain_text(staff.restaurant.slug)
         expect(page.locator("#ops-task-runs tbody")).to_contain_text("monitoring: metric snapshot")
+        expect(page.locator("#ops-alerts tbody")).to_contain_text("Beat heartbeat older than 3 minutes")
+        assert int(page.locator('.ops-tile[data-tile="alerts_firing"] .value').inner_text()) >= 1
         page.screenshot(path=str(ARTIFACTS / "ops-dashboard.png"), full_page=True)
         page.evaluate("window.__marker = 'same page'")
 

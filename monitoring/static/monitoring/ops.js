@@ -6,7 +6,7 @@
   if (!root) return;
   const PALETTE = ["#2f7ed8", "#e4572e", "#29a36a", "#c9a227", "#8e5ea2", "#17becf", "#d62728", "#7f7f7f"];
   const REFRESH_MS = 60000;
-  const state = { range: "1h", charts: {}, frames: 0, lastFrame: null, series: null, socket: null };
+  const state = { range: "1h", charts: {}, frames: 0, lastFrame: null, series: null, socket: null, events: [] };
   window.opsDashboard = state;  // for people poking at it in the console (and the browser tests)
 
   const css = (name, fallback) => getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
@@ -120,7 +120,11 @@
     fillTable("ops-n-plus-one", t.n_plus_one, (q) => [[q.route], [q.fingerprint, "code"], [q.requests, "num"]]);
     fillTable("ops-frontend-errors", t.frontend_errors, (e) => [[`${e.type}: ${e.message}`], [e.screen], [e.count, "num"], [when(e.last_seen)]]);
     fillTable("ops-backups", t.backups, (b) => [[b.id], [b.status], [when(b.started_at)], [bytes(b.size_bytes), "num"], [when(b.verified_at)]]);
-    fillTable("ops-task-runs", t.task_runs, (r) => [[r.name], [when(r.last_run_at)], [r.runs, "num"], [r.enabled ? "yes" : "no"]]);
+    fillTable("ops-task-runs", t.task_runs, (r) => [[r.job], [when(r.scheduled_for)], [r.status, `status-${r.status}`], [r.duration_ms, "num"], [r.node]]);
+    fillTable("ops-alerts", t.alerts, (a) => [[a.held ? `${a.state} (held)` : a.state, `state-${a.state}`], [a.severity], [a.rule],
+      [Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(", ")], [a.value == null ? "–" : fmt(a.value), "num"], [when(a.since)]]);
+    fillTable("ops-cache", Object.entries(t.cache), ([ns, c]) => [[ns], [c.hits, "num"], [c.misses, "num"],
+      [c.ratio == null ? "–" : (c.ratio * 100).toFixed(1) + " %", "num"]]);
   }
 
   function applyFigures(data) {
@@ -155,7 +159,10 @@
       const frame = JSON.parse(message.data);
       if (frame.type === "metrics") applyFigures(frame.data);
       else if (frame.type === "orders") applyOrders(frame.data);
-      else if (frame.type === "backup.finished") loadTables().catch(console.error);
+      else if (frame.type === "backup.finished" || frame.type.startsWith("alert.")) {
+        state.events.push(frame);
+        loadTables().catch(console.error);
+      }
     };
     socket.onclose = (event) => {
       if (event.code === 4401 || event.code === 4403) { setLive("lost", "not allowed: log in again"); return; }

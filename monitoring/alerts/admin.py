@@ -1,0 +1,116 @@
+"""Admin for rules, alerts (acknowledge, silence), silences, mute windows, channels, the
+notification log and the run ledger. Imported by monitoring/admin.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from ..models import Alert, AlertRule, MuteWindow, Notification, NotificationChannel, Silence, TaskRun
+from .metrics import METRICS
+
+
+class ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "metric", "scope", "comparison", "threshold", "recovery_threshold", "for_s", "severity",
+                    "enabled"]  # fmt: skip
+    list_filter = ["enabled", "severity", "metric", "scope"]
+    list_editable = ["enabled"]
+    search_fields = ["name", "description"]
+    filter_horizontal = ["channels"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        from django import forms
+
+        choices = [(m.key, f"{m.label} ({m.unit}; {', '.join(m.scopes)})") for m in METRICS.values()]
+        form.base_fields["metric"] = forms.ChoiceField(choices=choices)
+        return form
+
+    def save_model(self, request: HttpRequest, obj: AlertRule, form: Any, change: bool) -> None:
+        metric = METRICS[obj.metric]
+        if obj.scope not in metric.scopes:
+            messages.error(request, f"{obj.metric} has no {obj.scope} scope; it offers {', '.join(metric.scopes)}")
+            obj.scope = metric.scopes[0]
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnly):
+    list_display = ["rule", "labels", "state", "value", "fired_at", "resolved_at", "held", "acknowledged_by"]
+    list_filter = ["state", "rule__severity", "held", "rule"]
+    list_select_related = ["rule"]
+    actions = ["acknowledge", "silence_2h", "silence_24h"]
+
+    @admin.action(description="Acknowledge (no repeat notifications until resolved)")
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        n = queryset.filter(state=Alert.State.FIRING).update(acknowledged_at=timezone.now(),
+                                                              acknowledged_by=request.user.get_username())  # fmt: skip
+        messages.success(request, f"{n} firing alert(s) acknowledged")
+
+    def _silence(self, request: HttpRequest, queryset: QuerySet[Alert], hours: int) -> None:
+        now = timezone.now()
+        for alert in queryset.select_related("rule"):
+            Silence.objects.create(matchers={"rule": alert.rule.name, **alert.labels}, starts_at=now,
+                                   ends_at=now + timedelta(hours=hours), reason="silenced from the alert list",
+                                   created_by=request.user.get_username())  # fmt: skip
+        messages.success(request, f"{queryset.count()} alert(s) silenced for {hours} h")
+
+    @admin.action(description="Silence for 2 hours")
+    def silence_2h(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        self._silence(request, queryset, 2)
+
+    @admin.action(description="Silence for 24 hours")
+    def silence_24h(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        self._silence(request, queryset, 24)
+
+
+@admin.register(Silence)
+class SilenceAdmin(admin.ModelAdmin):
+    list_display = ["matchers", "starts_at", "ends_at", "reason", "created_by"]
+    readonly_fields = ["created_by"]
+
+    def save_model(self, request: HttpRequest, obj: Silence, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(MuteWindow)
+class MuteWindowAdmin(admin.ModelAdmin):
+    list_display = ["matchers", "weekdays", "start_time", "end_time", "timezone", "reason"]
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "enabled", "consecutive_failures", "open_until"]
+    list_filter = ["kind", "enabled"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnly):
+    list_display = ["created_at", "kind", "alert", "channel", "status", "attempts", "sent_at", "reason", "last_error"]
+    list_filter = ["status", "kind", "channel"]
+    list_select_related = ["alert__rule", "channel"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(TaskRun)
+class TaskRunAdmin(ReadOnly):
+    list_display = ["job", "scheduled_for", "status", "started_at", "duration_ms", "node"]
+    list_filter = ["status", "job"]
+    date_hierarchy = "scheduled_for"
+    search_fields = ["job", "task_id"]

@@ -1,0 +1,63 @@
+"""The rules a fresh install starts with: created after ``migrate`` when there are no rules at
+all, so whatever an admin later edits or deletes stays that way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from ..models import AlertRule, NotificationChannel, Severity
+
+
+@dataclass(frozen=True)
+class DefaultRule:
+    name: str
+    metric: str
+    threshold: float
+    scope: str = "overall"
+    recovery: float | None = None
+    window_s: int = 300
+    for_s: int = 60
+    severity: str = Severity.WARNING
+    description: str = ""
+
+
+DEFAULT_RULES = [
+    DefaultRule("Error rate above 5 %", "error_rate", 5, recovery=4, for_s=60, severity=Severity.CRITICAL,
+                description="More than 5 % of requests ended in a 5xx or an unhandled exception."),
+    DefaultRule("p95 latency above 1 s", "p95_ms", 1000, recovery=800, for_s=120,
+                description="The slowest 5 % of requests took more than a second."),
+    DefaultRule("CPU above 90 %", "cpu_percent", 90, scope="host", recovery=80, for_s=300),
+    DefaultRule("Memory above 90 %", "memory_percent", 90, scope="host", recovery=85, for_s=300),
+    DefaultRule("Disk above 90 %", "disk_percent", 90, scope="host", recovery=88, for_s=0, severity=Severity.CRITICAL),
+    DefaultRule("Beat heartbeat older than 3 minutes", "beat_heartbeat_age_s", 180, for_s=0,
+                severity=Severity.CRITICAL, description="Celery beat (or every worker) has stopped: no job runs."),
+    DefaultRule("No verified backup in 26 hours", "backup_age_s", 26 * 3600, for_s=0, severity=Severity.CRITICAL),
+    DefaultRule("Database unreachable", "database_down", 1, recovery=0.5, window_s=60, for_s=0,
+                severity=Severity.CRITICAL, description="While it fires, rules that read the database are held."),
+    DefaultRule("Scheduled runs missed", "task_missed_runs", 0, window_s=3600, for_s=0),
+    DefaultRule("Scheduled runs duplicated", "task_duplicate_runs", 0, window_s=3600, for_s=0),
+]  # fmt: skip
+
+
+def ensure_default_rules() -> int:
+    """Create the default rules on an install that has no rules yet; return how many."""
+    if AlertRule.objects.exists():
+        return 0
+    channel = None
+    if settings.OPSITE_ALERT_EMAILS:
+        channel, _ = NotificationChannel.objects.get_or_create(
+            name="Operators by email",
+            defaults={"kind": NotificationChannel.Kind.EMAIL, "target": ",".join(settings.OPSITE_ALERT_EMAILS)},
+        )
+    for spec in DEFAULT_RULES:
+        rule = AlertRule.objects.create(
+            name=spec.name, metric=spec.metric, scope=spec.scope, threshold=spec.threshold,
+            comparison=AlertRule.Comparison.ABOVE if spec.metric != "database_down" else AlertRule.Comparison.AT_LEAST,
+            recovery_threshold=spec.recovery, window_s=spec.window_s, for_s=spec.for_s, severity=spec.severity,
+            description=spec.description,
+        )  # fmt: skip
+        if channel is not None:
+            rule.channels.add(channel)
+    return len(DEFAULT_RULES)

@@ -1,0 +1,87 @@
+"""Sending notifications from the log: retries with exponential backoff and jitter, and a
+circuit breaker per channel, so one dead webhook neither blocks the others nor gets hammered.
+
+A notification is claimed before it is sent (a compare-and-set on its attempt count), so two
+workers sending at once never send it twice. A channel that failed
+OPSITE_ALERT_CIRCUIT_FAILURES times in a row is left alone until its ``open_until``; then one
+claimed trial delivery decides whether it closes again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from ..models import Notification, NotificationChannel
+from .channels import TRANSPORTS
+
+log = logging.getLogger(__name__)
+Status = Notification.Status
+MAX_BACKOFF_S = 3600.0
+
+
+def backoff_s(attempt: int) -> float:
+    """Seconds before attempt ``attempt + 1``: doubling from the base, with ±50 % jitter."""
+    base = settings.OPSITE_ALERT_RETRY_BASE_S * 2 ** (attempt - 1)
+    return min(MAX_BACKOFF_S, base * random.uniform(0.5, 1.5))
+
+
+def _circuit_allows(channel: NotificationChannel, now: datetime) -> bool:
+    """Closed, or open and past its time with this caller winning the single trial."""
+    if channel.consecutive_failures < settings.OPSITE_ALERT_CIRCUIT_FAILURES or channel.open_until is None:
+        return True
+    if channel.open_until > now:
+        return False
+    lease = now + timedelta(seconds=settings.OPSITE_ALERT_SEND_TIMEOUT_S * 2 + 5)
+    trial = NotificationChannel.objects.filter(pk=channel.pk, open_until=channel.open_until)
+    return bool(trial.update(open_until=lease))
+
+
+def deliver(notification: Notification, *, now: datetime) -> str:
+    """Try to send one pending notification; return what became of it."""
+    channel = NotificationChannel.objects.get(pk=notification.channel_id)
+    if not _circuit_allows(channel, now):
+        Notification.objects.filter(pk=notification.pk, status=Status.PENDING).update(
+            next_attempt_at=channel.open_until, reason="waiting: the channel's circuit is open"
+        )
+        return "deferred"
+    attempt = notification.attempts + 1
+    lease = now + timedelta(seconds=settings.OPSITE_ALERT_SEND_TIMEOUT_S * 2 + 5)
+    claimed = Notification.objects.filter(pk=notification.pk, status=Status.PENDING, attempts=notification.attempts)
+    if not claimed.update(attempts=attempt, next_attempt_at=lease):
+        return "taken"  # another sender has it
+    try:
+        TRANSPORTS[channel.kind].send(channel, notification.payload)
+    except Exception as exc:
+        failures = channel.consecutive_failures + 1
+        opened = failures >= settings.OPSITE_ALERT_CIRCUIT_FAILURES
+        NotificationChannel.objects.filter(pk=channel.pk).update(
+            consecutive_failures=F("consecutive_failures") + 1,
+            open_until=now + timedelta(seconds=settings.OPSITE_ALERT_CIRCUIT_RESET_S) if opened else channel.open_until,
+        )
+        gave_up = attempt >= settings.OPSITE_ALERT_MAX_ATTEMPTS
+        Notification.objects.filter(pk=notification.pk).update(
+            status=Status.FAILED if gave_up else Status.PENDING, last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            next_attempt_at=now + timedelta(seconds=backoff_s(attempt)),
+        )  # fmt: skip
+        log.warning("notification %s via %s failed (attempt %d): %s", notification.pk, channel.name, attempt, exc)
+        return "failed" if gave_up else "retrying"
+    NotificationChannel.objects.filter(pk=channel.pk).update(consecutive_failures=0, open_until=None)
+    Notification.objects.filter(pk=notification.pk).update(status=Status.SENT, sent_at=timezone.now(), last_error="")
+    return "sent"
+
+
+def notifications_send_due(*, now: datetime | None = None, limit: int = 200) -> dict[str, int]:
+    """Send every pending notification whose time has come, oldest first."""
+    now = now or timezone.now()
+    outcomes: dict[str, int] = {}
+    due = Notification.objects.filter(status=Status.PENDING, next_attempt_at__lte=now).order_by("next_attempt_at")
+    for notification in list(due[:limit]):
+        outcome = deliver(notification, now=now)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes

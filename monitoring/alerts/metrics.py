@@ -1,0 +1,239 @@
+"""What alert rules can watch: each metric reads its current values per label set.
+
+A reader gets the scope (overall, per host, per restaurant) and the window in seconds, and
+returns ``{labels: value}``; ``None`` as a value means no data. The evaluator reads each
+(metric, scope, window) once per evaluation, however many rules share it, which is what makes
+hundreds of rules cheap. ``reads_database`` marks the metrics held (not evaluated) while the
+database is down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Q, Sum
+
+Labels = tuple[tuple[str, str], ...]
+Values = dict[Labels, float | None]
+OVERALL: Labels = ()
+NEVER = 1e9  # "never happened" reads as a very old age, so an age rule fires
+
+
+@dataclass(frozen=True)
+class Reading:
+    scope: str
+    window_s: int
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    scopes: tuple[str, ...]
+    read: Callable[[Reading], Values]
+    reads_database: bool = False
+
+
+def _minutes(window_s: int) -> int:
+    return max(1, math.ceil(window_s / 60))
+
+
+def _traffic(reading: Reading, figure: str) -> Values:
+    from ..nodes import live_nodes
+    from ..traffic import ALL_ROUTES, Tally, _stats, window
+
+    if reading.scope == "overall":
+        stats = window(_minutes(reading.window_s))[ALL_ROUTES]
+        return {OVERALL: _figure(stats.requests, stats.error_rate, stats.p95_ms, figure)}
+    newest = int(reading.now.timestamp()) // 60
+    per_host: dict[str, Tally] = defaultdict(Tally)
+    for node in live_nodes(now=reading.now):
+        for minute, fields in node.figures.get("traffic", {}).items():
+            if newest - int(minute) < _minutes(reading.window_s):
+                per_host[node.host].add(Tally.from_fields(fields))
+    result: Values = {}
+    for host, tally in per_host.items():
+        stats = _stats(tally, reading.window_s)
+        result[(("host", host),)] = _figure(stats.requests, stats.error_rate, stats.p95_ms, figure)
+    return result
+
+
+def _figure(requests: int, error_rate: float, p95: float | None, figure: str) -> float | None:
+    if figure == "error_rate":
+        return error_rate * 100 if requests else 0.0
+    return p95  # None without requests: no data
+
+
+def _host_figure(reading: Reading, name: str) -> Values:
+    from ..nodes import live_nodes
+
+    newest: dict[str, Any] = {}
+    for node in live_nodes(now=reading.now):
+        if node.host not in newest or node.reported_at > newest[node.host].reported_at:
+            newest[node.host] = node
+    values: Values = {(("host", h),): n.figures.get(name) for h, n in newest.items()}
+    if reading.scope == "overall":
+        known = [v for v in values.values() if v is not None]
+        return {OVERALL: max(known) if known else None}
+    return values
+
+
+def _queue_depth(reading: Reading) -> Values:
+    from ..celery_state import queue_depth
+
+    depth = queue_depth()
+    return {OVERALL: None if depth is None else float(depth)}
+
+
+def _beat_age(reading: Reading) -> Values:
+    from ..selectors import beat_heartbeat_age_s
+
+    age = beat_heartbeat_age_s()
+    return {OVERALL: NEVER if age is None else age}
+
+
+def _backup_age(reading: Reading) -> Values:
+    from backups.selectors import newest_verified_age_s
+
+    age = newest_verified_age_s()
+    return {OVERALL: NEVER if age is None else age}
+
+
+def _backup_failed(reading: Reading) -> Values:
+    from backups.models import Backup
+    from backups.selectors import last_finished
+
+    newest = last_finished()
+    failed = newest is not None and newest.status in (Backup.Status.FAILED, Backup.Status.VERIFY_FAILED)
+    return {OVERALL: 1.0 if failed else 0.0}
+
+
+def _sockets(reading: Reading) -> Values:
+    from realtime.presence import presence_summary
+
+    summary = presence_summary()
+    if reading.scope == "overall":
+        return {OVERALL: float(summary["total"])}
+    per_host: dict[str, float] = defaultdict(float)
+    for node, n in summary["by_node"].items():
+        per_host[node.split(":", 1)[0]] += n
+    return {(("host", h),): n for h, n in per_host.items()}
+
+
+def _events(reading: Reading) -> Any:
+    from realtime.models import OrderEvent
+
+    return OrderEvent.objects.filter(occurred_at__gte=reading.now - timedelta(seconds=reading.window_s),
+                                     occurred_at__lte=reading.now)  # fmt: skip
+
+
+def _restaurants() -> dict[int, str]:
+    from realtime.models import Restaurant
+
+    return dict(Restaurant.objects.values_list("pk", "slug"))
+
+
+def _orders_per_minute(reading: Reading) -> Values:
+    created = _events(reading).filter(type="order.created")
+    minutes = reading.window_s / 60
+    if reading.scope == "overall":
+        return {OVERALL: created.count() / minutes}
+    counts = dict(created.values_list("restaurant_id").annotate(n=Count("id")).order_by())
+    return {(("restaurant", slug),): counts.get(pk, 0) / minutes for pk, slug in _restaurants().items()}
+
+
+def _orders_vs_normal(reading: Reading) -> Values:
+    """Orders per minute now as a percentage of the same hour of day over the last 7 days
+    (from the hour snapshots); no data without that history."""
+    from ..models import Resolution, RestaurantSnapshot
+
+    current = _orders_per_minute(Reading("restaurant", reading.window_s, reading.now))
+    hour = reading.now.replace(minute=0, second=0, microsecond=0)
+    same_hours = [hour - timedelta(days=d) for d in range(1, 8)]
+    totals = dict(
+        RestaurantSnapshot.objects.filter(resolution=Resolution.HOUR, taken_at__in=same_hours)
+        .values_list("restaurant__slug").annotate(orders=Sum("orders")).order_by()
+    )  # fmt: skip
+    result: Values = {}
+    for labels, now_rate in current.items():
+        normal = (totals.get(labels[0][1]) or 0) / (len(same_hours) * 60)
+        result[labels] = None if normal <= 0 or now_rate is None else now_rate / normal * 100
+    return result
+
+
+def _failed_payments(reading: Reading) -> Values:
+    """Failed payment attempts (``order.updated`` events with ``data.payment_status = "failed"``)
+    as a percentage of attempts (those plus ``order.paid``); 0 without attempts."""
+    failed_q = Q(type="order.updated", data__payment_status="failed")
+    rows = (
+        _events(reading).filter(failed_q | Q(type="order.paid"))
+        .values_list("restaurant_id").annotate(failed=Count("id", filter=failed_q), n=Count("id")).order_by()
+    )  # fmt: skip
+    per_restaurant = {pk: (failed, n) for pk, failed, n in rows}
+    if reading.scope == "overall":
+        failed = sum(f for f, _ in per_restaurant.values())
+        attempts = sum(n for _, n in per_restaurant.values())
+        return {OVERALL: failed / attempts * 100 if attempts else 0.0}
+    return {
+        (("restaurant", slug),): (per_restaurant[pk][0] / per_restaurant[pk][1] * 100) if pk in per_restaurant else 0.0
+        for pk, slug in _restaurants().items()
+    }
+
+
+def _frontend_errors(reading: Reading) -> Values:
+    from ..traffic import ALL_ROUTES, FRONTEND_ERRORS, window
+
+    stats = window(_minutes(reading.window_s), namespace=FRONTEND_ERRORS)
+    if reading.scope == "overall":
+        return {OVERALL: stats[ALL_ROUTES].requests / (reading.window_s / 60)}
+    return {(("restaurant", slug),): s.requests / (reading.window_s / 60)
+            for slug, s in stats.items() if slug != ALL_ROUTES}  # fmt: skip
+
+
+def _task_runs(reading: Reading, status: str) -> Values:
+    from ..models import TaskRun
+
+    since = reading.now - timedelta(seconds=reading.window_s)
+    return {OVERALL: float(TaskRun.objects.filter(status=status, scheduled_for__gte=since).count())}
+
+
+def _database_down(reading: Reading) -> Values:
+    from ..health import check_database_down
+
+    return {OVERALL: 1.0 if check_database_down() else 0.0}
+
+
+OVERALL_ONLY = ("overall",)
+HOSTS = ("overall", "host")
+RESTAURANTS = ("overall", "restaurant")
+METRICS: dict[str, Metric] = {m.key: m for m in (
+    Metric("error_rate", "HTTP error rate (5xx)", "%", HOSTS, lambda r: _traffic(r, "error_rate")),
+    Metric("p95_ms", "p95 request latency", "ms", HOSTS, lambda r: _traffic(r, "p95_ms")),
+    Metric("cpu_percent", "CPU use", "%", HOSTS, lambda r: _host_figure(r, "cpu_percent")),
+    Metric("memory_percent", "memory use", "%", HOSTS, lambda r: _host_figure(r, "memory_percent")),
+    Metric("disk_percent", "data disk use", "%", HOSTS, lambda r: _host_figure(r, "disk_percent")),
+    Metric("queue_depth", "Celery queue depth", "messages", OVERALL_ONLY, _queue_depth),
+    Metric("beat_heartbeat_age_s", "beat heartbeat age", "s", OVERALL_ONLY, _beat_age, reads_database=True),
+    Metric("backup_age_s", "age of the newest verified backup", "s", OVERALL_ONLY, _backup_age, reads_database=True),
+    Metric("backup_failed", "newest backup or verification failed", "1 = yes", OVERALL_ONLY, _backup_failed,
+           reads_database=True),
+    Metric("sockets", "open staff sockets", "sockets", HOSTS, _sockets),
+    Metric("orders_per_minute", "orders opened per minute", "/min", RESTAURANTS, _orders_per_minute,
+           reads_database=True),
+    Metric("orders_vs_normal_pct", "orders per minute vs normal for the hour", "%", ("restaurant",),
+           _orders_vs_normal, reads_database=True),
+    Metric("failed_payment_pct", "failed payment rate", "%", RESTAURANTS, _failed_payments, reads_database=True),
+    Metric("frontend_errors_per_minute", "frontend error reports per minute", "/min", RESTAURANTS, _frontend_errors),
+    Metric("task_missed_runs", "missed scheduled runs", "runs", OVERALL_ONLY,
+           lambda r: _task_runs(r, "missed"), reads_database=True),
+    Metric("task_duplicate_runs", "duplicate scheduled runs", "runs", OVERALL_ONLY,
+           lambda r: _task_runs(r, "duplicate"), reads_database=True),
+    Metric("database_down", "database unreachable", "1 = yes", OVERALL_ONLY, _database_down),
+)}  # fmt: skip

@@ -1,0 +1,368 @@
+"""Alert rules and state, notifications through real SMTP and HTTP sinks, silences, inhibition.
+
+The clock is controlled: every evaluation and delivery is given its ``now``; metric values come
+from real rows (node reports, order events) written for that moment.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.core.management import call_command
+
+from monitoring.alerts.delivery import notifications_send_due
+from monitoring.alerts.evaluation import Evaluator, alerts_evaluate
+from monitoring.models import Alert, AlertRule, MuteWindow, NodeReport, Notification, NotificationChannel, Silence
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = datetime(2026, 5, 4, 12, 0, 0, tzinfo=UTC)  # a Monday
+
+
+@dataclass
+class Sink:
+    """A local HTTP server that records what is POSTed to it and answers ``status``."""
+
+    url: str
+    received: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    state = Sink(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.received.append(json.loads(body))
+            self.send_response(state.status)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def only_test_rules(db: Any) -> None:
+    AlertRule.objects.all().delete()  # the defaults are tested on their own
+    NodeReport.objects.all().delete()
+
+
+def host_cpu(host: str, cpu: float, at: datetime) -> None:
+    NodeReport.objects.update_or_create(
+        node=f"{host}:1", defaults={"host": host, "role": "web", "figures": {"cpu_percent": cpu},
+                                    "reported_at": at, "expires_at": at + timedelta(seconds=45)},
+    )  # fmt: skip
+
+
+def rule(channel: NotificationChannel | None = None, **fields: Any) -> AlertRule:
+    values = {"name": "cpu hot", "metric": "cpu_percent", "scope": "host", "threshold": 90, "for_s": 60,
+              "repeat_interval_s": 3600, **fields}  # fmt: skip
+    created = AlertRule.objects.create(**values)
+    if channel is not None:
+        created.channels.add(channel)
+    return created
+
+
+def webhook(sink: Sink, name: str = "hook") -> NotificationChannel:
+    return NotificationChannel.objects.create(name=name, kind="webhook", target=sink.url)
+
+
+def evaluate_at(at: datetime, cpu: float | None = None, host: str = "web-1") -> None:
+    if cpu is not None:
+        host_cpu(host, cpu, at)
+    alerts_evaluate(now=at)
+    notifications_send_due(now=at)
+
+
+def state() -> str:
+    return Alert.objects.get().state
+
+
+def test_it_is_pending_first_and_fires_only_after_the_for_duration(sink):
+    rule(webhook(sink))
+    evaluate_at(T0, cpu=95)
+    assert state() == "pending" and not sink.received
+    evaluate_at(T0 + timedelta(seconds=30), cpu=96)
+    assert state() == "pending"
+    evaluate_at(T0 + timedelta(seconds=61), cpu=97)
+    alert = Alert.objects.get()
+    assert alert.state == "firing" and alert.labels == {"host": "web-1"} and alert.value == 97
+    assert len(sink.received) == 1
+    sent = sink.received[0]
+    assert sent["status"] == "firing" and sent["rule"] == "cpu hot" and sent["labels"] == {"host": "web-1"}
+    assert Notification.objects.get().status == "sent"
+
+
+def test_a_dip_below_the_threshold_while_pending_starts_over(sink):
+    rule(webhook(sink))
+    evaluate_at(T0, cpu=95)
+    evaluate_at(T0 + timedelta(seconds=40), cpu=50)
+    assert state() == "inactive"
+    evaluate_at(T0 + timedelta(seconds=70), cpu=95)
+    assert state() == "pending" and not sink.received
+
+
+def test_the_recovery_threshold_stops_flapping_and_the_resolved_notice_is_sent(sink):
+    rule(webhook(sink), for_s=0, recovery_threshold=80)
+    evaluate_at(T0, cpu=91)
+    assert state() == "firing"
+    for n, cpu in enumerate([89, 90.5, 85, 91, 81], start=1):  # around the threshold, above recovery
+        evaluate_at(T0 + timedelta(seconds=15 * n), cpu=cpu)
+        assert state() == "firing"
+    evaluate_at(T0 + timedelta(seconds=120), cpu=79)
+    assert state() == "resolved"
+    assert [m["status"] for m in sink.received] == ["firing", "resolved"]
+    assert sink.received[1]["resolved_at"]
+
+
+def test_no_data_is_its_own_state_and_sends_nothing(sink):
+    rule(webhook(sink), scope="overall", for_s=0)
+    evaluate_at(T0)  # no node has reported
+    assert state() == "nodata"
+    evaluate_at(T0 + timedelta(seconds=15), cpu=95)
+    assert state() == "firing"
+    NodeReport.objects.all().delete()
+    evaluate_at(T0 + timedelta(seconds=30))
+    assert state() == "nodata"
+    assert [m["status"] for m in sink.received] == ["firing"]
+
+
+def test_the_repeat_interval_is_honoured_and_acknowledging_stops_repeats(sink):
+    rule(webhook(sink), for_s=0, repeat_interval_s=600)
+    evaluate_at(T0, cpu=95)
+    evaluate_at(T0 + timedelta(seconds=599), cpu=95)
+    assert len(sink.received) == 1
+    evaluate_at(T0 + timedelta(seconds=600), cpu=95)
+    assert [m["kind"] for m in sink.received] == ["firing", "repeat"]
+    Alert.objects.update(acknowledged_at=T0, acknowledged_by="ana")
+    evaluate_at(T0 + timedelta(seconds=1300), cpu=95)
+    assert len(sink.received) == 2
+
+
+def test_a_silence_suppresses_until_it_ends(sink):
+    rule(webhook(sink), for_s=0, repeat_interval_s=300)
+    Silence.objects.create(matchers={"rule": "cpu hot", "host": "web-1"}, starts_at=T0 - timedelta(minutes=1),
+                           ends_at=T0 + timedelta(minutes=10), reason="maintenance", created_by="ana")  # fmt: skip
+    evaluate_at(T0, cpu=95)
+    assert state() == "firing" and not sink.received
+    suppressed = Notification.objects.get()
+    assert suppressed.status == "suppressed" and "maintenance" in suppressed.reason
+    evaluate_at(T0 + timedelta(minutes=11), cpu=95)  # the repeat after the silence ended goes out
+    assert [m["kind"] for m in sink.received] == ["repeat"]
+
+
+def test_a_silence_for_another_host_does_not_apply(sink):
+    rule(webhook(sink), for_s=0)
+    Silence.objects.create(matchers={"host": "web-2"}, starts_at=T0 - timedelta(minutes=1),
+                           ends_at=T0 + timedelta(hours=1), reason="other", created_by="ana")  # fmt: skip
+    evaluate_at(T0, cpu=95)
+    assert len(sink.received) == 1
+
+
+def test_a_mute_window_suppresses_inside_it_and_not_outside(sink):
+    rule(webhook(sink), for_s=0, recovery_threshold=80)
+    # Monday 13:30-15:00 in Rome is 11:30-13:00 UTC (summer time)
+    MuteWindow.objects.create(matchers={"host": "web-1"}, weekdays="0", start_time=time(13, 30),
+                              end_time=time(15, 0), timezone="Europe/Rome", reason="closed")  # fmt: skip
+    evaluate_at(T0, cpu=95)
+    assert Notification.objects.get().status == "suppressed" and not sink.received
+    evaluate_at(T0 + timedelta(minutes=10), cpu=50)
+    evaluate_at(T0 + timedelta(hours=1, minutes=5), cpu=95)  # 13:05 UTC: the window has closed
+    assert [m["status"] for m in sink.received] == ["firing"]
+
+
+def test_rules_that_read_the_database_are_held_while_it_is_down(sink, make_restaurant):
+    from realtime.models import OrderEvent
+
+    restaurant = make_restaurant()
+    rule(webhook(sink), name="busy", metric="orders_per_minute", scope="overall", threshold=2, window_s=60, for_s=0)
+    rule(webhook(sink, "hook-2"), for_s=0)  # CPU is read from node reports: not held
+    alerts_evaluate(now=T0 - timedelta(seconds=15))
+    assert Alert.objects.get(rule__name="busy").state == "inactive"
+    for n in range(5):
+        OrderEvent.objects.create(restaurant=restaurant, seq=n + 1, epoch=restaurant.epoch, type="order.created",
+                                  order_id=f"o{n}", total_amount=Decimal("1"), items_count=1,
+                                  occurred_at=T0 - timedelta(seconds=30))  # fmt: skip
+    host_cpu("web-1", 95, T0)
+    with mock.patch("monitoring.health.check_database_down", autospec=True, return_value=True):
+        alerts_evaluate(now=T0)
+    busy = Alert.objects.get(rule__name="busy")
+    assert busy.held and busy.state == "inactive"
+    assert Alert.objects.get(rule__name="cpu hot").state == "firing"
+    assert not Notification.objects.filter(alert=busy).exists()
+    alerts_evaluate(now=T0 + timedelta(seconds=15))  # the database is back
+    busy.refresh_from_db()
+    assert busy.state == "firing" and not busy.held
+
+
+def test_a_failing_channel_is_retried_then_its_circuit_opens_then_it_recovers(sink, settings):
+    settings.OPSITE_ALERT_CIRCUIT_FAILURES = 2
+    settings.OPSITE_ALERT_CIRCUIT_RESET_S = 60
+    settings.OPSITE_ALERT_RETRY_BASE_S = 10
+    channel = webhook(sink)
+    rule(channel, for_s=0)
+    sink.status = 500
+    evaluate_at(T0, cpu=95)
+    note = Notification.objects.get()
+    assert note.status == "pending" and note.attempts == 1 and "500" in note.last_error
+    assert T0 + timedelta(seconds=5) <= note.next_attempt_at <= T0 + timedelta(seconds=15)  # 10 s ± 50 %
+    second_try = note.next_attempt_at
+    notifications_send_due(now=second_try)
+    note.refresh_from_db()
+    channel.refresh_from_db()
+    assert note.attempts == 2 and channel.consecutive_failures == 2
+    assert channel.open_until == second_try + timedelta(seconds=60)  # the second failure in a row opened it
+    opened_until = channel.open_until
+    tries = len(sink.received)
+    notifications_send_due(now=opened_until - timedelta(seconds=1))  # open: nothing is tried
+    note.refresh_from_db()
+    assert len(sink.received) == tries and note.attempts == 2 and note.next_attempt_at >= opened_until
+    sink.status = 200
+    notifications_send_due(now=opened_until + timedelta(seconds=1))  # the trial delivery
+    note.refresh_from_db()
+    channel.refresh_from_db()
+    assert note.status == "sent" and note.attempts == 3 and len(sink.received) == tries + 1
+    assert channel.consecutive_failures == 0 and channel.open_until is None
+
+
+def test_a_channel_that_never_answers_is_given_up_after_the_attempts(sink, settings):
+    settings.OPSITE_ALERT_MAX_ATTEMPTS = 3
+    settings.OPSITE_ALERT_CIRCUIT_FAILURES = 100
+    rule(webhook(sink), for_s=0)
+    sink.status = 503
+    evaluate_at(T0, cpu=95)
+    at = T0
+    for _ in range(5):
+        at += timedelta(hours=2)
+        notifications_send_due(now=at)
+    note = Notification.objects.get()
+    assert note.status == "failed" and note.attempts == 3 and len(sink.received) == 3
+
+
+def test_two_evaluators_at_once_notify_once(sink):
+    rule(webhook(sink), for_s=0)
+    host_cpu("web-1", 95, T0)
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def evaluate() -> None:
+        from django.db import connection
+
+        try:
+            evaluator = Evaluator(T0)
+            barrier.wait()
+            evaluator.run()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=evaluate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert Alert.objects.count() == 1 and state() == "firing"
+    assert Notification.objects.count() == 1
+    notifications_send_due(now=T0)
+    notifications_send_due(now=T0)
+    assert len(sink.received) == 1
+
+
+def test_email_goes_through_a_real_smtp_server(settings):
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope)
+            return "250 OK"
+
+    from tests.conftest import free_port
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        channel = NotificationChannel.objects.create(
+            name="ops mail", kind="email", target="a@example.com, b@example.com"
+        )
+        rule(channel, for_s=0)
+        evaluate_at(T0, cpu=97)
+    finally:
+        controller.stop()
+    assert len(received) == 1
+    assert sorted(received[0].rcpt_tos) == ["a@example.com", "b@example.com"]
+    text = received[0].content.decode()
+    assert "cpu hot" in text and "host=web-1" in text and "[WARNING]" in text
+    assert Notification.objects.get().status == "sent"
+
+
+def test_slack_gets_a_text_message(sink):
+    channel = NotificationChannel.objects.create(name="slack", kind="slack", target=sink.url)
+    rule(channel, for_s=0, severity="critical")
+    evaluate_at(T0, cpu=99)
+    assert sink.received == [{"text": sink.received[0]["text"]}]
+    assert sink.received[0]["text"].startswith("[CRITICAL] cpu hot [host=web-1]: CPU use is 99 %")
+
+
+def test_a_fresh_install_has_the_usual_rules():
+    from monitoring.alerts.defaults import ensure_default_rules
+
+    assert ensure_default_rules() == 10
+    names = set(AlertRule.objects.values_list("name", flat=True))
+    assert {"Error rate above 5 %", "p95 latency above 1 s", "CPU above 90 %", "Memory above 90 %", "Disk above 90 %",
+            "Beat heartbeat older than 3 minutes", "No verified backup in 26 hours"} <= names  # fmt: skip
+    assert AlertRule.objects.get(name="No verified backup in 26 hours").threshold == 26 * 3600
+    assert ensure_default_rules() == 0  # rules exist: nothing is added or changed
+
+
+def test_evaluate_alerts_command_reports_what_it_did(capsys):
+    from monitoring.alerts.defaults import ensure_default_rules
+
+    ensure_default_rules()
+    call_command("evaluate_alerts")
+    out = capsys.readouterr().out
+    assert out.startswith("10 rule(s)")
+    # beat has never written a heartbeat and no backup was ever verified: both fire at once
+    firing = set(Alert.objects.filter(state="firing").values_list("rule__name", flat=True))
+    assert {"Beat heartbeat older than 3 minutes", "No verified backup in 26 hours"} <= firing
+
+
+async def test_the_ops_socket_pushes_fired_alerts(sink, needs_redis):
+    from channels.db import database_sync_to_async
+
+    from tests.conftest import session_cookie_for
+    from tests.monitoring.test_dashboard import frame_of, make_user, open_ops
+
+    user = await database_sync_to_async(make_user)("alert-watcher", dashboard=True)
+    cookie = await database_sync_to_async(session_cookie_for)(user)
+    socket = await open_ops(cookie)
+    await frame_of(socket, "hello")
+    await database_sync_to_async(rule)(for_s=0)
+    await database_sync_to_async(evaluate_at)(datetime.now(UTC), 99.0)
+    fired = await frame_of(socket, "alert.fired")
+    assert fired["rule"] == "cpu hot" and fired["labels"] == {"host": "web-1"} and fired["value"] == 99.0
+    await socket.disconnect()

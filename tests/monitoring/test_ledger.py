@@ -1,0 +1,116 @@
+"""The run ledger: duplicate runs refused and recorded, missed slots recorded, cache warming."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.management import call_command
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from monitoring.ledger import run_claim, runs_audit
+from monitoring.models import TaskRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = datetime(2026, 5, 4, 12, 0, 0, tzinfo=UTC)
+
+
+def every(seconds: int, name: str = "job: every") -> PeriodicTask:
+    interval, _ = IntervalSchedule.objects.get_or_create(every=seconds, period=IntervalSchedule.SECONDS)
+    return PeriodicTask.objects.create(name=name, task="monitoring.beat_heartbeat", interval=interval)
+
+
+def each_minute(name: str = "job: cron") -> PeriodicTask:
+    cron, _ = CrontabSchedule.objects.get_or_create(minute="*", hour="*", day_of_week="*", day_of_month="*",
+                                                    month_of_year="*", timezone="UTC")  # fmt: skip
+    return PeriodicTask.objects.create(name=name, task="monitoring.beat_heartbeat", crontab=cron)
+
+
+def test_two_beats_sending_one_slot_run_it_once():
+    every(60)
+    claims: list[object] = []
+    barrier = threading.Barrier(3)
+
+    def claim(n: int) -> None:
+        from django.db import connection
+
+        barrier.wait()
+        claims.append(run_claim(job="job: every", task="t", task_id=f"id-{n}", now=T0 + timedelta(seconds=n)))
+        connection.close()
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(1 for c in claims if c is not None) == 1
+    assert TaskRun.objects.filter(status="running").count() == 1
+    assert TaskRun.objects.filter(status="duplicate").count() == 2
+    # the next slot runs
+    assert run_claim(job="job: every", task="t", task_id="next", now=T0 + timedelta(seconds=61)) is not None
+
+
+def test_a_beat_message_runs_through_the_ledger():
+    from monitoring.tasks import beat_heartbeat_task
+
+    every(30, name="monitoring: beat heartbeat (test)")
+    for task_id in ("first", "again"):  # the second is a redelivery of the same slot
+        beat_heartbeat_task.push_request(id=task_id, periodic_task_name="monitoring: beat heartbeat (test)",
+                                         is_eager=False)  # fmt: skip
+        try:
+            beat_heartbeat_task()
+        finally:
+            beat_heartbeat_task.pop_request()
+    runs = {r.task_id: r for r in TaskRun.objects.all()}
+    assert runs["first"].status == "succeeded" and runs["first"].duration_ms is not None
+    assert runs["again"].status == "duplicate"
+
+
+def test_missed_slots_are_recorded_for_crontab_and_interval_jobs(settings):
+    settings.OPSITE_TASK_MISSED_GRACE_S = 90
+    PeriodicTask.objects.update(enabled=False)  # only this test's jobs
+    each_minute()
+    every(60)
+    for job in ("job: cron", "job: every"):
+        run_claim(job=job, task="t", task_id=f"{job}-0", now=T0)
+    run_claim(job="job: every", task="t", task_id="every-late", now=T0 + timedelta(minutes=6))
+    written = runs_audit(now=T0 + timedelta(minutes=6, seconds=30))
+    missed_cron = sorted(
+        TaskRun.objects.filter(job="job: cron", status="missed").values_list("scheduled_for", flat=True)
+    )
+    assert missed_cron == [T0 + timedelta(minutes=m) for m in range(1, 6)]  # 12:06 is still within the grace
+    missed_every = TaskRun.objects.filter(job="job: every", status="missed").count()
+    assert missed_every >= 4 and written == 5 + missed_every
+    assert runs_audit(now=T0 + timedelta(minutes=6, seconds=30)) == 0  # recorded once
+
+
+def test_warming_fills_what_the_dashboard_reads_and_new_data_invalidates_it(make_restaurant):
+    from monitoring.dashboard import SERIES_CACHE, series_json
+    from monitoring.selectors import ORDERS_CACHE, orders_today
+    from monitoring.warming import cache_stats, cache_warm
+    from realtime.services import order_event_ingest
+
+    took = cache_warm()
+    assert set(took) >= {"series 1h", "series 90d", "tables", "orders today"}
+    before = cache_stats()
+    series_json(range_key="24h")
+    first = orders_today()
+    after = cache_stats()
+    assert after[SERIES_CACHE]["hits"] == before[SERIES_CACHE]["hits"] + 1
+    assert after[ORDERS_CACHE]["hits"] == before[ORDERS_CACHE]["hits"] + 1
+    restaurant = make_restaurant()
+    from realtime.validation import clean_events
+
+    events, _ = clean_events([{"type": "order.created", "order_id": "x", "total_amount": "5", "items_count": 1}],
+                             max_batch=10)  # fmt: skip
+    order_event_ingest(restaurant=restaurant, events=events)
+    fresh = orders_today()
+    assert fresh["orders"] == first["orders"] + 1  # a new event made a new key
+    assert cache_stats()[ORDERS_CACHE]["misses"] == after[ORDERS_CACHE]["misses"] + 1
+
+
+def test_warm_cache_command(capsys):
+    call_command("warm_cache")
+    assert capsys.readouterr().out.startswith("warmed 7 entries: series 1h")

@@ -13,11 +13,12 @@ import hashlib
 import json
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -94,6 +95,7 @@ class Evaluator:
         self.quiet = Quiet.load(now)
         self.result = EvaluationResult()
         self._database_down: bool | None = None
+        self.was_held: set[int] = set()
 
     def database_down(self) -> bool:
         if self._database_down is None:
@@ -103,9 +105,9 @@ class Evaluator:
         return self._database_down
 
     def read(self, rule: AlertRule) -> Values | None:
-        key = (rule.metric, rule.scope, rule.window_s)
+        metric = METRICS[rule.metric]
+        key = (rule.metric, rule.scope, rule.window_s if metric.windowed else 0)
         if key not in self.readings:
-            metric = METRICS[rule.metric]
             try:
                 self.readings[key] = metric.read(Reading(rule.scope, rule.window_s, self.now))
             except Exception as exc:
@@ -116,9 +118,11 @@ class Evaluator:
     def run(self) -> EvaluationResult:
         started = time.perf_counter()
         rules = list(AlertRule.objects.filter(enabled=True).prefetch_related("channels"))
-        alerts: dict[tuple[int, str], Alert] = {
-            (a.rule_id, a.fingerprint): a for a in Alert.objects.filter(rule__enabled=True)
-        }
+        by_rule: dict[int, dict[str, Alert]] = defaultdict(dict)
+        for alert in Alert.objects.filter(rule__enabled=True):
+            by_rule[alert.rule_id][alert.fingerprint] = alert
+            if alert.held:
+                self.was_held.add(alert.pk)
         touched: list[Alert] = []
         for rule in rules:
             metric = METRICS.get(rule.metric)
@@ -126,7 +130,7 @@ class Evaluator:
                 log.warning("alert rule %r watches %s/%s, which does not exist", rule.name, rule.metric, rule.scope)
                 continue
             self.result.rules += 1
-            own = {fp: a for (rid, fp), a in alerts.items() if rid == rule.pk}
+            own = by_rule[rule.pk]
             if metric.reads_database and self.database_down():
                 for alert in own.values():
                     alert.held = True
@@ -141,10 +145,22 @@ class Evaluator:
                 touched.append(self.step(rule, alert, value))
             for alert in own.values():  # label sets that no longer report (a host gone)
                 touched.append(self.step(rule, alert, None))
-        Alert.objects.bulk_update(touched, ["value", "last_evaluated_at", "held"], batch_size=500)
+        self._save_readings(touched)
         self.result.alerts = len(touched)
         self.result.seconds = time.perf_counter() - started
         return self.result
+
+    def _save_readings(self, alerts: list[Alert]) -> None:
+        """The newest value of the alerts that show one (pending, firing, no data, held), in
+        one batch of plain UPDATEs that psycopg pipelines; state is only changed by
+        transitions. An inactive or resolved alert keeps the value of its last transition,
+        which spares a write per quiet alert every evaluation."""
+        quiet = (State.INACTIVE, State.RESOLVED)
+        rows = [(a.value, a.last_evaluated_at, a.held, a.pk) for a in alerts
+                if a.held or a.pk in self.was_held or a.state not in quiet]  # fmt: skip
+        sql = f"UPDATE {Alert._meta.db_table} SET value = %s, last_evaluated_at = %s, held = %s WHERE id = %s"  # noqa: S608
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
 
     def _alert(self, rule: AlertRule, labels: Labels, fp: str) -> Alert:
         try:

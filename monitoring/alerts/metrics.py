@@ -39,6 +39,7 @@ class Metric:
     scopes: tuple[str, ...]
     read: Callable[[Reading], Values]
     reads_database: bool = False
+    windowed: bool = True  # False: a current value, the same for every window
 
 
 def _minutes(window_s: int) -> int:
@@ -216,15 +217,17 @@ RESTAURANTS = ("overall", "restaurant")
 METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("error_rate", "HTTP error rate (5xx)", "%", HOSTS, lambda r: _traffic(r, "error_rate")),
     Metric("p95_ms", "p95 request latency", "ms", HOSTS, lambda r: _traffic(r, "p95_ms")),
-    Metric("cpu_percent", "CPU use", "%", HOSTS, lambda r: _host_figure(r, "cpu_percent")),
-    Metric("memory_percent", "memory use", "%", HOSTS, lambda r: _host_figure(r, "memory_percent")),
-    Metric("disk_percent", "data disk use", "%", HOSTS, lambda r: _host_figure(r, "disk_percent")),
-    Metric("queue_depth", "Celery queue depth", "messages", OVERALL_ONLY, _queue_depth),
-    Metric("beat_heartbeat_age_s", "beat heartbeat age", "s", OVERALL_ONLY, _beat_age, reads_database=True),
-    Metric("backup_age_s", "age of the newest verified backup", "s", OVERALL_ONLY, _backup_age, reads_database=True),
+    Metric("cpu_percent", "CPU use", "%", HOSTS, lambda r: _host_figure(r, "cpu_percent"), windowed=False),
+    Metric("memory_percent", "memory use", "%", HOSTS, lambda r: _host_figure(r, "memory_percent"), windowed=False),
+    Metric("disk_percent", "data disk use", "%", HOSTS, lambda r: _host_figure(r, "disk_percent"), windowed=False),
+    Metric("queue_depth", "Celery queue depth", "messages", OVERALL_ONLY, _queue_depth, windowed=False),
+    Metric("beat_heartbeat_age_s", "beat heartbeat age", "s", OVERALL_ONLY, _beat_age, reads_database=True,
+           windowed=False),
+    Metric("backup_age_s", "age of the newest verified backup", "s", OVERALL_ONLY, _backup_age, reads_database=True,
+           windowed=False),
     Metric("backup_failed", "newest backup or verification failed", "1 = yes", OVERALL_ONLY, _backup_failed,
-           reads_database=True),
-    Metric("sockets", "open staff sockets", "sockets", HOSTS, _sockets),
+           reads_database=True, windowed=False),
+    Metric("sockets", "open staff sockets", "sockets", HOSTS, _sockets, windowed=False),
     Metric("orders_per_minute", "orders opened per minute", "/min", RESTAURANTS, _orders_per_minute,
            reads_database=True),
     Metric("orders_vs_normal_pct", "orders per minute vs normal for the hour", "%", ("restaurant",),
@@ -235,5 +238,5 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
            lambda r: _task_runs(r, "missed"), reads_database=True),
     Metric("task_duplicate_runs", "duplicate scheduled runs", "runs", OVERALL_ONLY,
            lambda r: _task_runs(r, "duplicate"), reads_database=True),
-    Metric("database_down", "database unreachable", "1 = yes", OVERALL_ONLY, _database_down),
+    Metric("database_down", "database unreachable", "1 = yes", OVERALL_ONLY, _database_down, windowed=False),
 )}  # fmt: skip

@@ -254,15 +254,16 @@ def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
     }
 
 
-def dashboard_tiles() -> dict[str, Any]:
-    """The headline figures: the admin index's tiles and the dashboard's live frame."""
+def dashboard_tiles(*, compute_health: bool = True) -> dict[str, Any]:
+    """The headline figures: the admin index's tiles and the dashboard's live frame. Pages
+    pass ``compute_health=False`` and show the last known health rather than wait for it."""
     from backups.selectors import newest_verified
     from realtime.presence import presence_summary
 
-    from .health import detailed_report
+    from .health import last_status
     from .selectors import orders_today, traffic_summary
 
-    status, _report = detailed_report()
+    status = last_status(compute=compute_health) or "unknown"
     firing = list(Alert.objects.filter(state=Alert.State.FIRING, rule__enabled=True).values_list("rule__severity",
                                                                                                 flat=True))  # fmt: skip
     overall = traffic_summary(per_route=False)["5m"]["overall"]
@@ -313,7 +314,7 @@ def tiles_display(tiles: dict[str, Any]) -> list[dict[str, str]]:
     )
     return [
         {"key": "health", "label": "Health", "value": tiles["health"], "href": reverse("health-detailed"),
-         "state": {"healthy": "ok", "degraded": "warn"}.get(tiles["health"], "bad")},
+         "state": {"healthy": "ok", "degraded": "warn", "unknown": "warn"}.get(tiles["health"], "bad")},
         {"key": "error_rate", "label": "Error rate (5 min)", "value": f"{error_pct:.2f} %",
          "href": f"{ops}#error_rate", "state": "bad" if error_pct > 5 else "warn" if error_pct > 1 else "ok"},
         {"key": "p95_ms", "label": "p95 latency (5 min)", "value": "-" if p95 is None else f"{p95:.0f} ms",
@@ -348,3 +349,8 @@ class LiveFigures:
 
 
 live_figures = LiveFigures()
+
+
+def page_tiles() -> list[dict[str, str]]:
+    """The tiles for a page being rendered: never waits on a health check."""
+    return tiles_display(dashboard_tiles(compute_health=False))

@@ -7,6 +7,7 @@ threshold makes it degraded. Results are cached briefly, so a storm of probes co
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 
 OK, DEGRADED, FAILED = "ok", "degraded", "failed"
 HEALTHY, UNHEALTHY = "healthy", "unhealthy"
@@ -74,6 +76,10 @@ def _timed(check: HealthCheck) -> CheckResult:
         return CheckResult(
             FAILED, (time.perf_counter() - started) * 1000, check.critical, f"{type(exc).__name__}: {exc}"
         )
+    finally:
+        # The pool's threads live on: a connection a check opened goes back to the pool now,
+        # or a dozen idle threads would hold a dozen connections and starve the requests.
+        connections.close_all()
     return CheckResult(probe.status, (time.perf_counter() - started) * 1000, check.critical, probe.detail, probe.data)
 
 
@@ -136,6 +142,7 @@ def detailed_report() -> tuple[str, dict[str, Any]]:
     from django.utils import timezone
 
     status, results = detailed()
+    _remember_status(status)
     return status, {
         "status": status,
         "service": "opsite",
@@ -144,6 +151,31 @@ def detailed_report() -> tuple[str, dict[str, Any]]:
         "timestamp": timezone.now().isoformat(),
         "components": {name: {**r.as_dict(), "critical": r.critical} for name, r in results.items()},
     }
+
+
+STATUS_KEY = "health:last-status"
+
+
+def _remember_status(status: str) -> None:
+    from django.core.cache import cache
+
+    with contextlib.suppress(Exception):  # the cache is one of the things a report may find down
+        cache.set(STATUS_KEY, status, timeout=180)
+
+
+def last_status(*, compute: bool) -> str | None:
+    """The overall status of the newest detailed report on any process (kept by the cache for
+    a few minutes, and refreshed every minute by cache warming); without one, computed now
+    when ``compute``, else None. Pages read it without waiting on slow checks."""
+    from django.core.cache import cache
+
+    try:
+        status = cache.get(STATUS_KEY)
+    except Exception:
+        status = None
+    if status is None and compute:
+        status = detailed_report()[0]
+    return status
 
 
 def check_database_down() -> bool:

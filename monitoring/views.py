@@ -164,7 +164,7 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
         "ranges": list(dashboard.RANGES),
         "hosts": dashboard.known_hosts(since=timezone.now() - dashboard.RANGES["90d"].span),
         "push_s": settings.OPSITE_DASHBOARD_PUSH_S,
-        "tiles": dashboard.live_figures.get()["tiles"],
+        "tiles": dashboard.page_tiles(),
     }
     return render(request, "monitoring/ops.html", context)
 

@@ -3,7 +3,7 @@ from typing import Any
 from django import template
 
 from monitoring.auth import can_view_dashboard
-from monitoring.dashboard import live_figures
+from monitoring.dashboard import page_tiles
 
 register = template.Library()
 
@@ -14,4 +14,4 @@ def ops_tiles(context: dict[str, Any]) -> dict[str, Any]:
     request = context.get("request")
     if request is None or not can_view_dashboard(request.user):
         return {"tiles": []}
-    return {"tiles": live_figures.get()["tiles"]}
+    return {"tiles": page_tiles()}

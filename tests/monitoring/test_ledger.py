@@ -113,4 +113,4 @@ def test_warming_fills_what_the_dashboard_reads_and_new_data_invalidates_it(make
 
 def test_warm_cache_command(capsys):
     call_command("warm_cache")
-    assert capsys.readouterr().out.startswith("warmed 7 entries: series 1h")
+    assert capsys.readouterr().out.startswith("warmed 8 entries: series 1h")

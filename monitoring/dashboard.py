@@ -62,9 +62,18 @@ def _epoch(at: datetime) -> int:
     return int(at.timestamp())
 
 
-def known_hosts(*, since: datetime) -> list[str]:
-    rows = MetricSnapshot.objects.filter(resolution=Resolution.MINUTE, taken_at__gte=since).exclude(host=CLUSTER)
-    return sorted(set(rows.values_list("host", flat=True).distinct()))
+def known_hosts(*, now: datetime | None = None) -> list[str]:
+    """Hosts seen in the last 90 days: read from the coarsest rows that cover each stretch
+    (six-hour rows, then hour rows, then the last two hours of minute rows), never from
+    months of minute rows."""
+    now = now or timezone.now()
+    stretches = ((Resolution.SIX_HOURS, timedelta(days=90)), (Resolution.HOUR, timedelta(days=2)),
+                 (Resolution.MINUTE, timedelta(hours=2)))  # fmt: skip
+    hosts: set[str] = set()
+    for resolution, span in stretches:
+        rows = MetricSnapshot.objects.filter(resolution=resolution, taken_at__gte=now - span).exclude(host=CLUSTER)
+        hosts.update(rows.values_list("host", flat=True).distinct())
+    return sorted(hosts)
 
 
 def _epoch_sql(vendor: str) -> str:

@@ -162,7 +162,7 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
         **admin.site.each_context(request),
         "title": "Performance dashboard",
         "ranges": list(dashboard.RANGES),
-        "hosts": dashboard.known_hosts(since=timezone.now() - dashboard.RANGES["90d"].span),
+        "hosts": dashboard.known_hosts(),
         "push_s": settings.OPSITE_DASHBOARD_PUSH_S,
         "tiles": dashboard.page_tiles(),
     }

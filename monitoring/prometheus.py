@@ -7,9 +7,11 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -37,6 +39,7 @@ class OpsiteCollector(Collector):
         yield from _celery()
         yield from _backups()
         yield from _replicas()
+        yield from _alerts_and_caches()
 
 
 def _traffic() -> Iterator[Metric]:
@@ -103,6 +106,31 @@ def _celery() -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "opsite_beat_heartbeat_age_seconds", "Seconds since beat's last heartbeat job ran", value=age
         )
+
+
+def _alerts_and_caches() -> Iterator[Metric]:
+    from django.db.models import Count
+
+    from .models import Alert, TaskRun
+    from .warming import cache_stats
+
+    states = GaugeMetricFamily("opsite_alerts", "Alerts per state and severity", labels=["state", "severity"])
+    rows = Alert.objects.filter(rule__enabled=True).values_list("state", "rule__severity").annotate(n=Count("id"))
+    for state, severity, n in rows.order_by():
+        states.add_metric([state, severity], n)
+    runs = GaugeMetricFamily("opsite_task_runs_last_hour", "Scheduled runs in the last hour per status",
+                             labels=["status"])  # fmt: skip
+    since = timezone.now() - timedelta(hours=1)
+    for status, n in (
+        TaskRun.objects.filter(scheduled_for__gte=since).values_list("status").annotate(n=Count("id")).order_by()
+    ):
+        runs.add_metric([status], n)
+    ratio = GaugeMetricFamily("opsite_cache_hit_ratio", "Cache hits over lookups since counting began",
+                              labels=["namespace"])  # fmt: skip
+    for namespace, counts in cache_stats().items():
+        if counts["ratio"] is not None:
+            ratio.add_metric([namespace], float(counts["ratio"]))
+    yield from (states, runs, ratio)
 
 
 def _backups() -> Iterator[Metric]:

@@ -366,3 +366,36 @@ async def test_the_ops_socket_pushes_fired_alerts(sink, needs_redis):
     fired = await frame_of(socket, "alert.fired")
     assert fired["rule"] == "cpu hot" and fired["labels"] == {"host": "web-1"} and fired["value"] == 99.0
     await socket.disconnect()
+
+
+def test_the_alert_list_acknowledges_and_silences(admin_client, sink):
+    rule(webhook(sink), for_s=0)
+    evaluate_at(T0, cpu=95)
+    alert = Alert.objects.get()
+    changelist = "/admin/monitoring/alert/"
+    assert admin_client.get(changelist).status_code == 200
+    admin_client.post(changelist, {"action": "acknowledge", "_selected_action": [alert.pk]})
+    alert.refresh_from_db()
+    assert alert.acknowledged_by == "admin" and alert.acknowledged_at is not None
+    admin_client.post(changelist, {"action": "silence_2h", "_selected_action": [alert.pk]})
+    silence = Silence.objects.get()
+    assert silence.matchers == {"rule": "cpu hot", "host": "web-1"} and silence.created_by == "admin"
+    assert timedelta(hours=1, minutes=59) < silence.ends_at - silence.starts_at <= timedelta(hours=2)
+    for page in ("alertrule/add/", "notification/", "taskrun/", "silence/", "mutewindow/", "notificationchannel/"):
+        assert admin_client.get(f"/admin/monitoring/{page}").status_code == 200, page
+
+
+def test_metrics_show_alert_states_and_cache_hit_ratios(client, settings):
+    from monitoring.selectors import orders_today
+
+    settings.OPS_API_TOKENS = ["t0ken"]
+    rule(for_s=0)
+    evaluate_at(T0, cpu=95)
+    orders_today()
+    orders_today()  # a hit at least
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").content.decode()
+    assert 'opsite_alerts{severity="warning",state="firing"} 1.0' in text
+    ratio = next(
+        line for line in text.splitlines() if line.startswith('opsite_cache_hit_ratio{namespace="orders-today"}')
+    )
+    assert 0 < float(ratio.split()[-1]) <= 1

@@ -14,6 +14,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from .admin_base import ReadOnlyAdmin
 from .models import (
     FrontendErrorGroup,
     Heartbeat,
@@ -27,14 +28,6 @@ from .models import (
 from .pgstat import statement_deltas
 from .queries import explain, n_plus_one_suspects, top_queries
 from .traffic import FRONTEND, window
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(QueryFingerprint)

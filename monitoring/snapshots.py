@@ -67,16 +67,18 @@ def _traffic_fields(tally: Tally, seconds: int) -> dict[str, Any]:
     }
 
 
-def _node_tally(report: NodeReport, minute_key: str) -> Tally:
-    fields = report.figures.get("traffic", {}).get(minute_key)
-    return Tally.from_fields(fields) if fields else Tally()
+def _merged_tally(reports: list[NodeReport], minute_key: str) -> Tally:
+    """The reports' own request tallies for one minute, added up."""
+    tally = Tally()
+    for report in reports:
+        fields = report.figures.get("traffic", {}).get(minute_key)
+        if fields:
+            tally.add(Tally.from_fields(fields))
+    return tally
 
 
 def _host_row(host: str, reports: list[NodeReport], minute_key: str) -> dict[str, Any]:
     newest = max(reports, key=lambda r: r.reported_at).figures
-    tally = Tally()
-    for report in reports:
-        tally.add(_node_tally(report, minute_key))
     return {
         "host": host,
         "nodes": len(reports),
@@ -84,7 +86,7 @@ def _host_row(host: str, reports: list[NodeReport], minute_key: str) -> dict[str
         "process_rss_bytes": sum(r.figures.get("process_rss_bytes", 0) for r in reports),
         "open_files": sum(r.figures.get("open_files", 0) for r in reports),
         "sockets": sum(r.figures.get("sockets", 0) for r in reports),
-        **_traffic_fields(tally, 60),
+        **_traffic_fields(_merged_tally(reports, minute_key), 60),
     }
 
 
@@ -119,9 +121,6 @@ def redis_figures() -> dict[str, int | None]:
 def _cluster_row(host_rows: list[dict[str, Any]], reports: list[NodeReport], minute_key: str) -> dict[str, Any]:
     from .celery_state import queue_depth
 
-    tally = Tally()
-    for report in reports:
-        tally.add(_node_tally(report, minute_key))
     return {
         "host": CLUSTER,
         "nodes": len(reports),
@@ -132,7 +131,7 @@ def _cluster_row(host_rows: list[dict[str, Any]], reports: list[NodeReport], min
         "queue_depth": queue_depth(),
         **database_figures(),
         **redis_figures(),
-        **_traffic_fields(tally, 60),
+        **_traffic_fields(_merged_tally(reports, minute_key), 60),
     }
 
 

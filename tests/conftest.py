@@ -113,6 +113,13 @@ def make_restaurant(db: Any) -> Callable[..., Any]:
     return make
 
 
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots from the browser tests
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,16 +11,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from ..admin_base import ReadOnlyAdmin
 from ..models import Alert, AlertRule, MuteWindow, Notification, NotificationChannel, Silence, TaskRun
 from .metrics import METRICS
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(AlertRule)
@@ -49,7 +42,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Alert)
-class AlertAdmin(ReadOnly):
+class AlertAdmin(ReadOnlyAdmin):
     list_display = ["rule", "labels", "state", "value", "fired_at", "resolved_at", "held", "acknowledged_by"]
     list_filter = ["state", "rule__severity", "held", "rule"]
     list_select_related = ["rule"]
@@ -101,7 +94,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnly):
+class NotificationAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "kind", "alert", "channel", "status", "attempts", "sent_at", "reason", "last_error"]
     list_filter = ["status", "kind", "channel"]
     list_select_related = ["alert__rule", "channel"]
@@ -109,7 +102,7 @@ class NotificationAdmin(ReadOnly):
 
 
 @admin.register(TaskRun)
-class TaskRunAdmin(ReadOnly):
+class TaskRunAdmin(ReadOnlyAdmin):
     list_display = ["job", "scheduled_for", "status", "started_at", "duration_ms", "node"]
     list_filter = ["status", "job"]
     date_hierarchy = "scheduled_for"

@@ -15,15 +15,9 @@ from monitoring.alerts.evaluation import alerts_evaluate
 from monitoring.ledger import run_claim
 from monitoring.nodes import node_report
 from monitoring.snapshots import snapshot_collect
-from tests.conftest import ROOT
+from tests.conftest import ARTIFACTS, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.processes]
-
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 
 def order(order_id: str, kind: str = "order.created") -> dict[str, object]:

@@ -6,17 +6,11 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import ROOT
+from tests.conftest import ARTIFACTS, CHROMIUM_ARGS
 
 from .conftest import event
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.processes]
-
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 
 def test_board_shows_a_new_order_without_a_reload(make_staff, start_server, chromium_path, needs_redis):

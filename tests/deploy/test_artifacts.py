@@ -1,0 +1,149 @@
+"""The deploy artifacts, validated as far as a machine without a container engine can:
+Prometheus config and rules by promtool (and the rules' unit tests), manifests parsed and
+checked for probes, non-root users and no baked-in secrets, the Grafana dashboard's queries
+against the metric names a real /metrics serves."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import IN_CI, ROOT
+
+DEPLOY = ROOT / "deploy"
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        if IN_CI:
+            pytest.fail("promtool (Debian package prometheus) is required under CI=true")
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    return path
+
+
+@pytest.mark.parametrize("args", [
+    ["check", "config", "deploy/prometheus/prometheus.yml"],
+    ["check", "rules", "deploy/prometheus/alerts.yml"],
+    ["test", "rules", "deploy/prometheus/alerts_test.yml"],
+])  # fmt: skip
+def test_prometheus_config_and_rules_pass_promtool(args: list[str]) -> None:
+    result = subprocess.run([promtool(), *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+def manifests() -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return docs
+
+
+def containers(kind: str = "Deployment") -> dict[str, dict[str, Any]]:
+    found = {}
+    for doc in manifests():
+        if doc["kind"] == kind:
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                found[container["name"]] = container
+    return found
+
+
+def test_web_and_socket_pods_probe_live_and_ready() -> None:
+    served = containers()
+    assert {"web", "ws", "worker", "beat"} <= set(served)
+    for name in ("web", "ws"):
+        c = served[name]
+        assert c["startupProbe"]["httpGet"]["path"] == "/health/live"
+        assert c["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_every_pod_runs_as_a_non_root_user_and_beat_is_alone() -> None:
+    docs = manifests()
+    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] in ("Deployment", "Job")]
+    assert pods and all(p["securityContext"]["runAsNonRoot"] and p["securityContext"]["runAsUser"] > 0 for p in pods)
+    beat = next(d for d in docs if d["metadata"]["name"] == "opsite-beat")
+    assert beat["spec"]["replicas"] == 1 and beat["spec"]["strategy"]["type"] == "Recreate"
+    assert not [d for d in docs if d["kind"] == "Secret"], "secrets are created by the operator, never committed"
+
+
+def test_the_commands_in_the_manifests_exist() -> None:
+    """Every flag given to uvicorn, gunicorn and celery is one the installed versions accept."""
+    helps = {
+        "uvicorn": subprocess.run([sys.executable, "-m", "uvicorn", "--help"], capture_output=True, text=True).stdout,
+        "gunicorn": subprocess.run([sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True).stdout,
+    }
+    for container in containers().values():
+        program = container["command"][0]
+        for flag in (a for a in container["command"] if a.startswith("--")):
+            if program in helps:
+                assert flag in helps[program], f"{program} has no {flag}"
+
+
+def test_compose_runs_every_part_and_has_no_default_secrets() -> None:
+    text = (DEPLOY / "docker-compose.prod.yml").read_text()
+    compose = yaml.safe_load(text)
+    assert {"postgres", "redis", "migrate", "web", "ws", "worker", "beat", "prometheus", "grafana"} <= set(
+        compose["services"]
+    )
+    for secret in ("SECRET_KEY", "POSTGRES_PASSWORD", "OPS_API_TOKENS", "GRAFANA_ADMIN_PASSWORD"):
+        assert f"${{{secret}:?" in text, f"{secret} must be required, not defaulted"
+    assert compose["services"]["beat"]["deploy"]["replicas"] == 1
+
+
+def test_the_image_is_pinned_and_runs_as_a_user() -> None:
+    lines = [line.strip() for line in (DEPLOY / "Dockerfile").read_text().splitlines()]
+    bases = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    assert bases and all(re.search(r":\d+\.\d+\.\d+", base) for base in bases), bases
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+
+
+@pytest.mark.django_db
+def test_grafana_queries_use_metric_names_opsite_serves(client: Any, settings: Any, make_staff: Any) -> None:
+    import json
+
+    from monitoring.services import heartbeat_record
+    from monitoring.traffic import get_recorder
+    from tests.realtime.conftest import event, ingest_sync
+
+    settings.OPS_API_TOKENS = ["grafana-test"]
+    staff = make_staff()
+    ingest_sync(staff.restaurant, event("G1"))
+    client.get("/health/live")
+    get_recorder().flush()
+    heartbeat_record(name="beat")
+    from django.utils import timezone
+
+    from backups.models import Backup
+
+    Backup.objects.create(status=Backup.Status.VERIFIED, engine="postgresql", format="custom",
+                          finished_at=timezone.now(), verified_at=timezone.now(), size_bytes=1)  # fmt: skip
+    exposition = client.get("/metrics", HTTP_AUTHORIZATION="Bearer grafana-test").content.decode()
+    served = set(re.findall(r"^# TYPE (\w+) ", exposition, flags=re.M))
+    dashboard = json.loads((DEPLOY / "grafana" / "opsite-dashboard.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\b(opsite_\w+)\b", target["expr"])}  # fmt: skip
+    assert used and used <= served, used - served
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    in_rules = {
+        n for group in rules["groups"] for rule in group["rules"] for n in re.findall(r"\b(opsite_\w+)\b", rule["expr"])
+    }
+    assert in_rules and in_rules <= served, in_rules - served
+
+
+def test_the_deploy_files_are_all_checked() -> None:
+    """A new file under deploy/ needs a test here (or a reason not to)."""
+    known = {"Dockerfile", "docker-compose.prod.yml", "prometheus.yml", "alerts.yml", "alerts_test.yml",
+             "opsite-dashboard.json", "config.yaml", "migrate-job.yaml", "web.yaml", "ws.yaml", "workers.yaml",
+             "opsite.yml"}  # fmt: skip
+    present = {p.name for p in DEPLOY.rglob("*") if p.is_file()}
+    assert present <= known, present - known

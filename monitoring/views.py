@@ -50,6 +50,8 @@ def health_live(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def health_ready(request: HttpRequest) -> JsonResponse:
+    if lifecycle.draining():
+        return JsonResponse({"status": "not_ready", "reason": "shutting_down", "checks": {}}, status=503)
     ready, results = health.readiness()
     checks = {name: result.as_dict() for name, result in results.items()}
     if ready:

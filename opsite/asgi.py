@@ -1,4 +1,5 @@
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -11,13 +12,28 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from monitoring.lifecycle import install_drain_handler  # noqa: E402
 from opsite.checks import enforce_production_settings  # noqa: E402
 from opsite.routing import websocket_urlpatterns  # noqa: E402
 
 enforce_production_settings()
 
+
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Startup: drain on SIGTERM before uvicorn's own graceful stop (see monitoring.lifecycle)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            install_drain_handler()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 application = ProtocolTypeRouter(
     {
+        "lifespan": lifespan,
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

@@ -284,6 +284,8 @@ OPSITE_DEPENDENCY_RESET_S: float = env.float("OPSITE_DEPENDENCY_RESET_S", defaul
 
 # Request and query monitoring, Prometheus.
 OPSITE_METRICS_FLUSH_S: float = env.float("OPSITE_METRICS_FLUSH_S", default=5.0)
+# on SIGTERM a web process answers not-ready and keeps serving this long before it stops
+OPSITE_DRAIN_S: float = env.float("OPSITE_DRAIN_S", default=5.0)
 # every process reports its host and itself this often; a node silent for 3 reports is gone
 OPSITE_NODE_REPORT_S: float = env.float("OPSITE_NODE_REPORT_S", default=15.0)
 # metric snapshots: minute rows, and hour and six-hour rows, are kept this many days

@@ -44,4 +44,6 @@ OPSITE_METRICS_CACHE_S = 0.0
 # the test process (started by the first request) waits a day before its first report.
 OPSITE_NODE_REPORT_S = 24 * 3600.0
 OPSITE_SNAPSHOT_LAG_S = 20.0
+# servers started by the tests stop at once unless a test asks for a drain
+OPSITE_DRAIN_S = float(os.environ.get("OPSITE_DRAIN_S", "0"))
 OPSITE_REPLICA_CHECK_S = 0.0

@@ -88,3 +88,29 @@ def test_in_process_layer_is_an_error_in_production():
 @pytest.mark.django_db
 def test_migrations_match_the_models():
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+@pytest.mark.django_db
+def test_login_attempts_are_rate_limited_per_username_and_address(settings, django_user_model, needs_redis):
+    import uuid
+
+    from django.test import Client
+
+    settings.OPSITE_LOGIN_USER_RATE_PER_MINUTE = 3
+    settings.OPSITE_LOGIN_RATE_PER_MINUTE = 1000
+    name = f"guess-{uuid.uuid4().hex[:8]}"
+    django_user_model.objects.create_user(name, password="right-password", is_staff=True)
+    client = Client(REMOTE_ADDR="10.9.8.7")
+    for _ in range(3):
+        assert client.post("/accounts/login/", {"username": name, "password": "wrong"}).status_code == 200
+    limited = client.post("/accounts/login/", {"username": name, "password": "right-password"})
+    assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
+    assert "Too many login attempts" in limited.content.decode()
+    assert "_auth_user_id" not in client.session  # the right password did not get through either
+    admin = client.post("/admin/login/", {"username": name, "password": "right-password"})
+    assert admin.status_code == 429
+    settings.OPSITE_LOGIN_USER_RATE_PER_MINUTE = 1000
+    settings.OPSITE_LOGIN_RATE_PER_MINUTE = 2
+    other = Client(REMOTE_ADDR="10.9.8.6")
+    statuses = [other.post("/accounts/login/", {"username": f"x{n}", "password": "p"}).status_code for n in range(3)]
+    assert statuses == [200, 200, 429]

@@ -1,0 +1,245 @@
+"""Fault suite: real failures of the real services, with a PASS/FAIL line for each.
+
+1. Redis killed during steady ingest, restarted 10 s later: the web keeps serving (ingest
+   answers 201), /health/detailed says degraded, and after Redis returns every event reaches
+   every socket (the outbox and the sockets' catch-up).
+2. Postgres stopped, then started: /health/ready answers 503 within its timeout while
+   /health/live stays 200; ready again without restarting the web process.
+3. A worker killed (SIGKILL) in the middle of a backup: no partial backup is counted good (the
+   run stays "running" until the reaper marks it failed, and no file is left).
+4. Two beats for 70 s: no scheduled slot runs twice (the second claim is recorded as duplicate).
+
+It stops and starts this machine's PostgreSQL and Redis: run it on a machine of its own.
+
+    .venv/bin/python bench/faults.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import websockets
+from _support import ROOT, bench_env, free_port, fresh_database, gunicorn, server, session_cookie, uvicorn
+
+PG_VERSION = sorted(os.listdir("/etc/postgresql"))[-1] if os.path.isdir("/etc/postgresql") else ""
+REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
+               "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]  # fmt: skip
+results: list[tuple[str, bool, str]] = []
+
+
+def report(name: str, ok: bool, detail: str) -> None:
+    results.append((name, ok, detail))
+    print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}", flush=True)
+
+
+def wait_for(check: Callable[[], bool], timeout: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if check():
+                return time.monotonic() - started
+        except Exception:  # noqa: S110 - the service is down: that is what is being waited out
+            pass
+        time.sleep(0.2)
+    return None
+
+
+def status(url: str, headers: dict[str, str] | None = None) -> int:
+    return httpx.get(url, headers=headers or {}, timeout=5).status_code
+
+
+async def redis_outage(ws_port: int, http_url: str, slug: str, token: str, cookie: str, ops: dict[str, str]) -> None:
+    sockets = [await websockets.connect(f"ws://127.0.0.1:{ws_port}/ws/restaurants/{slug}/orders/",
+                                        additional_headers={"Cookie": cookie}, origin="http://127.0.0.1")
+               for _ in range(20)]  # fmt: skip
+    for ws in sockets:
+        assert json.loads(await ws.recv())["type"] == "hello"
+    seen: list[set[str]] = [set() for _ in sockets]
+
+    async def listen(ws: websockets.ClientConnection, box: set[str]) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame.get("type", "").startswith("order."):
+                box.add(frame["order_id"])
+
+    listeners = [asyncio.create_task(listen(ws, box)) for ws, box in zip(sockets, seen, strict=True)]
+    sent: list[str] = []
+    answers: dict[int, int] = {}
+    degraded = False
+    async with httpx.AsyncClient(base_url=http_url, timeout=15) as client:
+        for n in range(300):  # 30 s at 10 orders/s
+            if n == 50:
+                subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
+            if n == 150:
+                subprocess.run(REDIS_START, check=True)
+            if n == 100:
+                detailed = await client.get("/health/detailed", headers=ops)
+                degraded = detailed.json().get("status") == "degraded"
+            order_id = f"r{n}"
+            response = await client.post("/api/v1/orders/events", headers={"Authorization": f"Bearer {token}"},
+                                         json={"type": "order.created", "order_id": order_id,
+                                               "total_amount": "1.00", "items_count": 1})  # fmt: skip
+            answers[response.status_code] = answers.get(response.status_code, 0) + 1
+            if response.status_code == 201:
+                sent.append(order_id)
+            await asyncio.sleep(0.1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(set(sent) - box for box in seen):
+        await asyncio.sleep(0.5)
+    for task in listeners:
+        task.cancel()
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    missing = max(len(set(sent) - box) for box in seen)
+    report("Redis killed during ingest", answers.get(201, 0) == 300, f"ingest answers {answers}")
+    report("Redis down: health degraded", degraded, "/health/detailed said degraded" if degraded else "it did not")
+    report("Redis back: every event delivered", missing == 0, f"{len(sent)} sent, at most {missing} missing per socket")
+
+
+def postgres_outage(http_url: str) -> None:
+    ready, live = f"{http_url}/health/ready", f"{http_url}/health/live"
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, "main", "stop", "-m", "fast"], check=True)
+    try:
+        unready = wait_for(lambda: status(ready) == 503, 15)
+        report("Postgres down: ready 503", unready is not None, f"after {unready or 0:.1f} s")
+        report("Postgres down: live 200", status(live) == 200, "live kept answering")
+    finally:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", PG_VERSION, "main", "start"], check=True)
+    back = wait_for(lambda: status(ready) == 200, 60)
+    report("Postgres back: ready again, no restart", back is not None, f"after {back or 0:.1f} s")
+
+
+def worker_killed_mid_backup(env: dict[str, str]) -> None:
+    from django.conf import settings
+
+    from backups.models import Backup
+    from backups.services import reap_stale_runs
+
+    with psycopg_fill(400_000):
+        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "opsite", "worker", "-l", "WARNING", "-c", "1"],
+                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            from backups.tasks import backup_create_task
+
+            backup_create_task.delay("fault-suite")
+            started = wait_for(lambda: Backup.objects.filter(reason="fault-suite").exists(), 60)
+            time.sleep(0.5)
+            os.kill(worker.pid, signal.SIGKILL)  # pool children die with their parent's pipe
+            for child in _children(worker.pid):
+                os.kill(child, signal.SIGKILL)
+        finally:
+            worker.wait(timeout=30)
+    backup = Backup.objects.filter(reason="fault-suite").first()
+    if backup is None or started is None:
+        report("worker killed mid-backup", False, "the backup never started")
+        return
+    backup.refresh_from_db()
+    not_good = backup.status in (Backup.Status.RUNNING, Backup.Status.FAILED)
+    later = backup.started_at + _seconds(settings.OPSITE_BACKUP_TIME_LIMIT_S + 1)
+    reaped = reap_stale_runs(now=later)
+    backup.refresh_from_db()
+    files = list(Path(settings.OPSITE_BACKUP_DIR).rglob(f"*-{backup.pk}.*"))
+    report("worker killed mid-backup: not counted good", not_good and backup.status == Backup.Status.FAILED
+           and backup.pk in reaped and not files, f"status after the kill then the reaper: {backup.status}; "
+           f"files left: {len(files)}")  # fmt: skip
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _seconds(n: float):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    return timedelta(seconds=n)
+
+
+class psycopg_fill:
+    """Enough rows that pg_dump takes a few seconds."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+    def __enter__(self) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE IF NOT EXISTS fault_fill (id bigserial primary key, payload text)")
+            cursor.execute("INSERT INTO fault_fill (payload) SELECT md5(g::text) || md5((g*7)::text) "
+                           "FROM generate_series(1, %s) g", [self.rows])  # fmt: skip
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def two_beats(env: dict[str, str]) -> None:
+    from django.db.models import Count
+
+    from monitoring.models import TaskRun
+
+    procs = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "opsite", "worker", "-l", "WARNING", "-c", "2"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+    for n in range(2):
+        procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "opsite", "beat", "-l", "WARNING",
+                                       "-s", f"/tmp/opsite-fault-beat-{n}"], cwd=ROOT, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+    try:
+        time.sleep(70)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+    runs = TaskRun.objects.exclude(status__in=["duplicate", "missed"])
+    twice = runs.values("job", "scheduled_for").annotate(n=Count("id")).filter(n__gt=1).count()
+    duplicates = TaskRun.objects.filter(status="duplicate").count()
+    report("two beats: no slot run twice", twice == 0 and runs.exists(),
+           f"{runs.count()} runs, {duplicates} duplicate sends refused, {twice} slots run twice")  # fmt: skip
+
+
+def main() -> None:
+    fresh_database()
+    from realtime.services import restaurant_create, staff_add
+
+    restaurant, token = restaurant_create(slug="faults", name="Faults")
+    staff_add(slug="faults", username="bench-admin", password=secrets.token_urlsafe(12))
+    cookie = session_cookie("bench-admin")
+    ops_token = secrets.token_urlsafe(16)
+    env = bench_env(OPS_API_TOKENS=ops_token, OPSITE_HEALTH_READY_TIMEOUT_S="2")
+    ws_port, http_port = free_port(), free_port()
+    with (
+        server(uvicorn(ws_port), port=ws_port, env=env),
+        server(gunicorn(http_port, workers=2), port=http_port, env=env) as http_url,
+    ):
+        asyncio.run(redis_outage(ws_port, http_url, restaurant.slug, token, cookie,
+                                 {"Authorization": f"Bearer {ops_token}"}))  # fmt: skip
+        postgres_outage(http_url)
+    from django.db import connections
+
+    connections.close_all()  # the bench's own connections died with the server
+    worker_killed_mid_backup(env)
+    two_beats(env)
+    failed = [name for name, ok, _ in results if not ok]
+    print(
+        f"\n{len(results) - len(failed)} of {len(results)} passed"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+    )
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -45,6 +45,9 @@ async def scenario(args: argparse.Namespace, ws_port: int, http_url: str, tenant
         nonlocal leaks, received
         async for raw in ws:
             frame = json.loads(raw)
+            if frame.get("type") == "ping":  # as the board does, or the server closes a silent client (4408)
+                await ws.send('{"type":"pong"}')
+                continue
             if not frame.get("type", "").startswith("order."):
                 continue
             received += 1

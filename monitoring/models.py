@@ -276,6 +276,17 @@ class AlertRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .alerts.metrics import METRICS
+
+        metric = METRICS.get(self.metric)
+        if metric is None:
+            raise ValidationError({"metric": f"unknown metric; one of {', '.join(METRICS)}"})
+        if self.scope not in metric.scopes:
+            raise ValidationError({"scope": f"{self.metric} can be watched {', '.join(metric.scopes)}"})
+
 
 class Alert(models.Model):
     """The state of one rule for one label set (its fingerprint), kept across restarts."""

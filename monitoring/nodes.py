@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from django.conf import settings
@@ -21,6 +21,9 @@ from django.utils import timezone
 from opsite.background import BackgroundLoop
 
 from .models import NodeReport
+
+if TYPE_CHECKING:
+    from .traffic import Tally
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,18 @@ def node_figures() -> dict[str, Any]:
 
     tallies = {str(minute): t.as_fields() for minute, t in get_recorder().own_minutes().items()}
     return {**host_figures(), **_process_figures(), "sockets": local_socket_count(), "traffic": tallies}
+
+
+def reported_traffic(reports: list[NodeReport], minutes: set[int]) -> Tally:
+    """The reports' own request tallies over the given minutes (epoch minutes), added up."""
+    from .traffic import Tally
+
+    tally = Tally()
+    for report in reports:
+        for minute, fields in report.figures.get("traffic", {}).items():
+            if int(minute) in minutes:
+                tally.add(Tally.from_fields(fields))
+    return tally
 
 
 def node_report(*, role: str) -> None:

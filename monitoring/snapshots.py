@@ -28,7 +28,7 @@ from opsite.redis import get_redis
 
 from .histogram import quantiles
 from .models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
-from .nodes import live_nodes
+from .nodes import live_nodes, reported_traffic
 from .traffic import Tally
 
 log = logging.getLogger(__name__)
@@ -67,17 +67,7 @@ def _traffic_fields(tally: Tally, seconds: int) -> dict[str, Any]:
     }
 
 
-def _merged_tally(reports: list[NodeReport], minute_key: str) -> Tally:
-    """The reports' own request tallies for one minute, added up."""
-    tally = Tally()
-    for report in reports:
-        fields = report.figures.get("traffic", {}).get(minute_key)
-        if fields:
-            tally.add(Tally.from_fields(fields))
-    return tally
-
-
-def _host_row(host: str, reports: list[NodeReport], minute_key: str) -> dict[str, Any]:
+def _host_row(host: str, reports: list[NodeReport], minute: int) -> dict[str, Any]:
     newest = max(reports, key=lambda r: r.reported_at).figures
     return {
         "host": host,
@@ -86,7 +76,7 @@ def _host_row(host: str, reports: list[NodeReport], minute_key: str) -> dict[str
         "process_rss_bytes": sum(r.figures.get("process_rss_bytes", 0) for r in reports),
         "open_files": sum(r.figures.get("open_files", 0) for r in reports),
         "sockets": sum(r.figures.get("sockets", 0) for r in reports),
-        **_traffic_fields(_merged_tally(reports, minute_key), 60),
+        **_traffic_fields(reported_traffic(reports, {minute}), 60),
     }
 
 
@@ -118,7 +108,7 @@ def redis_figures() -> dict[str, int | None]:
     return {"redis_memory_bytes": int(info["used_memory"]), "redis_clients": int(info["connected_clients"])}
 
 
-def _cluster_row(host_rows: list[dict[str, Any]], reports: list[NodeReport], minute_key: str) -> dict[str, Any]:
+def _cluster_row(host_rows: list[dict[str, Any]], reports: list[NodeReport], minute: int) -> dict[str, Any]:
     from .celery_state import queue_depth
 
     return {
@@ -131,7 +121,7 @@ def _cluster_row(host_rows: list[dict[str, Any]], reports: list[NodeReport], min
         "queue_depth": queue_depth(),
         **database_figures(),
         **redis_figures(),
-        **_traffic_fields(_merged_tally(reports, minute_key), 60),
+        **_traffic_fields(reported_traffic(reports, {minute}), 60),
     }
 
 
@@ -167,13 +157,13 @@ def snapshot_collect(*, now: datetime | None = None) -> SnapshotResult:
     """Record the settled minute for every live node's host and for the installation; idempotent."""
     now = now or timezone.now()
     minute = settled_minute(now)
-    minute_key = str(int(minute.timestamp()) // 60)
+    epoch_minute = int(minute.timestamp()) // 60
     reports = live_nodes(now=now)
     by_host: dict[str, list[NodeReport]] = defaultdict(list)
     for report in reports:
         by_host[report.host].append(report)
-    host_rows = [_host_row(host, rs, minute_key) for host, rs in sorted(by_host.items())]
-    rows = [*host_rows, _cluster_row(host_rows, reports, minute_key)]
+    host_rows = [_host_row(host, rs, epoch_minute) for host, rs in sorted(by_host.items())]
+    rows = [*host_rows, _cluster_row(host_rows, reports, epoch_minute)]
     restaurants = _restaurant_minute_rows(minute)
     with transaction.atomic():
         _upsert(MetricSnapshot, (MetricSnapshot(resolution=Resolution.MINUTE, taken_at=minute, **row) for row in rows),

@@ -265,7 +265,7 @@ class WindowStats:
         }
 
 
-def _stats(tally: Tally, seconds: float) -> WindowStats:
+def stats_of(tally: Tally, seconds: float) -> WindowStats:
     q = quantiles(tally.buckets, [0.5, 0.95, 0.99])
     n = tally.count
     return WindowStats(
@@ -294,6 +294,6 @@ def window(minutes: int, *, namespace: str = REQUESTS, now: float | None = None)
     overall = Tally()
     for tally in per_route.values():
         overall.add(tally)
-    result = {route: _stats(t, seconds) for route, t in per_route.items()}
-    result[ALL_ROUTES] = _stats(overall, seconds)
+    result = {route: stats_of(t, seconds) for route, t in per_route.items()}
+    result[ALL_ROUTES] = stats_of(overall, seconds)
     return result

@@ -18,7 +18,6 @@ from django.core.cache import cache
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MISSING = object()
-NAMESPACES: set[str] = set()
 
 
 def cache_key(namespace: str, *parts: Any) -> str:
@@ -29,8 +28,11 @@ def cache_key(namespace: str, *parts: Any) -> str:
 def _count(namespace: str, outcome: str) -> None:
     key = f"cstat:{namespace}:{outcome}"
     try:
-        cache.add(key, 0, timeout=None)
-        cache.incr(key)
+        try:
+            cache.incr(key)  # one round trip once the counter exists
+        except ValueError:
+            cache.add(key, 0, timeout=None)
+            cache.incr(key)
     except Exception as exc:  # counting must never break the read it counts
         log.debug("cache stats not counted: %s", exc)
 
@@ -39,7 +41,6 @@ def cached(namespace: str, parts: tuple[Any, ...], compute: Callable[[], T], *, 
            refresh: bool = False) -> T:  # fmt: skip
     """The cached value for ``parts``, computed and stored on a miss; ``refresh`` computes and
     stores it whatever is there (warming)."""
-    NAMESPACES.add(namespace)
     if refresh:
         value = compute()
         store(namespace, parts, value, timeout=timeout)
@@ -61,7 +62,6 @@ def cached(namespace: str, parts: tuple[Any, ...], compute: Callable[[], T], *, 
 
 def store(namespace: str, parts: tuple[Any, ...], value: Any, *, timeout: float) -> None:
     """Put a freshly computed value in place (what warming does ahead of the first reader)."""
-    NAMESPACES.add(namespace)
     try:
         cache.set(cache_key(namespace, *parts), value, timeout=timeout)
     except Exception as exc:

@@ -33,13 +33,6 @@ class AlertRuleAdmin(admin.ModelAdmin):
         form.base_fields["metric"] = forms.ChoiceField(choices=choices)
         return form
 
-    def save_model(self, request: HttpRequest, obj: AlertRule, form: Any, change: bool) -> None:
-        metric = METRICS[obj.metric]
-        if obj.scope not in metric.scopes:
-            messages.error(request, f"{obj.metric} has no {obj.scope} scope; it offers {', '.join(metric.scopes)}")
-            obj.scope = metric.scopes[0]
-        super().save_model(request, obj, form, change)
-
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):

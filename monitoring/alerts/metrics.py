@@ -47,22 +47,22 @@ def _minutes(window_s: int) -> int:
 
 
 def _traffic(reading: Reading, figure: str) -> Values:
-    from ..nodes import live_nodes
-    from ..traffic import ALL_ROUTES, Tally, _stats, window
+    from ..nodes import live_nodes, reported_traffic
+    from ..traffic import ALL_ROUTES, stats_of, window
 
     if reading.scope == "overall":
         stats = window(_minutes(reading.window_s))[ALL_ROUTES]
         return {OVERALL: _figure(stats.requests, stats.error_rate, stats.p95_ms, figure)}
     newest = int(reading.now.timestamp()) // 60
-    per_host: dict[str, Tally] = defaultdict(Tally)
+    minutes = set(range(newest - _minutes(reading.window_s) + 1, newest + 1))
+    by_host: dict[str, list[Any]] = defaultdict(list)
     for node in live_nodes(now=reading.now):
-        for minute, fields in node.figures.get("traffic", {}).items():
-            if newest - int(minute) < _minutes(reading.window_s):
-                per_host[node.host].add(Tally.from_fields(fields))
+        by_host[node.host].append(node)
     result: Values = {}
-    for host, tally in per_host.items():
-        stats = _stats(tally, reading.window_s)
-        result[(("host", host),)] = _figure(stats.requests, stats.error_rate, stats.p95_ms, figure)
+    for host, reports in by_host.items():
+        stats = stats_of(reported_traffic(reports, minutes), reading.window_s)
+        if stats.requests:
+            result[(("host", host),)] = _figure(stats.requests, stats.error_rate, stats.p95_ms, figure)
     return result
 
 

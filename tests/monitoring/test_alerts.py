@@ -399,3 +399,16 @@ def test_metrics_show_alert_states_and_cache_hit_ratios(client, settings):
         line for line in text.splitlines() if line.startswith('opsite_cache_hit_ratio{namespace="orders-today"}')
     )
     assert 0 < float(ratio.split()[-1]) <= 1
+
+
+def test_a_rule_for_a_scope_its_metric_lacks_is_refused(admin_client):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        AlertRule(name="x", metric="cpu_percent", scope="restaurant", threshold=1).full_clean()
+    assert "scope" in refused.value.message_dict
+    form = {"name": "bad", "metric": "queue_depth", "scope": "host", "comparison": "gt", "threshold": "5",
+            "window_s": "60", "for_s": "0", "severity": "warning", "repeat_interval_s": "3600", "enabled": "on"}  # fmt: skip
+    response = admin_client.post("/admin/monitoring/alertrule/add/", form)
+    assert response.status_code == 200 and "queue_depth can be watched overall" in response.content.decode()
+    assert not AlertRule.objects.filter(name="bad").exists()

@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +46,24 @@ class Engine(Protocol):
         ...
 
     def row_counts(self, tables: list[str]) -> dict[str, int]: ...
+
+    def scratch_reap(self, *, started_before: float) -> list[str]:
+        """Remove scratch databases made before that time (epoch seconds) by a verification whose
+        process died before it could drop them; return their names."""
+        ...
+
+
+SCRATCH_PREFIX = "opsite_verify_"
+
+
+def _scratch_name() -> str:
+    """The scratch database's name carries its creation time, so the reaper can tell it is stale."""
+    return f"{SCRATCH_PREFIX}{int(time.time())}_{uuid.uuid4().hex[:8]}"
+
+
+def _scratch_started(name: str) -> int | None:
+    stamp = name.removeprefix(SCRATCH_PREFIX).split("_", 1)[0]
+    return int(stamp) if stamp.isdigit() and len(stamp) >= 10 else None
 
 
 def _tool(name: str) -> str:
@@ -128,7 +147,7 @@ class PostgresEngine:
 
     @contextmanager
     def scratch(self) -> Iterator[Engine]:
-        name = f"opsite_verify_{uuid.uuid4().hex[:12]}"
+        name = _scratch_name()
         admin_info = self._conninfo("postgres")
         with psycopg.connect(admin_info, autocommit=True) as admin:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -137,6 +156,15 @@ class PostgresEngine:
         finally:
             with psycopg.connect(admin_info, autocommit=True) as admin:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def scratch_reap(self, *, started_before: float) -> list[str]:
+        with psycopg.connect(self._conninfo("postgres"), autocommit=True) as admin:
+            names = [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                                                 [SCRATCH_PREFIX])]  # fmt: skip
+            stale = [n for n in names if (started := _scratch_started(n)) is not None and started < started_before]
+            for name in stale:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        return stale
 
     def row_counts(self, tables: list[str]) -> dict[str, int]:
         with psycopg.connect(self._conninfo()) as conn:
@@ -198,8 +226,15 @@ class SqliteEngine:
 
     @contextmanager
     def scratch(self) -> Iterator[Engine]:
-        with tempfile.TemporaryDirectory(prefix="opsite-verify-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=_scratch_name() + "_") as tmp:
             yield SqliteEngine({"NAME": os.path.join(tmp, "scratch.sqlite3")})
+
+    def scratch_reap(self, *, started_before: float) -> list[str]:
+        stale = [path for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*")
+                 if (started := _scratch_started(path.name)) is not None and started < started_before]  # fmt: skip
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+        return [path.name for path in stale]
 
     def row_counts(self, tables: list[str]) -> dict[str, int]:
         conn = sqlite3.connect(self.path)

@@ -46,10 +46,14 @@ class _HashingWriter:
         self.target.flush()
 
 
+def _lock_ttl() -> timedelta:
+    return timedelta(seconds=settings.OPSITE_BACKUP_TIME_LIMIT_S + 600)
+
+
 @contextmanager
 def job_lock(holder: str) -> Iterator[None]:
     """Hold the backup lock, or raise BackupError if another job holds it and it has not expired."""
-    ttl = timedelta(seconds=settings.OPSITE_BACKUP_TIME_LIMIT_S + 600)
+    ttl = _lock_ttl()
     now = timezone.now()
     BackupLock.objects.get_or_create(name=LOCK, defaults={"expires_at": now - timedelta(seconds=1)})
     taken = BackupLock.objects.filter(name=LOCK, expires_at__lt=now).update(holder=holder, expires_at=now + ttl)
@@ -303,5 +307,14 @@ def reap_stale_runs(*, now: datetime | None = None) -> list[int]:
         )  # fmt: skip
         if changed:
             partial_path(backup).unlink(missing_ok=True)
+            # The dead run claimed the lock just before its row was created, and nothing could
+            # claim it since: a claim no newer than that is the dead run's, so free it now.
+            BackupLock.objects.filter(name=LOCK, expires_at__lte=backup.started_at + _lock_ttl()).update(
+                expires_at=timezone.now()
+            )
             reaped.append(backup.pk)
+    # A verification killed mid-restore leaves its scratch database behind.
+    dropped = _engine().scratch_reap(started_before=(now - limit).timestamp())
+    if dropped:
+        log.warning("dropped scratch databases left by a dead verification: %s", ", ".join(dropped))
     return reaped

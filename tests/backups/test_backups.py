@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -92,6 +93,23 @@ def test_the_reaper_fails_runs_left_by_a_killed_worker(backup_dir, tmp_path, nee
     backup.refresh_from_db()
     assert reaped == [backup.pk] and backup.status == Backup.Status.FAILED and "reaped" in backup.error
     assert not partial.exists() and not backup.path
+    # The dead run's claim on the lock went with it: the next backup runs at once.
+    assert backup_create(reason="after the reaper").status == Backup.Status.SUCCEEDED
+
+
+def test_the_reaper_drops_scratch_databases_a_dead_verification_left(needs_postgres):
+    old_stamp = int(time.time()) - settings.OPSITE_BACKUP_TIME_LIMIT_S - 60
+    stale, fresh = f"opsite_verify_{old_stamp}_deadbeef", f"opsite_verify_{int(time.time())}_cafe0001"
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        for name in (stale, fresh):
+            conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        reap_stale_runs()
+        assert scratch_databases() == [fresh], "only the one older than the time limit goes"
+    finally:
+        with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            for name in (stale, fresh):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def test_pg_dump_missing_or_failing_gives_a_clear_error(backup_dir, tmp_path, needs_postgres):

@@ -67,14 +67,20 @@ def test_overlapping_runs_refuse(needs_postgres):
     assert backup_create(reason="test").status == Backup.Status.SUCCEEDED  # the lock was released
 
 
-def test_the_reaper_fails_runs_left_by_a_killed_worker(backup_dir, tmp_path, needs_postgres):
+def slow_pg_dump(tmp_path: Path, seconds: int) -> str:
+    """A PATH whose pg_dump waits before dumping, so a run can be interrupted in the middle."""
     slow_bin = tmp_path / "bin"
     slow_bin.mkdir()
     (slow_bin / "pg_dump").write_text(
-        '#!/bin/sh\ncase "$1" in --version) exec /usr/bin/pg_dump --version;; esac\nsleep 60\nexec /usr/bin/pg_dump "$@"\n'
+        f'#!/bin/sh\ncase "$1" in --version) exec /usr/bin/pg_dump --version;; esac\nsleep {seconds}\n'
+        'exec /usr/bin/pg_dump "$@"\n'
     )
     (slow_bin / "pg_dump").chmod(0o755)
-    env = {**server_env(), "PATH": f"{slow_bin}:{os.environ['PATH']}", "OPSITE_BACKUP_DIR": str(backup_dir)}
+    return f"{slow_bin}:{os.environ['PATH']}"
+
+
+def test_the_reaper_fails_runs_left_by_a_killed_worker(backup_dir, tmp_path, needs_postgres):
+    env = {**server_env(), "PATH": slow_pg_dump(tmp_path, 60), "OPSITE_BACKUP_DIR": str(backup_dir)}
     worker = subprocess.Popen([sys.executable, "manage.py", "backup"], cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + 30
     while not Backup.objects.filter(status=Backup.Status.RUNNING).exists():
@@ -95,6 +101,34 @@ def test_the_reaper_fails_runs_left_by_a_killed_worker(backup_dir, tmp_path, nee
     assert not partial.exists() and not backup.path
     # The dead run's claim on the lock went with it: the next backup runs at once.
     assert backup_create(reason="after the reaper").status == Backup.Status.SUCCEEDED
+
+
+def test_a_worker_told_to_stop_mid_backup_finishes_it_first(backup_dir, tmp_path, needs_postgres, needs_redis):
+    from backups.tasks import backup_create_task
+    from opsite.celery import app
+
+    env = {**server_env(), "PATH": slow_pg_dump(tmp_path, 3), "OPSITE_BACKUP_DIR": str(backup_dir)}
+    app.control.purge()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "opsite", "worker", "-c", "1", "--without-mingle", "--without-gossip",
+         "--loglevel", "WARNING", "-n", f"stop-test-{time.time_ns()}@%h"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        backup_create_task.delay("stopped worker")
+        deadline = time.monotonic() + 40
+        while not Backup.objects.filter(reason="stopped worker", status=Backup.Status.RUNNING).exists():
+            assert time.monotonic() < deadline, "the backup never started"
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)  # what a deploy does: a warm shutdown
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        app.control.purge()  # the verification it queued is not this test's business
+    backup = Backup.objects.get(reason="stopped worker")
+    assert backup.status == Backup.Status.SUCCEEDED and backup.size_bytes
+    assert (backup_dir / "files" / backup.path).stat().st_size == backup.size_bytes
 
 
 def test_the_reaper_drops_scratch_databases_a_dead_verification_left(needs_postgres):

@@ -79,12 +79,15 @@ async def redis_outage(ws_port: int, http_url: str, slug: str, token: str, cooki
     sent: list[str] = []
     answers: dict[int, int] = {}
     degraded = False
+    down_at = outage = 0.0
     async with httpx.AsyncClient(base_url=http_url, timeout=15) as client:
         for n in range(300):  # 30 s at 10 orders/s
             if n == 50:
                 subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
+                down_at = time.monotonic()
             if n == 150:
                 subprocess.run(REDIS_START, check=True)
+                outage = time.monotonic() - down_at
             if n == 100:
                 detailed = await client.get("/health/detailed", headers=ops)
                 degraded = detailed.json().get("status") == "degraded"
@@ -103,7 +106,8 @@ async def redis_outage(ws_port: int, http_url: str, slug: str, token: str, cooki
         task.cancel()
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     missing = max(len(set(sent) - box) for box in seen)
-    report("Redis killed during ingest", answers.get(201, 0) == 300, f"ingest answers {answers}")
+    report("Redis killed during ingest", answers.get(201, 0) == 300,
+           f"down {outage:.1f} s; ingest answers {answers}")  # fmt: skip
     report("Redis down: health degraded", degraded, "/health/detailed said degraded" if degraded else "it did not")
     report("Redis back: every event delivered", missing == 0, f"{len(sent)} sent, at most {missing} missing per socket")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from amqp.exceptions import NotFound as AmqpNotFound
 from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
 from kombu.exceptions import ChannelError as KombuChannelError
 
 from opsite.celery import app
@@ -23,9 +25,23 @@ def queue_depth(queue: str = "celery") -> int | None:
         return None
 
 
+def _workers_reporting() -> int | None:
+    from .models import NodeReport
+
+    try:
+        return NodeReport.objects.filter(role="worker", expires_at__gt=timezone.now()).count() or None
+    except DatabaseError:
+        return None
+
+
 def workers_answering(timeout_s: float = 1.0) -> int | None:
-    """How many workers answered a ping; None where the broker has no broadcast (filesystem)."""
+    """How many workers answered a ping; None where the broker has no broadcast (filesystem).
+
+    The ping stops waiting once as many workers have answered as have recently reported
+    themselves, so a healthy installation answers in milliseconds, not after the timeout; a
+    worker that reported but does not answer still costs the whole timeout, and is not counted.
+    """
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         return None
-    replies = app.control.ping(timeout=timeout_s)
+    replies = app.control.ping(timeout=timeout_s, limit=_workers_reporting())
     return len(replies or [])

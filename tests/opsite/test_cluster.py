@@ -232,6 +232,9 @@ async def test_two_webs_two_workers_one_beat(make_staff, start_server, celery_no
                     "machine-a": ["beat", "web", "worker"], "machine-b": ["web", "worker"]}  # fmt: skip
 
             await eventually(all_reported, 30, "a node report from each of the five processes")
+            # The workers' ping stops waiting once both reported workers have answered.
+            celery = (await http.get(f"{web_a.url}/health/detailed", headers=OPS)).json()["components"]["celery"]
+            assert celery["workers"] == 2 and celery["ms"] < 800, celery
 
             def take_snapshot() -> dict[str, MetricSnapshot]:
                 with override_settings(OPSITE_SNAPSHOT_LAG_S=0):

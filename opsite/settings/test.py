@@ -34,7 +34,7 @@ if not REDIS_URL and _answers("127.0.0.1", 6379):
 REDIS_PREFIX = env.str("REDIS_PREFIX", default=f"opsite-test-{os.getpid()}")
 if REDIS_URL:
     CACHES = redis_cache(REDIS_URL, REDIS_PREFIX)
-    CHANNEL_LAYERS = redis_channel_layers([REDIS_URL], REDIS_PREFIX)
+    CHANNEL_LAYERS = redis_channel_layers(env.list("CHANNEL_REDIS_URLS", default=[REDIS_URL]), REDIS_PREFIX)
     CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = False
 # Tests read what they just did: no process-level caching of health, metrics or replica state.

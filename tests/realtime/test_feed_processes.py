@@ -185,6 +185,30 @@ async def test_events_ingested_while_the_layer_is_down_arrive_when_it_returns(ma
     await ws.close()
 
 
+async def test_the_layer_sharded_over_two_redis_servers(make_staff, start_server, private_redis):
+    """CHANNEL_REDIS_URLS spreads the restaurants' groups over several Redis servers; every event
+    still reaches every socket, whichever server its restaurant's group lives on."""
+    import redis
+
+    shard, _stop, _start = private_redis
+    shards = {"CHANNEL_REDIS_URLS": f"{settings.REDIS_URL},{shard}"}
+    staffs = [await database_sync_to_async(make_staff)(slug=f"shard-{n}") for n in range(12)]
+    web_a, web_b = start_server(shards), start_server(shards)
+    sockets = [await connect(web_b.url, s.restaurant.slug, s.cookie) for s in staffs]
+    for ws in sockets:
+        assert (await frame(ws))["type"] == "hello"
+    for s in staffs:
+        assert (await post_events(web_a.url, s.token, event(f"{s.restaurant.slug}-1"))).status_code == 201
+    for ws, s in zip(sockets, staffs, strict=True):
+        assert (await frame(ws))["order_id"] == f"{s.restaurant.slug}-1"
+    pattern = f"{settings.REDIS_PREFIX}*group*"
+    on_shard = len(redis.Redis.from_url(shard).keys(pattern))
+    on_main = len(redis.Redis.from_url(settings.REDIS_URL).keys(pattern))
+    for ws in sockets:
+        await ws.close()
+    assert on_shard and on_main, f"groups on the main server: {on_main}, on the second: {on_shard}"
+
+
 async def test_server_shutdown_closes_sockets_1012(make_staff, start_server):
     staff = await database_sync_to_async(make_staff)()
     server = start_server()

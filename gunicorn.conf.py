@@ -1,8 +1,16 @@
-"""gunicorn reads this file from the working directory: drain on SIGTERM (see
-monitoring.lifecycle), and keep the graceful timeout above the drain."""
+"""gunicorn reads this file from the working directory: threaded workers, keep-alive longer
+than a load balancer's idle timeout, the drain on SIGTERM (see monitoring.lifecycle), and a
+graceful timeout above the drain. Command-line flags and GUNICORN_CMD_ARGS override these."""
 
 from typing import Any
 
+# Threads, so a slow request (a detailed health report waiting on the workers' ping, a
+# profile) does not hold up the requests queued behind it in the same process.
+worker_class = "gthread"
+threads = 4
+# Longer than the balancer's (or a client's) idle timeout: otherwise the server closes an idle
+# connection just as the next request is sent on it, and the client sees a reset.
+keepalive = 75
 graceful_timeout = 30
 
 

@@ -1,6 +1,7 @@
 """HTTP throughput of the two layouts: everything through Django's ASGI handler on uvicorn
 (the embedded default) against WSGI workers on gunicorn (the production layout, with
-sockets on uvicorn behind a /ws/ split at the proxy). One process each, same view, wrk -c8.
+sockets on uvicorn behind a /ws/ split at the proxy; threaded, as gunicorn.conf.py sets, and
+sync for comparison). One process each, same view, wrk -c8.
 
     .venv/bin/python bench/http_layouts.py [--seconds 10] [--path /health/live]
 Needs wrk (Debian package wrk).
@@ -41,7 +42,8 @@ def main() -> None:
     env = bench_env()
     layouts = {
         "uvicorn, Django ASGI handler (embedded layout)": uvicorn,
-        "gunicorn sync worker, WSGI (production layout)": gunicorn,
+        "gunicorn, WSGI, 4 threads (production layout)": gunicorn,
+        "gunicorn, WSGI, sync worker": lambda port: [*gunicorn(port), "--worker-class", "sync"],
     }
     results = {}
     for name, command_for in layouts.items():
@@ -49,7 +51,7 @@ def main() -> None:
         with server(command_for(port), port=port, env=env) as url:
             wrk(url + args.path, 2, args.connections)  # warm up
             results[name] = wrk(url + args.path, args.seconds, args.connections)
-    asgi, wsgi = results.values()
+    asgi, wsgi, _sync = results.values()
     print(f"GET {args.path}, one process, wrk -c{args.connections} -d{args.seconds}s (Postgres + Redis settings)")
     for name, rate in results.items():
         print(f"  {name:50s} {rate:8.0f} req/s")

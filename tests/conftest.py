@@ -47,6 +47,23 @@ def needs_redis() -> str:
     return settings.REDIS_URL
 
 
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+@pytest.fixture
+def needs_rabbitmq() -> str:
+    from kombu import Connection
+
+    try:
+        with Connection(RABBITMQ_URL, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+        available = True
+    except Exception:
+        available = False
+    _need(f"RabbitMQ ({RABBITMQ_URL})", available)
+    return RABBITMQ_URL
+
+
 @pytest.fixture
 def needs_postgres() -> None:
     _need("Postgres", connection.vendor == "postgresql")

@@ -74,3 +74,37 @@ def test_metrics_in_multiprocess_mode(start_server, tmp_path):
     gets = [line for line in text.splitlines() if line.startswith("django_cache_get_total")]
     assert gets and float(gets[0].split()[-1]) >= 2, "cache reads from both processes are summed"
     assert "opsite_http_request_rate" in text
+
+
+def test_rabbitmq_as_the_broker(start_server, tmp_path, needs_rabbitmq):
+    """Web and worker on RabbitMQ instead of Redis: the worker answers, the queue depth is read,
+    and a task sent through RabbitMQ runs."""
+    from celery import Celery
+
+    from monitoring.selectors import beat_heartbeat_age_s
+
+    broker = {"CELERY_BROKER_URL": needs_rabbitmq}
+    web = start_server({"OPS_API_TOKENS": TOKEN, **broker})
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "opsite", "worker", "--pool", "solo", "--without-mingle",
+         "--without-gossip", "--loglevel", "WARNING", "-n", f"rabbit-{time.time_ns()}@%h"],
+        cwd=ROOT, env={**server_env(), **broker}, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert beat_heartbeat_age_s() is None
+        Celery(broker=needs_rabbitmq).send_task("monitoring.beat_heartbeat")
+        deadline = time.monotonic() + 40
+        celery: dict = {}
+        while time.monotonic() < deadline:
+            report = httpx.get(f"{web.url}/health/detailed", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+            celery = report.json()["components"]["celery"]
+            if celery["status"] == "ok" and beat_heartbeat_age_s() is not None:
+                break
+            time.sleep(1)
+        assert celery["status"] == "ok" and celery["workers"] >= 1 and isinstance(celery["queue_depth"], int), celery
+        age = beat_heartbeat_age_s()
+        assert age is not None and age < 60, "the task sent through RabbitMQ did not run"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)

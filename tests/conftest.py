@@ -208,6 +208,33 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         server.stop()
 
 
+@pytest.fixture
+def start_celery(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start ``celery -A opsite <args>`` (a worker or beat) on the test database and broker;
+    stopped with SIGTERM (a warm shutdown) at the end of the test unless the test stopped it."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"celery-{len(started)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "opsite", *args, "--loglevel", "WARNING"],
+            cwd=ROOT, env={**server_env(), **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+    for process in started:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def cookie_value(cookie: str) -> str:
     parsed = SimpleCookie()
     parsed.load(cookie)

@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from backups.engines import BackupError
-from backups.models import Backup
+from backups.models import Backup, BackupLock
 from backups.services import backup_create, backup_verify, job_lock, partial_path, reap_stale_runs, retention_apply
 from backups.storage import backup_storage
 from realtime.models import OrderEvent
@@ -103,28 +103,27 @@ def test_the_reaper_fails_runs_left_by_a_killed_worker(backup_dir, tmp_path, nee
     assert backup_create(reason="after the reaper").status == Backup.Status.SUCCEEDED
 
 
-def test_a_worker_told_to_stop_mid_backup_finishes_it_first(backup_dir, tmp_path, needs_postgres, needs_redis):
+def test_a_worker_told_to_stop_mid_backup_finishes_it_first(backup_dir, tmp_path, start_celery, needs_postgres,
+                                                            needs_redis):  # fmt: skip
     from backups.tasks import backup_create_task
     from opsite.celery import app
 
-    env = {**server_env(), "PATH": slow_pg_dump(tmp_path, 3), "OPSITE_BACKUP_DIR": str(backup_dir)}
     app.control.purge()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "opsite", "worker", "-c", "1", "--without-mingle", "--without-gossip",
-         "--loglevel", "WARNING", "-n", f"stop-test-{time.time_ns()}@%h"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    worker = start_celery("worker", "-c", "1", "--without-mingle", "--without-gossip", "-n",
+                          f"stop-test-{time.time_ns()}@%h",
+                          extra_env={"PATH": slow_pg_dump(tmp_path, 3), "OPSITE_BACKUP_DIR": str(backup_dir)})  # fmt: skip
     try:
         backup_create_task.delay("stopped worker")
         deadline = time.monotonic() + 40
         while not Backup.objects.filter(reason="stopped worker", status=Backup.Status.RUNNING).exists():
-            assert time.monotonic() < deadline, "the backup never started"
+            assert time.monotonic() < deadline, (
+                f"the backup never started: {list(Backup.objects.values('reason', 'status', 'error'))}, "
+                f"lock {list(BackupLock.objects.values('holder', 'expires_at'))}"
+            )
             time.sleep(0.1)
         worker.send_signal(signal.SIGTERM)  # what a deploy does: a warm shutdown
         assert worker.wait(timeout=60) == 0
     finally:
-        if worker.poll() is None:
-            worker.kill()
         app.control.purge()  # the verification it queued is not this test's business
     backup = Backup.objects.get(reason="stopped worker")
     assert backup.status == Backup.Status.SUCCEEDED and backup.size_bytes

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
-
-from tests.conftest import ROOT, server_env
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -38,28 +35,27 @@ def test_stats_aggregate_every_web_process(start_server):
     assert live_count(web_b.url) - before == 12
 
 
-def test_detailed_health_sees_a_running_celery_worker(start_server, tmp_path):
+def solo_worker(name: str) -> list[str]:
+    return ["worker", "--pool", "solo", "--without-mingle", "--without-gossip", "-n", f"{name}-{time.time_ns()}@%h"]
+
+
+def celery_component(url: str, until: Callable[[dict], bool] = lambda c: True) -> dict:
+    """The detailed report's celery component once it is ok and ``until`` holds (or after 40 s)."""
+    deadline = time.monotonic() + 40
+    while True:
+        report = httpx.get(f"{url}/health/detailed", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        celery = report.json()["components"]["celery"]
+        if (celery["status"] == "ok" and until(celery)) or time.monotonic() > deadline:
+            return celery
+        time.sleep(1)
+
+
+def test_detailed_health_sees_a_running_celery_worker(start_server, start_celery):
     web = start_server({"OPS_API_TOKENS": TOKEN})
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "opsite", "worker", "--pool", "solo", "--without-mingle",
-         "--without-gossip", "--loglevel", "WARNING", "-n", f"test-{time.time_ns()}@%h"],
-        cwd=ROOT, env=server_env(), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 40
-        celery: dict = {}
-        while time.monotonic() < deadline:
-            report = httpx.get(f"{web.url}/health/detailed", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-            celery = report.json()["components"]["celery"]
-            if celery["status"] == "ok":
-                break
-            time.sleep(1)
-        assert celery["status"] == "ok", celery
-        assert celery["workers"] >= 1 and isinstance(celery["queue_depth"], int)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)
+    start_celery(*solo_worker("test"))
+    celery = celery_component(web.url)
+    assert celery["status"] == "ok", celery
+    assert celery["workers"] >= 1 and isinstance(celery["queue_depth"], int)
 
 
 def test_metrics_in_multiprocess_mode(start_server, tmp_path):
@@ -76,7 +72,7 @@ def test_metrics_in_multiprocess_mode(start_server, tmp_path):
     assert "opsite_http_request_rate" in text
 
 
-def test_rabbitmq_as_the_broker(start_server, tmp_path, needs_rabbitmq):
+def test_rabbitmq_as_the_broker(start_server, start_celery, needs_rabbitmq):
     """Web and worker on RabbitMQ instead of Redis: the worker answers, the queue depth is read,
     and a task sent through RabbitMQ runs."""
     from celery import Celery
@@ -85,26 +81,10 @@ def test_rabbitmq_as_the_broker(start_server, tmp_path, needs_rabbitmq):
 
     broker = {"CELERY_BROKER_URL": needs_rabbitmq}
     web = start_server({"OPS_API_TOKENS": TOKEN, **broker})
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "opsite", "worker", "--pool", "solo", "--without-mingle",
-         "--without-gossip", "--loglevel", "WARNING", "-n", f"rabbit-{time.time_ns()}@%h"],
-        cwd=ROOT, env={**server_env(), **broker}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        assert beat_heartbeat_age_s() is None
-        Celery(broker=needs_rabbitmq).send_task("monitoring.beat_heartbeat")
-        deadline = time.monotonic() + 40
-        celery: dict = {}
-        while time.monotonic() < deadline:
-            report = httpx.get(f"{web.url}/health/detailed", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-            celery = report.json()["components"]["celery"]
-            if celery["status"] == "ok" and beat_heartbeat_age_s() is not None:
-                break
-            time.sleep(1)
-        assert celery["status"] == "ok" and celery["workers"] >= 1 and isinstance(celery["queue_depth"], int), celery
-        age = beat_heartbeat_age_s()
-        assert age is not None and age < 60, "the task sent through RabbitMQ did not run"
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)
+    start_celery(*solo_worker("rabbit"), extra_env=broker)
+    assert beat_heartbeat_age_s() is None
+    Celery(broker=needs_rabbitmq, set_as_current=False).send_task("monitoring.beat_heartbeat")
+    celery = celery_component(web.url, until=lambda _: beat_heartbeat_age_s() is not None)
+    assert celery["status"] == "ok" and celery["workers"] >= 1 and isinstance(celery["queue_depth"], int), celery
+    age = beat_heartbeat_age_s()
+    assert age is not None and age < 60, "the task sent through RabbitMQ did not run"

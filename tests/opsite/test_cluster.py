@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,6 @@ from monitoring.models import MetricSnapshot, NodeReport
 from monitoring.snapshots import CLUSTER, snapshot_collect
 from opsite.scheduling import sync_periodic_tasks
 from tests.balancer import Balancer
-from tests.conftest import ROOT, server_env
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -50,28 +47,6 @@ def node_env(machine: str, shared: Path) -> dict[str, str]:
         "OPS_API_TOKENS": TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(shared / machine),
     }
-
-
-@pytest.fixture
-def celery_nodes(tmp_path: Path) -> Iterator[Callable[[list[str], str], subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(args: list[str], machine: str) -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"celery-{len(started)}.log").open("wb")
-        env = {**server_env(), **node_env(machine, tmp_path)}
-        process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "opsite", *args, "--loglevel", "WARNING"],
-                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.terminate()
-    for process in started:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 40, what: str = "") -> Any:
@@ -164,17 +139,17 @@ async def ingest(client: httpx.AsyncClient, token: str, order_id: str) -> int:
     raise AssertionError(f"{order_id} was never accepted")
 
 
-async def test_two_webs_two_workers_one_beat(make_staff, start_server, celery_nodes, tmp_path):
+async def test_two_webs_two_workers_one_beat(make_staff, start_server, start_celery, tmp_path):
     await database_sync_to_async(sync_periodic_tasks)()
     staff = await database_sync_to_async(make_staff)(slug="cluster-feed")
     slug = staff.restaurant.slug
     for machine in ("machine-a", "machine-b"):
         (tmp_path / machine).mkdir()
-    web_a = start_server(node_env("machine-a", tmp_path))
-    web_b = start_server(node_env("machine-b", tmp_path))
-    celery_nodes(["worker", "-c", "1", "-n", "w1@machine-a", "--without-mingle", "--without-gossip"], "machine-a")
-    celery_nodes(["worker", "-c", "1", "-n", "w2@machine-b", "--without-mingle", "--without-gossip"], "machine-b")
-    celery_nodes(["beat", "-s", str(tmp_path / "beat-schedule")], "machine-a")
+    machine_a, machine_b = node_env("machine-a", tmp_path), node_env("machine-b", tmp_path)
+    web_a, web_b = start_server(machine_a), start_server(machine_b)
+    start_celery("worker", "-c", "1", "-n", "w1@machine-a", "--without-mingle", "--without-gossip", extra_env=machine_a)
+    start_celery("worker", "-c", "1", "-n", "w2@machine-b", "--without-mingle", "--without-gossip", extra_env=machine_b)
+    start_celery("beat", "-s", str(tmp_path / "beat-schedule"), extra_env=machine_a)
     balancer = Balancer([int(web_a.url.rsplit(":", 1)[1]), int(web_b.url.rsplit(":", 1)[1])]).start()
     try:
         async with httpx.AsyncClient(timeout=15) as http:

@@ -25,6 +25,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from opsite.cache import cached
+from opsite.clock import floor_to
 
 from .models import CLUSTER, Alert, FrontendErrorGroup, MetricSnapshot, Resolution, TaskRun
 
@@ -162,8 +163,7 @@ def series_json(*, range_key: str, hosts: list[str] | None = None, refresh: bool
     The key holds the range, the hosts, the window's end (rounded to the range's resolution)
     and the newest row at that resolution: a new snapshot or rollup makes a new key."""
     chosen = RANGES[range_key]
-    now = timezone.now()
-    window_end = datetime.fromtimestamp(_epoch(now) // chosen.resolution * chosen.resolution, tz=now.tzinfo)
+    window_end = floor_to(timezone.now(), chosen.resolution)
     newest = MetricSnapshot.objects.filter(resolution=chosen.resolution).aggregate(at=Max("taken_at"))["at"]
     parts = (chosen.key, sorted(hosts or []), window_end, newest)
     return cached(SERIES_CACHE, parts,

@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from opsite.clock import floor_to
+
 from .models import TaskRun
 
 log = logging.getLogger(__name__)
@@ -36,10 +38,6 @@ def _period_s(job: Any) -> int:
     return CRONTAB_SLOT_S
 
 
-def slot_of(at: datetime, period_s: int) -> datetime:
-    return datetime.fromtimestamp(int(at.timestamp()) // period_s * period_s, tz=at.tzinfo)
-
-
 def run_claim(*, job: str, task: str, task_id: str, now: datetime | None = None) -> TaskRun | None:
     """Record a run of ``job``; None when it is a duplicate of a run already claimed."""
     from django_celery_beat.models import PeriodicTask
@@ -52,7 +50,7 @@ def run_claim(*, job: str, task: str, task_id: str, now: datetime | None = None)
                 PeriodicTask.objects.select_for_update(of=("self",)).select_related("interval").filter(name=job).first()
             )
             period = _period_s(schedule) if schedule is not None else CRONTAB_SLOT_S
-            slot = slot_of(now, period)
+            slot = floor_to(now, period)
             not_runs = [TaskRun.Status.DUPLICATE, TaskRun.Status.MISSED]
             recent = TaskRun.objects.filter(job=job).exclude(status__in=not_runs)
             if recent.filter(started_at__gt=now - timedelta(seconds=period / 2)).exists():
@@ -60,7 +58,7 @@ def run_claim(*, job: str, task: str, task_id: str, now: datetime | None = None)
             return TaskRun.objects.create(job=job, task=task, task_id=task_id, scheduled_for=slot, started_at=now,
                                           node=node)  # fmt: skip
     except IntegrityError:
-        TaskRun.objects.create(job=job, task=task, task_id=task_id, scheduled_for=slot_of(now, CRONTAB_SLOT_S),
+        TaskRun.objects.create(job=job, task=task, task_id=task_id, scheduled_for=floor_to(now, CRONTAB_SLOT_S),
                                started_at=now, finished_at=now, node=node, status=TaskRun.Status.DUPLICATE)  # fmt: skip
         log.warning("duplicate run of %s (task %s) not started", job, task_id)
         return None
@@ -97,7 +95,7 @@ class LedgeredTask(Task):
 
 def _crontab_ticks(job: Any, since: datetime, until: datetime) -> list[datetime]:
     schedule = job.crontab.schedule
-    tick = slot_of(since, 60) + timedelta(minutes=1)
+    tick = floor_to(since, 60) + timedelta(minutes=1)
     ticks = []
     while tick <= until:
         local = tick.astimezone(schedule.tz) if getattr(schedule, "tz", None) else tick
@@ -135,7 +133,7 @@ def runs_audit(*, now: datetime | None = None, lookback: timedelta = timedelta(h
             for at in [*seen[1:], now - grace]:
                 while at - previous > 2 * period:
                     previous += period
-                    missing.append(slot_of(previous, int(period.total_seconds())))
+                    missing.append(floor_to(previous, int(period.total_seconds())))
                 previous = max(previous, at)
         for slot in missing[-MAX_MISSED_PER_AUDIT:]:
             try:

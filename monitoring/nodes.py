@@ -96,6 +96,19 @@ def live_nodes(*, now: Any = None) -> list[NodeReport]:
     return list(NodeReport.objects.filter(expires_at__gt=now or timezone.now()).order_by("node"))
 
 
+def live_nodes_by_host(*, now: Any = None) -> dict[str, list[NodeReport]]:
+    """The live nodes grouped by host, hosts in name order."""
+    by_host: dict[str, list[NodeReport]] = {}
+    for report in live_nodes(now=now):
+        by_host.setdefault(report.host, []).append(report)
+    return dict(sorted(by_host.items()))
+
+
+def newest(reports: list[NodeReport]) -> NodeReport:
+    """The most recent of one host's reports: whose host figures are the current ones."""
+    return max(reports, key=lambda r: r.reported_at)
+
+
 class NodeReporter:
     def __init__(self) -> None:
         self.role = "web"

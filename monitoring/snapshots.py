@@ -24,11 +24,12 @@ from django.db import connection, transaction
 from django.db.models import Max, Model, QuerySet, Sum
 from django.utils import timezone
 
+from opsite.clock import floor_to
 from opsite.redis import get_redis
 
 from .histogram import quantiles
 from .models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
-from .nodes import live_nodes, reported_traffic
+from .nodes import live_nodes_by_host, newest, reported_traffic
 from .traffic import Tally
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,10 @@ PRUNE_BATCH = 5000
 ROLLUPS = [(Resolution.MINUTE, Resolution.HOUR), (Resolution.HOUR, Resolution.SIX_HOURS)]
 
 
-def _minute_floor(at: datetime) -> datetime:
-    return at.replace(second=0, microsecond=0)
-
-
 def settled_minute(now: datetime) -> datetime:
     """The newest minute whose request tallies every live node has already reported."""
     lag = timedelta(seconds=settings.OPSITE_SNAPSHOT_LAG_S)
-    return _minute_floor(now - lag) - timedelta(minutes=1)
+    return floor_to(now - lag, 60) - timedelta(minutes=1)
 
 
 def _traffic_fields(tally: Tally, seconds: int) -> dict[str, Any]:
@@ -68,11 +65,11 @@ def _traffic_fields(tally: Tally, seconds: int) -> dict[str, Any]:
 
 
 def _host_row(host: str, reports: list[NodeReport], minute: int) -> dict[str, Any]:
-    newest = max(reports, key=lambda r: r.reported_at).figures
+    latest = newest(reports).figures
     return {
         "host": host,
         "nodes": len(reports),
-        **{name: newest.get(name) for name in ("cpu_percent", "memory_percent", "disk_percent", "load_1")},
+        **{name: latest.get(name) for name in ("cpu_percent", "memory_percent", "disk_percent", "load_1")},
         "process_rss_bytes": sum(r.figures.get("process_rss_bytes", 0) for r in reports),
         "open_files": sum(r.figures.get("open_files", 0) for r in reports),
         "sockets": sum(r.figures.get("sockets", 0) for r in reports),
@@ -158,11 +155,9 @@ def snapshot_collect(*, now: datetime | None = None) -> SnapshotResult:
     now = now or timezone.now()
     minute = settled_minute(now)
     epoch_minute = int(minute.timestamp()) // 60
-    reports = live_nodes(now=now)
-    by_host: dict[str, list[NodeReport]] = defaultdict(list)
-    for report in reports:
-        by_host[report.host].append(report)
-    host_rows = [_host_row(host, rs, epoch_minute) for host, rs in sorted(by_host.items())]
+    by_host = live_nodes_by_host(now=now)
+    reports = [report for host_reports in by_host.values() for report in host_reports]
+    host_rows = [_host_row(host, rs, epoch_minute) for host, rs in by_host.items()]
     rows = [*host_rows, _cluster_row(host_rows, reports, epoch_minute)]
     restaurants = _restaurant_minute_rows(minute)
     with transaction.atomic():
@@ -232,10 +227,6 @@ def _rollup_period(source: int, target: int, start: datetime) -> bool:
     return True
 
 
-def _floor(at: datetime, seconds: int) -> datetime:
-    return datetime.fromtimestamp(int(at.timestamp()) // seconds * seconds, tz=at.tzinfo)
-
-
 def _rollup_level(source: int, target: int, until: datetime) -> int:
     """Roll up every finished ``target`` period that has ``source`` rows and no row of its own."""
     latest = MetricSnapshot.objects.filter(resolution=target).aggregate(at=Max("taken_at"))["at"]
@@ -245,7 +236,7 @@ def _rollup_level(source: int, target: int, until: datetime) -> int:
     first = finer.order_by("taken_at").values_list("taken_at", flat=True).first()
     if first is None:
         return 0
-    period, done = _floor(first, target), 0
+    period, done = floor_to(first, target), 0
     while period < until:
         done += _rollup_period(source, target, period)
         period += timedelta(seconds=target)
@@ -259,7 +250,7 @@ def snapshot_rollup(*, now: datetime | None = None) -> dict[str, int]:
     final_until = settled_minute(now) + timedelta(minutes=1)  # rows before this are final
     done: dict[str, int] = {}
     for source, target in ROLLUPS:
-        final_until = _floor(final_until, target)
+        final_until = floor_to(final_until, target)
         done[Resolution(target).label] = _rollup_level(source, target, final_until)
     return done
 

@@ -41,20 +41,16 @@ def cached(namespace: str, parts: tuple[Any, ...], compute: Callable[[], T], *, 
            refresh: bool = False) -> T:  # fmt: skip
     """The cached value for ``parts``, computed and stored on a miss; ``refresh`` computes and
     stores it whatever is there (warming)."""
-    if refresh:
-        value = compute()
-        store(namespace, parts, value, timeout=timeout)
-        return value
-    key = cache_key(namespace, *parts)
-    try:
-        value = cache.get(key, _MISSING)
-    except Exception as exc:  # the cache is down: compute, as if there were none
-        log.warning("cache unavailable for %s: %s", namespace, exc)
-        return compute()
-    if value is not _MISSING:
-        _count(namespace, "hit")
-        return value
-    _count(namespace, "miss")
+    if not refresh:
+        try:
+            value = cache.get(cache_key(namespace, *parts), _MISSING)
+        except Exception as exc:  # the cache is down: compute, as if there were none
+            log.warning("cache unavailable for %s: %s", namespace, exc)
+            return compute()
+        if value is not _MISSING:
+            _count(namespace, "hit")
+            return value
+        _count(namespace, "miss")
     value = compute()
     store(namespace, parts, value, timeout=timeout)
     return value

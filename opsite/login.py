@@ -8,8 +8,9 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase
 
+from .http import ApiError
 from .ratelimit import hit
 
 
@@ -24,12 +25,8 @@ def login_rate_limited(view: Callable[..., HttpResponseBase]) -> Callable[..., H
             for scope, ident, limit in checks:
                 allowed, retry_after = hit(scope=scope, ident=ident, limit=limit)
                 if not allowed:
-                    response = HttpResponse(
-                        f"Too many login attempts; try again in {retry_after} seconds.\n",
-                        status=429, content_type="text/plain; charset=utf-8",
-                    )  # fmt: skip
-                    response["Retry-After"] = str(retry_after)
-                    return response
+                    message = f"Too many login attempts; try again in {retry_after} seconds."
+                    return ApiError(429, "rate_limited", message, retry_after=retry_after).response()
         return view(request, *args, **kwargs)
 
     return wrapped

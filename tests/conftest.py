@@ -176,6 +176,21 @@ def server_env() -> dict[str, str]:
     return env
 
 
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, *, ready_path: str = "/health/ready") -> None:
+    """Until ``ready_path`` answers 200; fails with the server's log if it exits or takes 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}{ready_path}", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server never became ready:\n{log.read_text()}")
+
+
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
@@ -191,17 +206,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         )  # fmt: skip
         server = ServerProcess(url=f"http://127.0.0.1:{port}", process=process, log=log)
         started.append(server)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{server.url}{ready_path}", timeout=1).status_code == 200:
-                    return server
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server never became ready:\n{log.read_text()}")
+        wait_ready(server.url, process, log, ready_path=ready_path)
+        return server
 
     yield start
     for server in started:

@@ -31,15 +31,19 @@ def backoff_s(attempt: int) -> float:
     return min(MAX_BACKOFF_S, base * random.uniform(0.5, 1.5))
 
 
+def _lease(now: datetime) -> datetime:
+    """How long a claimed delivery (or circuit trial) is its sender's: past two send timeouts."""
+    return now + timedelta(seconds=settings.OPSITE_ALERT_SEND_TIMEOUT_S * 2 + 5)
+
+
 def _circuit_allows(channel: NotificationChannel, now: datetime) -> bool:
     """Closed, or open and past its time with this caller winning the single trial."""
     if channel.consecutive_failures < settings.OPSITE_ALERT_CIRCUIT_FAILURES or channel.open_until is None:
         return True
     if channel.open_until > now:
         return False
-    lease = now + timedelta(seconds=settings.OPSITE_ALERT_SEND_TIMEOUT_S * 2 + 5)
     trial = NotificationChannel.objects.filter(pk=channel.pk, open_until=channel.open_until)
-    return bool(trial.update(open_until=lease))
+    return bool(trial.update(open_until=_lease(now)))
 
 
 def deliver(notification: Notification, *, now: datetime) -> str:
@@ -51,9 +55,8 @@ def deliver(notification: Notification, *, now: datetime) -> str:
         )
         return "deferred"
     attempt = notification.attempts + 1
-    lease = now + timedelta(seconds=settings.OPSITE_ALERT_SEND_TIMEOUT_S * 2 + 5)
     claimed = Notification.objects.filter(pk=notification.pk, status=Status.PENDING, attempts=notification.attempts)
-    if not claimed.update(attempts=attempt, next_attempt_at=lease):
+    if not claimed.update(attempts=attempt, next_attempt_at=_lease(now)):
         return "taken"  # another sender has it
     try:
         TRANSPORTS[channel.kind].send(channel, notification.payload)

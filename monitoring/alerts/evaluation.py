@@ -47,8 +47,6 @@ def breached(rule: AlertRule, value: float, threshold: float | None = None) -> b
 def recovered(rule: AlertRule, value: float) -> bool:
     """Past the recovery threshold (on the good side of it), so a value hovering at the
     threshold does not resolve and re-fire the alert every evaluation."""
-    if rule.recovery_threshold is None:
-        return not breached(rule, value)
     return not breached(rule, value, rule.recovery_threshold)
 
 

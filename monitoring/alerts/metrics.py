@@ -47,7 +47,7 @@ def _minutes(window_s: int) -> int:
 
 
 def _traffic(reading: Reading, figure: str) -> Values:
-    from ..nodes import live_nodes, reported_traffic
+    from ..nodes import live_nodes_by_host, reported_traffic
     from ..traffic import ALL_ROUTES, stats_of, window
 
     if reading.scope == "overall":
@@ -55,11 +55,8 @@ def _traffic(reading: Reading, figure: str) -> Values:
         return {OVERALL: _figure(stats.requests, stats.error_rate, stats.p95_ms, figure)}
     newest = int(reading.now.timestamp()) // 60
     minutes = set(range(newest - _minutes(reading.window_s) + 1, newest + 1))
-    by_host: dict[str, list[Any]] = defaultdict(list)
-    for node in live_nodes(now=reading.now):
-        by_host[node.host].append(node)
     result: Values = {}
-    for host, reports in by_host.items():
+    for host, reports in live_nodes_by_host(now=reading.now).items():
         stats = stats_of(reported_traffic(reports, minutes), reading.window_s)
         if stats.requests:
             result[(("host", host),)] = _figure(stats.requests, stats.error_rate, stats.p95_ms, figure)
@@ -73,13 +70,10 @@ def _figure(requests: int, error_rate: float, p95: float | None, figure: str) ->
 
 
 def _host_figure(reading: Reading, name: str) -> Values:
-    from ..nodes import live_nodes
+    from ..nodes import live_nodes_by_host, newest
 
-    newest: dict[str, Any] = {}
-    for node in live_nodes(now=reading.now):
-        if node.host not in newest or node.reported_at > newest[node.host].reported_at:
-            newest[node.host] = node
-    values: Values = {(("host", h),): n.figures.get(name) for h, n in newest.items()}
+    values: Values = {(("host", host),): newest(reports).figures.get(name)
+                      for host, reports in live_nodes_by_host(now=reading.now).items()}  # fmt: skip
     if reading.scope == "overall":
         known = [v for v in values.values() if v is not None]
         return {OVERALL: max(known) if known else None}

@@ -290,10 +290,10 @@ OPSITE_METRICS_FLUSH_S: float = env.float("OPSITE_METRICS_FLUSH_S", default=5.0)
 OPSITE_DRAIN_S: float = env.float("OPSITE_DRAIN_S", default=5.0)
 # every process reports its host and itself this often; a node silent for 3 reports is gone
 OPSITE_NODE_REPORT_S: float = env.float("OPSITE_NODE_REPORT_S", default=15.0)
-# metric snapshots: minute rows, and hour and six-hour rows, are kept this many days
 # a minute is recorded once this long has passed after it: every node has flushed its request
 # tallies and reported them by then (at least OPSITE_NODE_REPORT_S + OPSITE_METRICS_FLUSH_S)
 OPSITE_SNAPSHOT_LAG_S: float = env.float("OPSITE_SNAPSHOT_LAG_S", default=OPSITE_NODE_REPORT_S + OPSITE_METRICS_FLUSH_S)
+# metric snapshots: minute rows, and hour and six-hour rows, are kept this many days
 OPSITE_SNAPSHOT_MINUTE_DAYS: int = env.int("OPSITE_SNAPSHOT_MINUTE_DAYS", default=14)
 OPSITE_SNAPSHOT_HOUR_DAYS: int = env.int("OPSITE_SNAPSHOT_HOUR_DAYS", default=400)
 # Email (alert notifications): smtp://user:pass@host:587 (+ ?ssl / ?tls), or consolemail://

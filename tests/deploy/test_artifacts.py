@@ -14,17 +14,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import IN_CI, ROOT
+from tests.conftest import ROOT, _need
 
 DEPLOY = ROOT / "deploy"
 
 
 def promtool() -> str:
     path = shutil.which("promtool")
-    if path is None:
-        if IN_CI:
-            pytest.fail("promtool (Debian package prometheus) is required under CI=true")
-        pytest.skip("promtool is not installed (Debian package prometheus)")
+    _need("promtool (Debian package prometheus)", path is not None)
+    assert path is not None
     return path
 
 

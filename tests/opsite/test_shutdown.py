@@ -16,7 +16,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.conftest import ROOT, free_port, server_env
+from tests.conftest import ROOT, free_port, server_env, wait_ready
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -28,19 +28,6 @@ def slow_request(url: str, results: list[Any]) -> None:
     started = time.monotonic()
     response = httpx.get(f"{url}/health/detailed", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     results.append((response.status_code, time.monotonic() - started))
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited early"
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the server never became ready")
 
 
 def drain_and_check(url: str, process: subprocess.Popen[bytes], during: Any = None) -> None:
@@ -60,45 +47,35 @@ def drain_and_check(url: str, process: subprocess.Popen[bytes], during: Any = No
     process.wait(timeout=30)
 
 
-def test_uvicorn_drains_then_closes_sockets_with_1012(make_staff, needs_redis):
+def test_uvicorn_drains_then_closes_sockets_with_1012(make_staff, start_server, needs_redis):
     staff = make_staff()
+    server = start_server({"OPSITE_DRAIN_S": "2", "OPS_API_TOKENS": TOKEN})
+    socket = connect(server.url.replace("http://", "ws://") + f"/ws/restaurants/{staff.restaurant.slug}/orders/",
+                     additional_headers={"Cookie": staff.cookie, "Origin": "http://localhost"})  # fmt: skip
+    assert json.loads(socket.recv(timeout=5))["type"] == "hello"
+
+    def still_open() -> None:
+        socket.send(json.dumps({"type": "ping"}))
+        assert json.loads(socket.recv(timeout=5))["type"] == "pong"
+
+    drain_and_check(server.url, server.process, during=still_open)
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            socket.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+
+
+def test_gunicorn_drains_then_stops(tmp_path, needs_redis):
     port = free_port()
     env = {**server_env(), "OPSITE_DRAIN_S": "2", "OPS_API_TOKENS": TOKEN}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "opsite.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process)
-        socket = connect(f"ws://127.0.0.1:{port}/ws/restaurants/{staff.restaurant.slug}/orders/",
-                         additional_headers={"Cookie": staff.cookie, "Origin": "http://localhost"})  # fmt: skip
-        assert json.loads(socket.recv(timeout=5))["type"] == "hello"
-
-        def still_open() -> None:
-            socket.send(json.dumps({"type": "ping"}))
-            assert json.loads(socket.recv(timeout=5))["type"] == "pong"
-
-        drain_and_check(url, process, during=still_open)
-        with pytest.raises(ConnectionClosed) as closed:
-            while True:
-                socket.recv(timeout=10)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
-    finally:
-        if process.poll() is None:
-            process.kill()
-
-
-def test_gunicorn_drains_then_stops(needs_redis):
-    port = free_port()
-    env = {**server_env(), "OPSITE_DRAIN_S": "2", "OPS_API_TOKENS": TOKEN}
+    log = tmp_path / "gunicorn.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "opsite.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "1"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, process)
+        wait_ready(url, process, log)
         drain_and_check(url, process)
         assert process.returncode == 0
     finally:

@@ -14,9 +14,11 @@ class MonitoringConfig(AppConfig):
         from .context import install_log_record_factory
         from .nodes import node_forget, reporter
         from .profiling import on_task_postrun, on_task_prerun
+        from .prometheus import install as install_prometheus
         from .queries import install_observer
 
         install_log_record_factory()
+        install_prometheus()
         register_builtin()
         task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="monitoring.profile_task_start")
         task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="monitoring.profile_task_stop")

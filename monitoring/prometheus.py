@@ -19,18 +19,40 @@ from prometheus_client.registry import REGISTRY, Collector
 
 
 class OpsiteCollector(Collector):
-    """Reads the merged figures at most every few seconds, so scrapes stay cheap."""
+    """Reads the merged figures at most every few seconds, so scrapes stay cheap.
+
+    ``describe()`` answers with no names, so registering the collector computes nothing: a
+    registry calls ``collect()`` under its own lock when a collector cannot describe itself,
+    and the first figures touch the cache and database, whose instrumentation registers its
+    own series on that same lock (a deadlock of the whole process on its first scrape). One
+    scrape at a time refreshes; a concurrent one is served the previous figures.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._refresh = threading.Lock()
         self._cached: tuple[float, list[Metric]] | None = None
 
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
     def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            if self._cached is None or time.monotonic() - self._cached[0] >= settings.OPSITE_METRICS_CACHE_S:
-                self._cached = (time.monotonic(), list(self._build()))
-            metrics = self._cached[1]
-        yield from metrics
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[0] < settings.OPSITE_METRICS_CACHE_S:
+            yield from cached[1]
+            return
+        # Without figures yet, wait for the scrape that builds them; with old ones, serve them.
+        got = self._refresh.acquire(timeout=30) if cached is None else self._refresh.acquire(blocking=False)
+        if not got:
+            yield from (cached[1] if cached is not None else [])
+            return
+        try:
+            cached = self._cached
+            if cached is None or time.monotonic() - cached[0] >= settings.OPSITE_METRICS_CACHE_S:
+                cached = (time.monotonic(), list(self._build()))
+                self._cached = cached
+        finally:
+            self._refresh.release()
+        yield from cached[1]
 
     def _build(self) -> Iterator[Metric]:
         yield from _traffic()
@@ -171,17 +193,32 @@ def _replicas() -> Iterator[Metric]:
 
 
 _collector = OpsiteCollector()
-_registered = False
+_registry: CollectorRegistry | None = None
+_install_lock = threading.Lock()
+
+
+def install() -> CollectorRegistry:
+    """The registry /metrics reads, built once at start-up (the app's ready()), never by a
+    request. With PROMETHEUS_MULTIPROC_DIR the process series come from every process's files;
+    otherwise from this process's default registry."""
+    global _registry
+    with _install_lock:
+        if _registry is None:
+            # django-prometheus's cache and database series register themselves when their
+            # module is first imported: import them now rather than inside a scrape.
+            import django_prometheus.cache.metrics
+            import django_prometheus.db.metrics  # noqa: F401
+
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                registry = CollectorRegistry()
+                MultiProcessCollector(registry)
+            else:
+                registry = REGISTRY
+            registry.register(_collector)
+            _registry = registry
+        return _registry
 
 
 def exposition() -> bytes:
-    global _registered
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry: Any = CollectorRegistry()
-        MultiProcessCollector(registry)
-        registry.register(_collector)
-        return bytes(generate_latest(registry))
-    if not _registered:
-        REGISTRY.register(_collector)
-        _registered = True
-    return bytes(generate_latest(REGISTRY))
+    registry: Any = _registry or install()
+    return bytes(generate_latest(registry))

@@ -36,7 +36,7 @@ class Tally:
     """What one route saw in one minute."""
 
     count: int = 0
-    errors: int = 0  # 5xx and unhandled exceptions
+    errors: int = 0  # 5xx answers
     client_errors: int = 0  # 4xx
     slow: int = 0
     buckets: Counter[int] = field(default_factory=Counter)
@@ -178,7 +178,9 @@ class TrafficRecorder:
                 tally = self._pending[key] = Tally()
             tally.count += 1
             tally.buckets[bucket] += 1
-            if status >= 500 or exception:
+            # By the answer the client got: a view raising Http404 or PermissionDenied answered
+            # 4xx, not an error of ours; exceptions are counted by type on their own below.
+            if status >= 500:
                 tally.errors += 1
             elif status >= 400:
                 tally.client_errors += 1

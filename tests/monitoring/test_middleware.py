@@ -79,6 +79,20 @@ def test_routes_are_patterns_and_exceptions_are_counted(client):
     assert after[ALL_ROUTES].requests >= 3
 
 
+@pytest.mark.urls("tests.monitoring.urls")
+def test_a_view_raising_404_or_403_is_a_client_error_not_an_error(client):
+    recorder = get_recorder()
+    recorder.flush()
+    assert client.get("/test/not-found/").status_code == 404
+    assert client.get("/test/forbidden/").status_code == 403
+    recorder.flush()
+    after = window(1)
+    for route, exception in (("GET /test/not-found/", "Http404"), ("GET /test/forbidden/", "PermissionDenied")):
+        stats = after[route]
+        assert stats.error_rate == 0 and stats.client_error_rate == 1.0, (route, stats)
+        assert stats.exceptions.get(exception, 0) >= 1  # still counted by type
+
+
 def test_two_processes_merge_through_redis(needs_redis):
     store = RedisTrafficStore("rq-merge-test")
     a, b = TrafficRecorder(store, 60), TrafficRecorder(store, 60)

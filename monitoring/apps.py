@@ -8,10 +8,11 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
-        from celery.signals import beat_init, task_postrun, task_prerun, worker_ready, worker_shutdown
+        from celery.signals import beat_init, before_task_publish, task_postrun, task_prerun, worker_ready, worker_shutdown
 
         from .checks_builtin import register_builtin
         from .context import install_log_record_factory
+        from .ledger import stamp_beat_message
         from .nodes import node_forget, reporter
         from .profiling import on_task_postrun, on_task_prerun
         from .prometheus import install as install_prometheus
@@ -22,6 +23,7 @@ class MonitoringConfig(AppConfig):
         register_builtin()
         task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="monitoring.profile_task_start")
         task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="monitoring.profile_task_stop")
+        before_task_publish.connect(stamp_beat_message, weak=False, dispatch_uid="monitoring.ledger_stamp")
         worker_ready.connect(lambda **_: reporter.start("worker"), weak=False, dispatch_uid="monitoring.node_worker")
         beat_init.connect(lambda **_: reporter.start("beat"), weak=False, dispatch_uid="monitoring.node_beat")
         worker_shutdown.connect(lambda **_: node_forget(), weak=False, dispatch_uid="monitoring.node_leave")

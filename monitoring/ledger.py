@@ -1,19 +1,22 @@
 """The run ledger of scheduled jobs: every run beat starts is a ``TaskRun`` row.
 
 Every task of the Celery app runs through ``LedgeredTask``. A message sent by beat carries the
-periodic task's name; before running, the task claims the slot it belongs to (the minute for
-a crontab job, an interval-long slot for an interval job) under a row lock on the job's
-schedule. A second claim of the same slot, or one within half an interval of the last run
-(a second beat, a redelivered message), is recorded as ``duplicate`` and does not run. An
-audit writes ``missed`` rows for slots that passed without a run. Tasks not sent by beat run
-as usual, unrecorded.
+periodic task's name and the moment beat sent it (a header stamped on publish). Before running,
+the task claims the slot that moment belongs to, read from the job's schedule: the latest
+crontab tick at or before it, or the interval-long slot of an interval job, under a row lock
+on the job's schedule. Beat sends an interval job at least an interval apart, so one beat never
+sends two messages into one slot, and a beat that starts again sends its late run into the
+slot it is late for: neither a restart nor queueing delay makes a duplicate. A second claim of
+the same slot (a second beat, a redelivered message) is recorded as ``duplicate`` and does not
+run. An audit writes ``missed`` rows for slots that passed without a run. Tasks not sent by
+beat run as usual, unrecorded.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Task
@@ -29,6 +32,17 @@ log = logging.getLogger(__name__)
 
 CRONTAB_SLOT_S = 60
 MAX_MISSED_PER_AUDIT = 60  # per job: a long outage is visible without flooding the ledger
+SENT_AT_HEADER = "opsite_sent_at"
+# Beat never sends a crontab job before its tick; a message a little ahead of its tick by the
+# sender's clock still belongs to it.
+EARLY_TOLERANCE = timedelta(seconds=2)
+LONGEST_CRONTAB_GAP = timedelta(days=32)  # how far back to look for a crontab job's tick
+
+
+def stamp_beat_message(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """``before_task_publish``: the moment beat sent a periodic run, which names its slot."""
+    if headers is not None and headers.get("periodic_task_name"):
+        headers.setdefault(SENT_AT_HEADER, time.time())
 
 
 def _period_s(job: Any) -> int:
@@ -38,29 +52,44 @@ def _period_s(job: Any) -> int:
     return CRONTAB_SLOT_S
 
 
-def run_claim(*, job: str, task: str, task_id: str, now: datetime | None = None) -> TaskRun | None:
-    """Record a run of ``job``; None when it is a duplicate of a run already claimed."""
+def slot_of(job: Any, sent: datetime) -> datetime:
+    """The slot of the job's schedule that a run sent at ``sent`` belongs to."""
+    if job is not None and job.crontab_id:
+        schedule = job.crontab.schedule
+        tick = floor_to(sent + EARLY_TOLERANCE, 60)
+        oldest = tick - LONGEST_CRONTAB_GAP
+        while tick > oldest:
+            if _crontab_matches(schedule, tick):
+                return tick
+            tick -= timedelta(minutes=1)
+    return floor_to(sent, _period_s(job) if job is not None else CRONTAB_SLOT_S)
+
+
+def run_claim(
+    *, job: str, task: str, task_id: str, sent_at: datetime | None = None, now: datetime | None = None
+) -> TaskRun | None:
+    """Record a run of ``job`` sent at ``sent_at`` (by default: now); None when its slot was
+    already claimed (a duplicate, recorded and not run)."""
     from django_celery_beat.models import PeriodicTask
 
     now = now or timezone.now()
+    sent = min(sent_at or now, now)
     node = f"{settings.OPSITE_NODE_NAME}"
+    jobs = PeriodicTask.objects.select_related("interval", "crontab")
+    slot = slot_of(jobs.filter(name=job).first(), sent)
     try:
         with transaction.atomic():
-            schedule = (
-                PeriodicTask.objects.select_for_update(of=("self",)).select_related("interval").filter(name=job).first()
-            )
-            period = _period_s(schedule) if schedule is not None else CRONTAB_SLOT_S
-            slot = floor_to(now, period)
-            not_runs = [TaskRun.Status.DUPLICATE, TaskRun.Status.MISSED]
-            recent = TaskRun.objects.filter(job=job).exclude(status__in=not_runs)
-            if recent.filter(started_at__gt=now - timedelta(seconds=period / 2)).exists():
-                raise IntegrityError("a run of this job started less than half an interval ago")
+            # The lock orders concurrent claims of one job; the unique (job, slot) decides.
+            PeriodicTask.objects.select_for_update().filter(name=job).exists()
             return TaskRun.objects.create(job=job, task=task, task_id=task_id, scheduled_for=slot, started_at=now,
                                           node=node)  # fmt: skip
     except IntegrityError:
-        TaskRun.objects.create(job=job, task=task, task_id=task_id, scheduled_for=floor_to(now, CRONTAB_SLOT_S),
-                               started_at=now, finished_at=now, node=node, status=TaskRun.Status.DUPLICATE)  # fmt: skip
-        log.warning("duplicate run of %s (task %s) not started", job, task_id)
+        if TaskRun.objects.filter(task_id=task_id).exists():
+            log.warning("run %s of %s was delivered again; not started again", task_id, job)
+            return None
+        TaskRun.objects.create(job=job, task=task, task_id=task_id, scheduled_for=slot, started_at=now,
+                               finished_at=now, node=node, status=TaskRun.Status.DUPLICATE)  # fmt: skip
+        log.warning("duplicate run of %s for slot %s (task %s) not started", job, slot.isoformat(), task_id)
         return None
 
 
@@ -80,7 +109,9 @@ class LedgeredTask(Task):
         job = getattr(self.request, "periodic_task_name", None)
         if not job or self.request.is_eager:
             return super().__call__(*args, **kwargs)
-        run = run_claim(job=job, task=self.name, task_id=str(self.request.id))
+        stamped = getattr(self.request, SENT_AT_HEADER, None)
+        sent_at = datetime.fromtimestamp(float(stamped), tz=UTC) if stamped is not None else None
+        run = run_claim(job=job, task=self.name, task_id=str(self.request.id), sent_at=sent_at)
         if run is None:
             return None
         started = time.perf_counter()
@@ -93,15 +124,19 @@ class LedgeredTask(Task):
         return result
 
 
+def _crontab_matches(schedule: Any, tick: datetime) -> bool:
+    local = tick.astimezone(schedule.tz) if getattr(schedule, "tz", None) else tick
+    return (local.minute in schedule.minute and local.hour in schedule.hour
+            and local.isoweekday() % 7 in schedule.day_of_week and local.day in schedule.day_of_month
+            and local.month in schedule.month_of_year)  # fmt: skip
+
+
 def _crontab_ticks(job: Any, since: datetime, until: datetime) -> list[datetime]:
     schedule = job.crontab.schedule
     tick = floor_to(since, 60) + timedelta(minutes=1)
     ticks = []
     while tick <= until:
-        local = tick.astimezone(schedule.tz) if getattr(schedule, "tz", None) else tick
-        if (local.minute in schedule.minute and local.hour in schedule.hour
-                and local.isoweekday() % 7 in schedule.day_of_week and local.day in schedule.day_of_month
-                and local.month in schedule.month_of_year):  # fmt: skip
+        if _crontab_matches(schedule, tick):
             ticks.append(tick)
         tick += timedelta(minutes=1)
     return ticks

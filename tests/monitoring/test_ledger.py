@@ -114,3 +114,53 @@ def test_warming_fills_what_the_dashboard_reads_and_new_data_invalidates_it(make
 def test_warm_cache_command(capsys):
     call_command("warm_cache")
     assert capsys.readouterr().out.startswith("warmed 8 entries: series 1h")
+
+
+def test_a_restarted_beat_makes_no_duplicate_and_no_missed_run(settings):
+    """Beat ran 12:00, stopped, and started again at 12:03:40: its late run belongs to the
+    12:03 tick, and the regular runs at 12:04 and 12:05, 20 s after it, run as themselves."""
+    settings.OPSITE_TASK_MISSED_GRACE_S = 90
+    PeriodicTask.objects.update(enabled=False)
+    each_minute()
+    every(60)
+    sends = [T0, T0 + timedelta(minutes=3, seconds=40), T0 + timedelta(minutes=4), T0 + timedelta(minutes=5)]
+    for n, sent in enumerate(sends):
+        for job in ("job: cron", "job: every"):
+            # delivered to a worker a little later than sent, as through a real queue
+            run = run_claim(job=job, task="t", task_id=f"{job}-{n}", sent_at=sent, now=sent + timedelta(seconds=3))
+            assert run is not None, (job, sent)
+    assert not TaskRun.objects.filter(status="duplicate").exists()
+    runs_audit(now=T0 + timedelta(minutes=7))
+    missed = sorted(TaskRun.objects.filter(job="job: cron", status="missed").values_list("scheduled_for", flat=True))
+    assert missed == [T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)]  # only while beat was down
+    cron_slots = sorted(TaskRun.objects.filter(job="job: cron", status="running").values_list("scheduled_for", flat=True))
+    assert cron_slots == [T0 + timedelta(minutes=m) for m in (0, 3, 4, 5)]
+
+
+def test_a_crontab_run_belongs_to_its_tick_not_to_the_minute_it_started(settings):
+    """A job at minute 0 of every hour, started late (queue, restart): still the hour's run."""
+    cron, _ = CrontabSchedule.objects.get_or_create(minute="0", hour="*", day_of_week="*", day_of_month="*",
+                                                    month_of_year="*", timezone="UTC")  # fmt: skip
+    PeriodicTask.objects.create(name="job: hourly", task="monitoring.beat_heartbeat", crontab=cron)
+    late = run_claim(job="job: hourly", task="t", task_id="late", sent_at=T0 + timedelta(minutes=17))
+    assert late is not None and late.scheduled_for == T0
+    again = run_claim(job="job: hourly", task="t", task_id="again", sent_at=T0 + timedelta(minutes=42))
+    assert again is None  # the same hour's tick: a duplicate
+    assert run_claim(job="job: hourly", task="t", task_id="next", sent_at=T0 + timedelta(hours=1)) is not None
+
+
+def test_a_redelivered_message_is_not_run_again():
+    every(60)
+    assert run_claim(job="job: every", task="t", task_id="same", now=T0) is not None
+    assert run_claim(job="job: every", task="t", task_id="same", now=T0 + timedelta(seconds=5)) is None
+    assert TaskRun.objects.filter(task_id="same").count() == 1
+
+
+def test_beat_stamps_the_moment_it_sent_a_periodic_run():
+    from monitoring.ledger import SENT_AT_HEADER, stamp_beat_message
+
+    beat_headers: dict[str, object] = {"periodic_task_name": "job: every"}
+    other: dict[str, object] = {}
+    stamp_beat_message(headers=beat_headers)
+    stamp_beat_message(headers=other)
+    assert isinstance(beat_headers[SENT_AT_HEADER], float) and SENT_AT_HEADER not in other

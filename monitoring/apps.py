@@ -8,7 +8,14 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
-        from celery.signals import beat_init, before_task_publish, task_postrun, task_prerun, worker_ready, worker_shutdown
+        from celery.signals import (
+            beat_init,
+            before_task_publish,
+            task_postrun,
+            task_prerun,
+            worker_ready,
+            worker_shutdown,
+        )
 
         from .checks_builtin import register_builtin
         from .context import install_log_record_factory
@@ -17,9 +24,11 @@ class MonitoringConfig(AppConfig):
         from .profiling import on_task_postrun, on_task_prerun
         from .prometheus import install as install_prometheus
         from .queries import install_observer
+        from .watchdog import watchdog_start
 
         install_log_record_factory()
         install_prometheus()
+        reporter.on_start.append(watchdog_start)
         register_builtin()
         task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="monitoring.profile_task_start")
         task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="monitoring.profile_task_stop")

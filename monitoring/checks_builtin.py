@@ -81,6 +81,20 @@ def beat_heartbeat() -> Probe:
     return Probe(OK, "", data)
 
 
+def alert_evaluation() -> Probe:
+    from .selectors import EVALUATOR, WATCHDOG, heartbeat_age_s
+
+    bound = settings.OPSITE_ALERT_EVALUATOR_MAX_AGE_S
+    evaluator, watchdog = heartbeat_age_s(EVALUATOR), heartbeat_age_s(WATCHDOG)
+    data = {"evaluator_age_s": None if evaluator is None else round(evaluator, 1),
+            "watchdog_age_s": None if watchdog is None else round(watchdog, 1), "max_age_s": bound}  # fmt: skip
+    if evaluator is not None and evaluator <= bound:
+        return Probe(OK, "", data)
+    if watchdog is not None and watchdog <= bound:
+        return Probe(DEGRADED, "the scheduled evaluation is silent; the watchdog evaluates", data)
+    return Probe(DEGRADED, "alert rules are not being evaluated", data)
+
+
 def system() -> Probe:
     memory = psutil.virtual_memory()
     data = {
@@ -155,6 +169,7 @@ def register_builtin() -> None:
     register(HealthCheck("cache", cache_round_trip))
     register(HealthCheck("celery", celery_workers, timeout_s=2.5))
     register(HealthCheck("beat", beat_heartbeat))
+    register(HealthCheck("alert_evaluation", alert_evaluation))
     register(HealthCheck("system", system))
     register(HealthCheck("websocket", sockets))
     register(HealthCheck("backup_storage", backup_storage))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +114,7 @@ class NodeReporter:
     def __init__(self) -> None:
         self.role = "web"
         self.loop = BackgroundLoop("opsite-node-report", self.report, lambda: settings.OPSITE_NODE_REPORT_S)
+        self.on_start: list[Callable[[str], None]] = []  # other per-process loops start with this one
 
     def report(self) -> None:
         node_report(role=self.role)
@@ -124,6 +126,8 @@ class NodeReporter:
         self.role = role
         psutil.cpu_percent(interval=None)  # the first reading is meaningless; it starts the interval
         self.loop.ensure_running()
+        for hook in self.on_start:
+            hook(role)
 
 
 reporter = NodeReporter()

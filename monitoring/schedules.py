@@ -6,8 +6,8 @@ JOBS = [
     PeriodicJob(
         name="monitoring: beat heartbeat",
         task="monitoring.beat_heartbeat",
-        every=timedelta(seconds=30),
-        expires_s=30,
+        every=timedelta(seconds=15),
+        expires_s=15,
         description="Dead-man's switch: its age shows in /health/detailed and /metrics.",
     ),
     PeriodicJob(

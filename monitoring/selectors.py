@@ -12,12 +12,18 @@ from opsite.replicas import on_replica
 from .models import Heartbeat
 
 BEAT = "beat"
+EVALUATOR = "alerts.evaluator"  # written by each scheduled alert evaluation
+WATCHDOG = "alerts.watchdog"  # the watchdog's lease: when it last stood in for the evaluator
 WINDOWS = {"1m": 1, "5m": 5, "1h": 60}
 
 
+def heartbeat_age_s(name: str, *, now: datetime | None = None) -> float | None:
+    at = Heartbeat.objects.filter(name=name).values_list("at", flat=True).first()
+    return None if at is None else ((now or timezone.now()) - at).total_seconds()
+
+
 def beat_heartbeat_age_s() -> float | None:
-    at = Heartbeat.objects.filter(name=BEAT).values_list("at", flat=True).first()
-    return None if at is None else (timezone.now() - at).total_seconds()
+    return heartbeat_age_s(BEAT)
 
 
 def traffic_summary(*, per_route: bool = True) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from .selectors import BEAT
 from .services import heartbeat_record
 from .snapshots import snapshot_collect, snapshot_prune, snapshot_rollup
 from .warming import cache_warm
+from .watchdog import evaluator_record
 
 
 @shared_task(name="monitoring.beat_heartbeat", time_limit=30, soft_time_limit=20, ignore_result=True)
@@ -35,6 +36,7 @@ def snapshot_prune_task() -> None:
 def alerts_evaluate_task() -> None:
     """Evaluation is race-safe and its notifications unique, so an overlap sends nothing twice."""
     alerts_evaluate()
+    evaluator_record()
     notifications_send_due()
 
 

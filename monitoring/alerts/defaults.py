@@ -23,6 +23,11 @@ class DefaultRule:
     description: str = ""
 
 
+# The heartbeat job runs every 15 s: a heartbeat 45 s old is three missed beats, and the
+# watchdog sees it within its period, so this fires well within a minute of beat stopping.
+BEAT_RULE = "Beat heartbeat older than 45 seconds"
+BEAT_RULE_THRESHOLD_S = 45
+
 DEFAULT_RULES = [
     DefaultRule("Error rate above 5 %", "error_rate", 5, recovery=4, for_s=60, severity=Severity.CRITICAL,
                 description="More than 5 % of requests ended in a 5xx or an unhandled exception."),
@@ -31,8 +36,12 @@ DEFAULT_RULES = [
     DefaultRule("CPU above 90 %", "cpu_percent", 90, scope="host", recovery=80, for_s=300),
     DefaultRule("Memory above 90 %", "memory_percent", 90, scope="host", recovery=85, for_s=300),
     DefaultRule("Disk above 90 %", "disk_percent", 90, scope="host", recovery=88, for_s=0, severity=Severity.CRITICAL),
-    DefaultRule("Beat heartbeat older than 3 minutes", "beat_heartbeat_age_s", 180, for_s=0,
-                severity=Severity.CRITICAL, description="Celery beat (or every worker) has stopped: no job runs."),
+    DefaultRule(BEAT_RULE, "beat_heartbeat_age_s", BEAT_RULE_THRESHOLD_S, for_s=0, severity=Severity.CRITICAL,
+                description="Celery beat (or every worker) has stopped: no job runs. Evaluated by the watchdog "
+                            "of the web and worker processes while beat is down."),
+    DefaultRule("Alert evaluation late", "alert_evaluator_age_s", 45, for_s=0, severity=Severity.CRITICAL,
+                description="The scheduled alert evaluation has not finished for 45 s (beat down, no worker, "
+                            "or stuck): the watchdog evaluates meanwhile."),
     DefaultRule("No verified backup in 26 hours", "backup_age_s", 26 * 3600, for_s=0, severity=Severity.CRITICAL),
     DefaultRule("Database unreachable", "database_down", 1, recovery=0.5, window_s=60, for_s=0,
                 severity=Severity.CRITICAL, description="While it fires, rules that read the database are held."),

@@ -94,6 +94,13 @@ def _beat_age(reading: Reading) -> Values:
     return {OVERALL: NEVER if age is None else age}
 
 
+def _evaluator_age(reading: Reading) -> Values:
+    from ..selectors import EVALUATOR, heartbeat_age_s
+
+    age = heartbeat_age_s(EVALUATOR)
+    return {OVERALL: NEVER if age is None else age}
+
+
 def _backup_age(reading: Reading) -> Values:
     from backups.selectors import newest_verified_age_s
 
@@ -217,6 +224,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("queue_depth", "Celery queue depth", "messages", OVERALL_ONLY, _queue_depth, windowed=False),
     Metric("beat_heartbeat_age_s", "beat heartbeat age", "s", OVERALL_ONLY, _beat_age, reads_database=True,
            windowed=False),
+    Metric("alert_evaluator_age_s", "time since the scheduled alert evaluation ran", "s", OVERALL_ONLY,
+           _evaluator_age, reads_database=True, windowed=False),
     Metric("backup_age_s", "age of the newest verified backup", "s", OVERALL_ONLY, _backup_age, reads_database=True,
            windowed=False),
     Metric("backup_failed", "newest backup or verification failed", "1 = yes", OVERALL_ONLY, _backup_failed,

@@ -311,6 +311,8 @@ OPSITE_ALERT_RETRY_BASE_S: float = env.float("OPSITE_ALERT_RETRY_BASE_S", defaul
 OPSITE_ALERT_CIRCUIT_FAILURES: int = env.int("OPSITE_ALERT_CIRCUIT_FAILURES", default=3)
 OPSITE_ALERT_CIRCUIT_RESET_S: float = env.float("OPSITE_ALERT_CIRCUIT_RESET_S", default=120.0)
 OPSITE_ALERT_SEND_TIMEOUT_S: float = env.float("OPSITE_ALERT_SEND_TIMEOUT_S", default=5.0)
+OPSITE_ALERT_WATCHDOG_S: float = env.float("OPSITE_ALERT_WATCHDOG_S", default=5.0)
+OPSITE_ALERT_EVALUATOR_MAX_AGE_S: float = env.float("OPSITE_ALERT_EVALUATOR_MAX_AGE_S", default=30.0)
 OPSITE_ALERT_EMAILS: list[str] = env.list("OPSITE_ALERT_EMAILS", default=[])
 # the ops dashboard's live frames over ws/ops/ come at most this often
 OPSITE_DASHBOARD_PUSH_S: float = env.float("OPSITE_DASHBOARD_PUSH_S", default=5.0)

@@ -48,3 +48,6 @@ OPSITE_SNAPSHOT_LAG_S = 20.0
 # servers started by the tests stop at once unless a test asks for a drain
 OPSITE_DRAIN_S = float(os.environ.get("OPSITE_DRAIN_S", "0"))
 OPSITE_REPLICA_CHECK_S = 0.0
+# The alert watchdog evaluates in the background of every process; the test process evaluates
+# only when a test says so. Server processes a test starts may be given a period.
+OPSITE_ALERT_WATCHDOG_S = float(os.environ.get("OPSITE_ALERT_WATCHDOG_S", "0"))

@@ -6,13 +6,9 @@ from real rows (node reports, order events) written for that moment.
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from unittest import mock
 
@@ -22,41 +18,11 @@ from django.core.management import call_command
 from monitoring.alerts.delivery import notifications_send_due
 from monitoring.alerts.evaluation import Evaluator, alerts_evaluate
 from monitoring.models import Alert, AlertRule, MuteWindow, NodeReport, Notification, NotificationChannel, Silence
+from tests.conftest import Sink
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 T0 = datetime(2026, 5, 4, 12, 0, 0, tzinfo=UTC)  # a Monday
-
-
-@dataclass
-class Sink:
-    """A local HTTP server that records what is POSTed to it and answers ``status``."""
-
-    url: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-    status: int = 200
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    state = Sink(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append(json.loads(body))
-            self.send_response(state.status)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
 
 
 @pytest.fixture(autouse=True)
@@ -331,10 +297,10 @@ def test_slack_gets_a_text_message(sink):
 def test_a_fresh_install_has_the_usual_rules():
     from monitoring.alerts.defaults import ensure_default_rules
 
-    assert ensure_default_rules() == 10
+    assert ensure_default_rules() == 11
     names = set(AlertRule.objects.values_list("name", flat=True))
     assert {"Error rate above 5 %", "p95 latency above 1 s", "CPU above 90 %", "Memory above 90 %", "Disk above 90 %",
-            "Beat heartbeat older than 3 minutes", "No verified backup in 26 hours"} <= names  # fmt: skip
+            "Beat heartbeat older than 45 seconds", "No verified backup in 26 hours"} <= names  # fmt: skip
     assert AlertRule.objects.get(name="No verified backup in 26 hours").threshold == 26 * 3600
     assert ensure_default_rules() == 0  # rules exist: nothing is added or changed
 
@@ -345,10 +311,10 @@ def test_evaluate_alerts_command_reports_what_it_did(capsys):
     ensure_default_rules()
     call_command("evaluate_alerts")
     out = capsys.readouterr().out
-    assert out.startswith("10 rule(s)")
+    assert out.startswith("11 rule(s)")
     # beat has never written a heartbeat and no backup was ever verified: both fire at once
     firing = set(Alert.objects.filter(state="firing").values_list("rule__name", flat=True))
-    assert {"Beat heartbeat older than 3 minutes", "No verified backup in 26 hours"} <= firing
+    assert {"Beat heartbeat older than 45 seconds", "No verified backup in 26 hours"} <= firing
 
 
 async def test_the_ops_socket_pushes_fired_alerts(sink, needs_redis):

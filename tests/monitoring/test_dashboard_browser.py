@@ -63,7 +63,7 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
         expect(tile).to_have_text("3", timeout=10_000)
         expect(page.locator("#ops-orders tbody")).to_contain_text(staff.restaurant.slug)
         expect(page.locator("#ops-task-runs tbody")).to_contain_text("monitoring: metric snapshot")
-        expect(page.locator("#ops-alerts tbody")).to_contain_text("Beat heartbeat older than 3 minutes")
+        expect(page.locator("#ops-alerts tbody")).to_contain_text("Beat heartbeat older than 45 seconds")
         assert int(page.locator('.ops-tile[data-tile="alerts_firing"] .value').inner_text()) >= 1
         page.screenshot(path=str(ARTIFACTS / "ops-dashboard.png"), full_page=True)
         page.evaluate("window.__marker = 'same page'")

@@ -133,7 +133,9 @@ def test_a_restarted_beat_makes_no_duplicate_and_no_missed_run(settings):
     runs_audit(now=T0 + timedelta(minutes=7))
     missed = sorted(TaskRun.objects.filter(job="job: cron", status="missed").values_list("scheduled_for", flat=True))
     assert missed == [T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)]  # only while beat was down
-    cron_slots = sorted(TaskRun.objects.filter(job="job: cron", status="running").values_list("scheduled_for", flat=True))
+    cron_slots = sorted(
+        TaskRun.objects.filter(job="job: cron", status="running").values_list("scheduled_for", flat=True)
+    )
     assert cron_slots == [T0 + timedelta(minutes=m) for m in (0, 3, 4, 5)]
 
 

@@ -5,7 +5,9 @@ the process within the drain plus a grace. With and without PROMETHEUS_MULTIPROC
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -69,7 +71,8 @@ def cold_server(tmp_path: Path) -> Iterator[Callable[[str, bool], Cold]]:
         else:
             command = ["-m", "uvicorn", "opsite.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
         log = tmp_path / f"{kind}-{port}.log"
-        process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env,
+        # its own process group, so a wedged worker is killed with its master at the end
+        process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, start_new_session=True,
                                    stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
         server = Cold(url=f"http://127.0.0.1:{port}", process=process, log=log)
         started.append(server)
@@ -82,9 +85,9 @@ def cold_server(tmp_path: Path) -> Iterator[Callable[[str, bool], Cold]]:
 
     yield start
     for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
 
 
 def _metrics(server: Cold, staff: Staff) -> None:

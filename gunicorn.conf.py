@@ -2,6 +2,8 @@
 than a load balancer's idle timeout, the drain on SIGTERM (see monitoring.lifecycle), and a
 graceful timeout above the drain. Command-line flags and GUNICORN_CMD_ARGS override these."""
 
+import os
+from pathlib import Path
 from typing import Any
 
 # Threads, so a slow request (a detailed health report waiting on the workers' ping, a
@@ -18,3 +20,18 @@ def post_worker_init(worker: Any) -> None:
     from monitoring.lifecycle import install_drain_handler
 
     install_drain_handler()
+
+
+def on_starting(server: Any) -> None:
+    """Per-process metric files of an earlier run would be summed into this one's: start empty."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory and Path(directory).is_dir():
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink(missing_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -6,6 +6,7 @@ per request is a few dictionary updates in memory (the flush to Redis happens el
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import time
@@ -34,6 +35,38 @@ def route_of(request: HttpRequest) -> str:
     method = request.method if request.method in KNOWN_METHODS else "OTHER"
     match = getattr(request, "resolver_match", None)
     return f"{method} /{match.route}" if match is not None else f"{method} {UNMATCHED}"
+
+
+PROBE_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
+
+
+def _is_ip_literal(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class ProbeHostMiddleware:
+    """Probes and scrapers address a pod or container by its IP (the kubelet sends
+    ``Host: <pod IP>:<port>``), which is never among ALLOWED_HOSTS: for the probe paths only,
+    and only for a Host that is an IP address, the host is taken as given instead of
+    refusing with 400. Every other path and every host name is validated as usual."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if request.path in PROBE_PATHS and _is_ip_literal(request.META.get("HTTP_HOST", "")):
+            request.get_host = request._get_raw_host  # type: ignore[method-assign,attr-defined]
+        return self.get_response(request)
 
 
 class RequestMonitoringMiddleware:

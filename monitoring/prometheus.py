@@ -118,7 +118,7 @@ def _sockets() -> Iterator[Metric]:
 
 def _celery() -> Iterator[Metric]:
     from .celery_state import queue_depth
-    from .selectors import beat_heartbeat_age_s
+    from .selectors import EVALUATOR, beat_heartbeat_age_s, heartbeat_age_s
 
     depth = queue_depth()
     if depth is not None:
@@ -127,6 +127,11 @@ def _celery() -> Iterator[Metric]:
     if age is not None:
         yield GaugeMetricFamily(
             "opsite_beat_heartbeat_age_seconds", "Seconds since beat's last heartbeat job ran", value=age
+        )
+    evaluated = heartbeat_age_s(EVALUATOR)
+    if evaluated is not None:
+        yield GaugeMetricFamily(
+            "opsite_alert_evaluator_age_seconds", "Seconds since the scheduled alert evaluation ran", value=evaluated
         )
 
 

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 OPSITE_REQUEST_MONITORING: bool = env.bool("OPSITE_REQUEST_MONITORING", default=True)
 MIDDLEWARE = [
     *(["monitoring.middleware.RequestMonitoringMiddleware"] if OPSITE_REQUEST_MONITORING else []),
+    "monitoring.middleware.ProbeHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

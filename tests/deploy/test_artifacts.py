@@ -119,6 +119,7 @@ def test_grafana_queries_use_metric_names_opsite_serves(client: Any, settings: A
     client.get("/health/live")
     get_recorder().flush()
     heartbeat_record(name="beat")
+    heartbeat_record(name="alerts.evaluator")
     from django.utils import timezone
 
     from backups.models import Backup
@@ -145,3 +146,15 @@ def test_the_deploy_files_are_all_checked() -> None:
              "opsite.yml"}  # fmt: skip
     present = {p.name for p in DEPLOY.rglob("*") if p.is_file()}
     assert present <= known, present - known
+
+
+def test_cluster_wide_gauges_are_never_summed_over_targets() -> None:
+    """Every target reports opsite's cluster-wide figures: a sum over targets multiplies them."""
+    import json
+
+    dashboard = json.loads((DEPLOY / "grafana" / "opsite-dashboard.json").read_text())
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    exprs += [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    summed = [e for e in exprs if re.search(r"\b(sum|count)\s*(by\s*\([^)]*\)\s*)?\(\s*opsite_", e)]
+    assert not summed, summed

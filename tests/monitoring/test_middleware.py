@@ -149,3 +149,12 @@ def test_normalize_folds_literals_and_in_lists():
 def test_explain_refuses_anything_but_select():
     with pytest.raises(ValueError, match="only SELECT"):
         explain("DELETE FROM realtime_orderevent", [])
+
+
+@pytest.mark.parametrize("host", ["10.1.2.3:8000", "10.1.2.3", "[fd00::5]:8001"])
+def test_probes_by_ip_pass_the_host_check_and_nothing_else_does(client, settings, host):
+    settings.ALLOWED_HOSTS = ["ops.example.com"]
+    assert client.get("/health/live", HTTP_HOST=host).status_code == 200
+    assert client.get("/health", HTTP_HOST=host).status_code == 200
+    assert client.get("/accounts/login/", HTTP_HOST=host).status_code == 400  # not a probe path
+    assert client.get("/health/live", HTTP_HOST="evil.example.net").status_code == 400  # a name, not an IP

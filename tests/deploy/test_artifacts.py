@@ -158,3 +158,30 @@ def test_cluster_wide_gauges_are_never_summed_over_targets() -> None:
     exprs += [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
     summed = [e for e in exprs if re.search(r"\b(sum|count)\s*(by\s*\([^)]*\)\s*)?\(\s*opsite_", e)]
     assert not summed, summed
+
+
+def _locked(path: str) -> dict[str, str]:
+    """name -> version of a pip-compile lock file; every entry pinned and hashed."""
+    text = (ROOT / path).read_text()
+    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n\n", 1)[1].strip())
+    pins = {}
+    for entry in entries:
+        head = entry.split()[0]
+        assert "==" in head and "--hash=sha256:" in entry, f"{path}: {head} is not pinned with a hash"
+        name, version = head.split("==")
+        pins[name.lower()] = version
+    return pins
+
+
+def test_every_dependency_is_locked_with_hashes_and_installed_from_the_lock() -> None:
+    runtime, dev = _locked("requirements.txt"), _locked("requirements-dev.txt")
+    assert {"django", "gunicorn", "celery", "uvicorn", "channels-redis"} <= set(runtime)
+    assert {name: dev[name] for name in runtime} == runtime, "the test lock runs other versions than production"
+    assert runtime["gunicorn"].startswith("23."), "gunicorn 24+ writes a control socket under $HOME"
+    installs = {
+        "bin/run": "--require-hashes -r requirements.txt",
+        "bin/test": "--require-hashes -r requirements-dev.txt",
+        "deploy/Dockerfile": "--require-hashes -r requirements.txt",
+    }
+    for path, expected in installs.items():
+        assert expected in (ROOT / path).read_text(), f"{path} does not install from the lock"

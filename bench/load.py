@@ -26,14 +26,24 @@ FIXTURE = Path("/tmp/opsite-load.json")
 CSV_PREFIX = "/tmp/opsite-load"
 
 
+BOARD_STAFF_PER_RESTAURANT = 8  # x the per-user socket cap (10) = boards each restaurant can hold
+
+
 def prepare(restaurants: int) -> str:
     fresh_database()
-    from realtime.services import restaurant_create
+    from realtime.services import restaurant_create, staff_add
 
     places = [restaurant_create(slug=f"l{i:03d}", name=f"Load {i}") for i in range(restaurants)]
+    boards = []
+    for n in range(BOARD_STAFF_PER_RESTAURANT):  # round-robin over restaurants, then staff
+        for restaurant, _token in places:
+            username = f"{restaurant.slug}-board-{n}"
+            staff_add(slug=restaurant.slug, username=username, password=secrets.token_urlsafe(12))
+            boards.append({"slug": restaurant.slug, "cookie": session_cookie(username)})
     ops_token = secrets.token_urlsafe(16)
     FIXTURE.write_text(json.dumps({
         "restaurants": [{"slug": r.slug, "token": token} for r, token in places],
+        "boards": boards,
         "cookie": session_cookie("bench-admin"),
         "ops_token": ops_token,
     }))  # fmt: skip

@@ -1,8 +1,9 @@
 """Load for opsite with Locust: tills ingesting orders, staff boards on sockets, the ops
 dashboard and the health probes, in the proportions of a busy evening.
 
-Against any deployment (the fixture names its restaurants, their ingest tokens, a staff session
-and an ops API token; ``bench/load.py --fixture-only`` writes one for the bench database):
+Against any deployment (the fixture names its restaurants, their ingest tokens, the boards'
+staff sessions, an admin session and an ops API token; ``bench/load.py --fixture-only`` writes
+one for the bench database):
 
     OPSITE_LOAD_FIXTURE=load.json locust -f bench/locustfile.py --host https://ops.example.com
 
@@ -74,8 +75,13 @@ class Board(User):
     wait_time = constant(1)
 
     def on_start(self) -> None:
-        places = FIXTURE["restaurants"]
-        self.slug = places[next(_board_places) % len(places)]["slug"]
+        # Each board is its own staff member's session, as in a kitchen: a deployment caps the
+        # sockets of one user (OPSITE_FEED_MAX_SOCKETS_PER_USER), so boards sharing one session
+        # would be refused with 4429. Without "boards", every board uses the admin session.
+        boards = FIXTURE.get("boards") or [{"slug": r["slug"], "cookie": FIXTURE["cookie"]}
+                                           for r in FIXTURE["restaurants"]]  # fmt: skip
+        board = boards[next(_board_places) % len(boards)]
+        self.slug, self.cookie = board["slug"], board["cookie"]
         self.last_seq: int | None = None
         self.epoch = ""
         self.ws: websocket.WebSocket | None = None
@@ -108,7 +114,7 @@ class Board(User):
         while self.running:
             started = time.perf_counter()
             try:
-                self.ws = websocket.create_connection(self._url(), header=[f"Cookie: {FIXTURE['cookie']}"],
+                self.ws = websocket.create_connection(self._url(), header=[f"Cookie: {self.cookie}"],
                                                       origin=self.host, timeout=60)  # fmt: skip
             except Exception as exc:
                 self._fire("connect", started, exc)

@@ -73,7 +73,7 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
             await self.close(CLOSE_FORBIDDEN)
             return
         hub = get_hub()
-        if await hub.user_sockets(user.pk) >= settings.OPSITE_FEED_MAX_SOCKETS_PER_USER:
+        if not await hub.user_socket_claim(user.pk, settings.OPSITE_FEED_MAX_SOCKETS_PER_USER):
             await self.close(CLOSE_TOO_MANY)
             return
         self.user_id: int = user.pk
@@ -82,7 +82,10 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
         # Subscribe before reading the head, so nothing committed in between is missed;
         # frames that arrive meanwhile wait in the inbox and are de-duplicated by seq.
         self.restaurant, self.hub = restaurant, hub
-        await hub.join(feed_group(restaurant.pk), self)
+        try:
+            await hub.join(feed_group(restaurant.pk), self)
+        finally:
+            hub.user_socket_release(user.pk)  # joined (and counted as such), or failed
         head_seq, epoch = await _stream_head(restaurant.pk)
         await self.send(
             json.dumps(

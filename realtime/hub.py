@@ -49,6 +49,7 @@ class FeedHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._counts: Counter[str] = Counter()
+        self._claims: Counter[int] = Counter()  # sockets of a user past the cap check, not yet joined
         self._presence_dirty = asyncio.Event()
 
     async def join(self, group: str, sub: FeedSubscriber) -> None:
@@ -97,6 +98,22 @@ class FeedHub:
             log.warning("presence store unreachable (%s); counting this node's sockets only", exc)
             others = 0
         return self._counts[key] + others
+
+    async def user_socket_claim(self, user_id: int, cap: int) -> bool:
+        """Hold a place for one more socket of this user when it stays within ``cap`` across
+        every node. The place is taken before anything is awaited, so sockets of one user
+        connecting at once on this node count each other; release it once the socket joined
+        (or failed to)."""
+        self._claims[user_id] += 1
+        if await self.user_sockets(user_id) + self._claims[user_id] > cap:
+            self.user_socket_release(user_id)
+            return False
+        return True
+
+    def user_socket_release(self, user_id: int) -> None:
+        self._claims[user_id] -= 1
+        if self._claims[user_id] <= 0:
+            del self._claims[user_id]
 
     def socket_count(self) -> int:
         counts = dict(self._counts)  # one C-level copy: safe while the loop's thread updates it

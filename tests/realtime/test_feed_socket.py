@@ -4,8 +4,10 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from opsite.asgi import application
 from realtime.models import StaffMembership
 from realtime.services import membership_remove
 
@@ -179,6 +181,21 @@ async def test_it_caps_sockets_per_user(make_staff, settings):
     again = await open_feed(staff.cookie, staff.restaurant.slug)
     assert (await next_frame(again))["type"] == "hello"
     await again.disconnect()
+
+
+async def test_the_cap_holds_for_sockets_of_one_user_connecting_at_once(make_staff, settings):
+    settings.OPSITE_FEED_MAX_SOCKETS_PER_USER = 2
+    staff = await database_sync_to_async(make_staff)()
+    feeds = [WebsocketCommunicator(application, f"/ws/restaurants/{staff.restaurant.slug}/orders/",
+                                   headers=[(b"cookie", staff.cookie.encode()), (b"origin", b"http://localhost")])
+             for _ in range(5)]  # fmt: skip
+    await asyncio.gather(*(feed.connect() for feed in feeds))
+    firsts = await asyncio.gather(*(feed.receive_output(timeout=5) for feed in feeds))
+    hellos = [f for f in firsts if f["type"] == "websocket.send"]
+    refused = [f for f in firsts if f["type"] == "websocket.close"]
+    assert len(hellos) == 2 and len(refused) == 3 and {f["code"] for f in refused} == {4429}
+    for feed in feeds:
+        await feed.disconnect()
 
 
 async def test_superuser_may_watch_any_restaurant(make_staff, django_user_model):

@@ -9,6 +9,9 @@
    run stays "running" until the reaper marks it failed, and no file is left). A worker stopped
    with SIGTERM in the middle of a backup finishes it first (warm shutdown) and exits 0.
 4. Two beats for 70 s: no scheduled slot runs twice (the second claim is recorded as duplicate).
+5. Beat stopped while a worker and a web process run: opsite's own "beat heartbeat" rule, which
+   the watchdog evaluates while beat is down, notifies a real webhook within 60 s; beat started
+   again: the alert resolves, and no run after the restart is a duplicate or missed.
 
 It stops and starts this machine's PostgreSQL and Redis: run it on a machine of its own.
 
@@ -225,8 +228,108 @@ def two_beats(env: dict[str, str]) -> None:
            f"{runs.count()} runs, {duplicates} duplicate sends refused, {twice} slots run twice")  # fmt: skip
 
 
+class WebhookSink:
+    """A local HTTP server that keeps the JSON bodies POSTed to it, with their arrival time."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []  # type: list[tuple[float, dict]]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((time.monotonic(), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def beat_stopped(env: dict[str, str]) -> None:
+    from django.utils import timezone
+
+    from monitoring.alerts.defaults import BEAT_RULE, BEAT_RULE_THRESHOLD_S
+    from monitoring.ledger import runs_audit
+    from monitoring.models import AlertRule, Heartbeat, NotificationChannel, TaskRun
+    from opsite.scheduling import sync_periodic_tasks
+
+    sync_periodic_tasks()
+    sink = WebhookSink()
+    AlertRule.objects.all().delete()
+    rule = AlertRule.objects.create(name=BEAT_RULE, metric="beat_heartbeat_age_s", threshold=BEAT_RULE_THRESHOLD_S,
+                                    for_s=0, severity="critical")  # fmt: skip
+    rule.channels.add(NotificationChannel.objects.create(name="drill", kind="webhook", target=sink.url))
+
+    def beat() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "celery", "-A", "opsite", "beat", "-l", "WARNING",
+                                 "-s", "/tmp/opsite-fault-beat-watchdog"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "opsite", "worker", "-l", "WARNING", "-c", "2"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    http_port = free_port()
+    first = beat()
+    try:
+        with server(gunicorn(http_port, workers=2), port=http_port, env=env):
+            started = timezone.now()
+            fresh = wait_for(lambda: all(h.at > started for h in Heartbeat.objects.filter(
+                name__in=["beat", "alerts.evaluator"])) and Heartbeat.objects.count() >= 2, 90)  # fmt: skip
+            if fresh is None:
+                report("beat stopped: alert within 60 s", False, "beat and the evaluation never ran")
+                return
+            time.sleep(20)
+            sink.received.clear()
+            first.terminate()
+            first.wait(timeout=30)
+            notified = wait_for(lambda: any(b["kind"] == "firing" for _, b in sink.received), 120, step=0.5)
+            report(
+                "beat stopped: alert within 60 s",
+                notified is not None and notified <= 60,
+                f"notified {notified:.1f} s after beat stopped" if notified else "no notification in 120 s",
+            )
+            restart_at = timezone.now()
+            second = beat()
+            try:
+                resolved = wait_for(lambda: any(b["kind"] == "resolved" for _, b in sink.received), 90, step=0.5)
+                time.sleep(170)  # two crontab minutes past the restart, and the missed-run grace after them
+            finally:
+                second.terminate()
+                second.wait(timeout=30)
+            runs_audit()
+            after = TaskRun.objects.filter(started_at__gte=restart_at)
+            duplicates = after.filter(status="duplicate").count()
+            missed = TaskRun.objects.filter(status="missed", scheduled_for__gte=restart_at).count()
+            ran = after.exclude(status__in=["duplicate", "missed"]).count()
+            detail = f"resolved {resolved:.1f} s after the restart" if resolved is not None else "never resolved"
+            report("beat restarted: no duplicate, no missed run",
+                   resolved is not None and ran > 0 and duplicates == 0 and missed == 0,
+                   f"{detail}; {ran} runs after the restart, {duplicates} duplicates, {missed} missed")  # fmt: skip
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        if first.poll() is None:
+            first.kill()
+        sink.server.shutdown()
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=["beat"], help="run one drill (the beat drill stops no service)")
+    args = parser.parse_args()
     fresh_database()
+    if args.only == "beat":
+        beat_stopped(bench_env())
+        finish()
+        return
     from realtime.services import restaurant_create, staff_add
 
     restaurant, token = restaurant_create(slug="faults", name="Faults")
@@ -249,6 +352,11 @@ def main() -> None:
         backup_interrupted(env, signal.SIGTERM)
         backup_interrupted(env, signal.SIGKILL)
     two_beats(env)
+    beat_stopped(env)
+    finish()
+
+
+def finish() -> None:
     failed = [name for name, ok, _ in results if not ok]
     print(
         f"\n{len(results) - len(failed)} of {len(results)} passed"

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -35,19 +34,18 @@ class QueryFingerprintAdmin(ReadOnlyAdmin):
     list_display = ["fingerprint", "short_sql", "n_plus_one_route", "first_seen", "last_seen"]
     list_filter = ["last_n_plus_one"]
     search_fields = ["fingerprint", "normalized", "n_plus_one_route"]
-    readonly_fields = ["fingerprint", "normalized", "sample_sql", "sample_params", "first_seen", "last_seen",
-                       "n_plus_one_route", "last_n_plus_one"]  # fmt: skip
+    readonly_fields = ["fingerprint", "normalized", "first_seen", "last_seen", "n_plus_one_route", "last_n_plus_one"]
     actions = ["explain_selected"]
 
     @admin.display(description="statement")
     def short_sql(self, obj: QueryFingerprint) -> str:
         return obj.normalized[:120]
 
-    @admin.action(description="EXPLAIN the sample (rolled back, with a statement timeout)")
+    @admin.action(description="EXPLAIN the statement (generic plan, no values; rolled back, with a timeout)")
     def explain_selected(self, request: HttpRequest, queryset: QuerySet[QueryFingerprint]) -> None:
         for row in queryset[:5]:
             try:
-                plan = explain(row.sample_sql, json.loads(row.sample_params or "[]"))
+                plan = explain(row.normalized)
             except Exception as exc:
                 self.message_user(request, f"{row.fingerprint}: {exc}", messages.ERROR)
             else:

@@ -15,12 +15,10 @@ class Heartbeat(models.Model):
 
 
 class QueryFingerprint(models.Model):
-    """A statement shape seen by the query observer, with one sample to EXPLAIN."""
+    """A statement shape seen by the query observer: literals and parameters folded, never kept."""
 
     fingerprint = models.CharField(max_length=16, unique=True)
     normalized = models.TextField()
-    sample_sql = models.TextField()
-    sample_params = models.TextField(default="[]", blank=True)
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField(db_index=True)
     n_plus_one_route = models.CharField(max_length=300, blank=True, default="")

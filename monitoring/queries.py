@@ -2,14 +2,15 @@
 
 Per request: count and time (on the request's state). Per fingerprint (the statement with its
 literals and IN-lists folded): count, total and max time per minute, merged across processes
-like request traffic; a catalogue row per fingerprint with one sample for EXPLAIN on demand.
+like request traffic; a catalogue row per fingerprint with the normalized statement only. No
+parameter value and no literal is ever kept (they hold session keys, password hashes, tokens):
+EXPLAIN on demand plans the normalized statement with placeholders, as a generic plan.
 Nothing here talks to a database or Redis on the request path.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 import re
@@ -64,13 +65,6 @@ def identify(sql: str) -> tuple[str, str]:
     return found
 
 
-def _params_json(params: Any) -> str:
-    try:
-        return json.dumps(list(params) if params is not None else [], default=str)[:4000]
-    except TypeError:
-        return "[]"
-
-
 @dataclass
 class QueryTally:
     count: int = 0
@@ -84,11 +78,11 @@ class QueryAggregator:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, str], QueryTally] = {}
-        self._samples: dict[str, tuple[str, str, str]] = {}  # fp -> (normalized, raw sql, params repr)
+        self._samples: dict[str, str] = {}  # fp -> normalized statement
         self._n_plus_one: dict[tuple[int, str, str], int] = defaultdict(int)  # (minute, route, fp) -> hits
         self.loop = BackgroundLoop("opsite-query-flush", self.flush, lambda: settings.OPSITE_METRICS_FLUSH_S)
 
-    def add(self, sql: str, ms: float, params: Any) -> None:
+    def add(self, sql: str, ms: float) -> None:
         normalized, fp = identify(sql)
         key = (int(time.time()) // 60, fp)
         with self._lock:
@@ -99,14 +93,14 @@ class QueryAggregator:
             tally.total_ms += ms
             tally.max_ms = max(tally.max_ms, ms)
             if fp not in self._samples:
-                self._samples[fp] = (normalized, sql, _params_json(params))
+                self._samples[fp] = normalized
         self.loop.ensure_running()
 
     def add_n_plus_one(self, route: str, sql: str) -> str:
         normalized, fp = identify(sql)
         with self._lock:
             self._n_plus_one[(int(time.time()) // 60, route, fp)] += 1
-            self._samples.setdefault(fp, (normalized, sql, "[]"))
+            self._samples.setdefault(fp, normalized)
         self.loop.ensure_running()
         return fp
 
@@ -127,7 +121,7 @@ class QueryAggregator:
             _observing_disabled.on = False
 
 
-def _catalogue(samples: dict[str, tuple[str, str, str]], n_plus_one: dict[tuple[int, str, str], int]) -> None:
+def _catalogue(samples: dict[str, str], n_plus_one: dict[tuple[int, str, str], int]) -> None:
     from django.utils import timezone
 
     from .models import QueryFingerprint
@@ -138,10 +132,10 @@ def _catalogue(samples: dict[str, tuple[str, str, str]], n_plus_one: dict[tuple[
     flagged = {fp: route for (_, route, fp) in n_plus_one}
     rows = [
         QueryFingerprint(
-            fingerprint=fp, normalized=normalized[:4000], sample_sql=raw[:8000], sample_params=params,
-            first_seen=now, last_seen=now, n_plus_one_route=flagged.get(fp, ""),
+            fingerprint=fp, normalized=normalized[:8000], first_seen=now, last_seen=now,
+            n_plus_one_route=flagged.get(fp, ""),
         )
-        for fp, (normalized, raw, params) in samples.items()
+        for fp, normalized in samples.items()
     ]  # fmt: skip
     QueryFingerprint.objects.bulk_create(
         rows, update_conflicts=True, unique_fields=["fingerprint"], update_fields=["last_seen"]
@@ -267,7 +261,7 @@ def observe(
             )  # fmt: skip
         rate = settings.OPSITE_QUERY_SAMPLE_RATE
         if rate >= 1 or random.random() < rate:
-            _aggregator.add(sql, ms, params)
+            _aggregator.add(sql, ms)
 
 
 def install_observer(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
@@ -311,12 +305,19 @@ def n_plus_one_suspects(minutes: int) -> list[dict[str, Any]]:
     return rows
 
 
-def explain(sql: str, params: Any, *, timeout_ms: int = 2000) -> str:
-    """EXPLAIN a captured SELECT in a transaction that is always rolled back, with a timeout."""
-    if not sql.lstrip().lower().startswith("select"):
+_PLACEHOLDER = re.compile(r"%s|\?")
+
+
+def explain(normalized: str, *, timeout_ms: int = 2000) -> str:
+    """EXPLAIN a normalized SELECT without any value: every folded literal and parameter becomes
+    a placeholder, planned as a generic plan (Postgres: a prepared statement under
+    ``plan_cache_mode = force_generic_plan``; SQLite: NULL parameters), in a transaction that is
+    always rolled back, with a statement timeout."""
+    if not normalized.lstrip().lower().startswith("select"):
         raise ValueError("only SELECT statements are explained")
     connection = connections["default"]
-    prefix = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
+    sql = normalized.replace("(...)", "(?)")
+    count = len(_PLACEHOLDER.findall(sql))
 
     class _Rollback(Exception):
         pass
@@ -325,9 +326,21 @@ def explain(sql: str, params: Any, *, timeout_ms: int = 2000) -> str:
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
+                numbered = iter(range(1, count + 1))
+                prepared = _PLACEHOLDER.sub(lambda _: f"${next(numbered)}", sql)
+                name = f"opsite_explain_{threading.get_ident()}"
                 cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-            cursor.execute(prefix + sql, params)
-            lines = [" ".join(str(c) for c in row) for row in cursor.fetchall()]
+                cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                cursor.execute(f"PREPARE {name} AS {prepared}")
+                try:
+                    args = ", ".join(["NULL"] * count)
+                    cursor.execute(f"EXPLAIN EXECUTE {name}" + (f"({args})" if count else ""))
+                    lines = [" ".join(str(c) for c in row) for row in cursor.fetchall()]
+                finally:
+                    cursor.execute(f"DEALLOCATE {name}")  # prepared statements outlive a rollback
+            else:
+                cursor.execute("EXPLAIN QUERY PLAN " + _PLACEHOLDER.sub("%s", sql), [None] * count)
+                lines = [" ".join(str(c) for c in row) for row in cursor.fetchall()]
             raise _Rollback
     except _Rollback:
         pass

@@ -30,7 +30,7 @@ BEAT_RULE_THRESHOLD_S = 45
 
 DEFAULT_RULES = [
     DefaultRule("Error rate above 5 %", "error_rate", 5, recovery=4, for_s=60, severity=Severity.CRITICAL,
-                description="More than 5 % of requests ended in a 5xx or an unhandled exception."),
+                description="More than 5 % of requests were answered with a 5xx."),
     DefaultRule("p95 latency above 1 s", "p95_ms", 1000, recovery=800, for_s=120,
                 description="The slowest 5 % of requests took more than a second."),
     DefaultRule("CPU above 90 %", "cpu_percent", 90, scope="host", recovery=80, for_s=300),

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from monitoring.models import FrontendErrorGroup, QueryFingerprint
@@ -34,7 +32,7 @@ def test_explain_action_shows_a_plan(admin_client, make_staff):
     admin_client.get(f"/restaurants/{staff.restaurant.slug}/")
     get_aggregator().flush()
     row = QueryFingerprint.objects.filter(normalized__startswith="SELECT").first()
-    assert row is not None and json.loads(row.sample_params) is not None
+    assert row is not None
     response = admin_client.post(
         "/admin/monitoring/queryfingerprint/",
         {"action": "explain_selected", "_selected_action": [row.pk]},

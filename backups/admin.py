@@ -50,15 +50,18 @@ class BackupAdmin(admin.ModelAdmin):
             return ""
         return format_html('<a href="{}">download</a>', reverse("admin:backups_backup_download", args=[obj.pk]))
 
-    @admin.action(description="Verify the selected backups by restore (queued)")
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("backups.run_backup"))
+
+    @admin.action(description="Verify the selected backups by restore (queued)", permissions=["run"])
     def verify_selected(self, request: HttpRequest, queryset: QuerySet[Backup]) -> None:
         for backup in queryset:
             backup_verify_task.delay(backup.pk)
         self.message_user(request, f"{queryset.count()} verification(s) queued.", messages.SUCCESS)
 
     def back_up_now_view(self, request: HttpRequest) -> HttpResponseRedirect:
-        if request.method != "POST" or not self.has_view_permission(request) or not request.user.is_staff:
-            raise PermissionDenied("POST from the backup list")
+        if request.method != "POST" or not self.has_run_permission(request):
+            raise PermissionDenied("starting a backup needs the run_backup permission, by POST from the backup list")
         backup_create_task.delay("admin")
         self.message_user(request, "A backup is queued; it is verified once it finishes.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:backups_backup_changelist"))

@@ -37,7 +37,10 @@ class Backup(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        permissions = [("download_backup", "Can download backup files")]
+        permissions = [
+            ("download_backup", "Can download backup files"),
+            ("run_backup", "Can start a backup or a verification (a full restore into a scratch database)"),
+        ]
 
     def __str__(self) -> str:
         return f"backup {self.pk} ({self.status}, {self.started_at:%Y-%m-%d %H:%M})"

@@ -93,7 +93,7 @@ def server(
 
 def uvicorn(port: int, app: str = "opsite.asgi:application") -> list[str]:
     return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-            "--log-level", "warning", "--ws-max-size", "1048576"]  # fmt: skip
+            "--log-level", "warning", "--ws-max-size", "1048576", "--no-proxy-headers"]  # fmt: skip
 
 
 def gunicorn(port: int, *, workers: int = 1) -> list[str]:
@@ -119,3 +119,11 @@ def session_cookie(username: str) -> str:
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def http_origin(ws_url: str) -> str:
+    """The Origin a browser page on the socket's own host sends: scheme, host and port."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(ws_url)
+    return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"

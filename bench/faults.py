@@ -64,7 +64,7 @@ def status(url: str, headers: dict[str, str] | None = None) -> int:
 
 async def redis_outage(ws_port: int, http_url: str, slug: str, token: str, cookie: str, ops: dict[str, str]) -> None:
     sockets = [await websockets.connect(f"ws://127.0.0.1:{ws_port}/ws/restaurants/{slug}/orders/",
-                                        additional_headers={"Cookie": cookie}, origin="http://127.0.0.1")
+                                        additional_headers={"Cookie": cookie}, origin=f"http://127.0.0.1:{ws_port}")
                for _ in range(20)]  # fmt: skip
     for ws in sockets:
         assert json.loads(await ws.recv())["type"] == "hello"

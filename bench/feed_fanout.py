@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import websockets
-from _support import bench_env, free_port, fresh_database, percentile, server, session_cookie, uvicorn
+from _support import bench_env, free_port, fresh_database, http_origin, percentile, server, session_cookie, uvicorn
 
 
 async def open_sockets(url: str, count: int, cookie: str) -> list[websockets.ClientConnection]:
@@ -28,7 +28,7 @@ async def open_sockets(url: str, count: int, cookie: str) -> list[websockets.Cli
     async def one() -> websockets.ClientConnection:
         async with semaphore:
             ws = await websockets.connect(
-                url, additional_headers={"Cookie": cookie}, origin="http://127.0.0.1", open_timeout=60, max_queue=None
+                url, additional_headers={"Cookie": cookie}, origin=http_origin(url), open_timeout=60, max_queue=None
             )
             hello = json.loads(await ws.recv())
             assert hello["type"] == "hello", hello

@@ -28,7 +28,8 @@ async def scenario(args: argparse.Namespace, ws_port: int, http_url: str, tenant
         async with semaphore:
             ws = await websockets.connect(
                 f"ws://127.0.0.1:{ws_port}/ws/restaurants/{slug}/orders/",
-                additional_headers={"Cookie": cookie}, origin="http://127.0.0.1", open_timeout=60, max_queue=None,
+                additional_headers={"Cookie": cookie}, origin=f"http://127.0.0.1:{ws_port}", open_timeout=60,
+                max_queue=None,
             )  # fmt: skip
             assert json.loads(await ws.recv())["type"] == "hello"
             return ws

@@ -40,6 +40,15 @@ def _load_fixture(**_: Any) -> None:
         FIXTURE.update(json.load(f))
 
 
+def _origin_of(ws_url: str) -> str:
+    """What a board page served by the socket's own host sends as Origin (scheme, host, port);
+    a deployment serving the page from another origin lists it in CSRF_TRUSTED_ORIGINS."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(ws_url)
+    return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+
+
 def _restaurant() -> dict[str, str]:
     return random.choice(FIXTURE["restaurants"])
 
@@ -115,7 +124,7 @@ class Board(User):
             started = time.perf_counter()
             try:
                 self.ws = websocket.create_connection(self._url(), header=[f"Cookie: {self.cookie}"],
-                                                      origin=self.host, timeout=60)  # fmt: skip
+                                                      origin=_origin_of(self._url()), timeout=60)  # fmt: skip
             except Exception as exc:
                 self._fire("connect", started, exc)
                 gevent.sleep(1)

@@ -57,6 +57,8 @@ class QueryFingerprintAdmin(ReadOnlyAdmin):
 
     def live_view(self, request: HttpRequest) -> TemplateResponse:
         """The heaviest statements and the N+1 suspects over the last hour, across all processes."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied("viewing query statistics needs the view_queryfingerprint permission")
         context = {
             **self.admin_site.each_context(request),
             "title": "Query statistics (last hour)",

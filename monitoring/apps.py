@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_logged_out
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
@@ -36,8 +39,17 @@ class MonitoringConfig(AppConfig):
         worker_ready.connect(lambda **_: reporter.start("worker"), weak=False, dispatch_uid="monitoring.node_worker")
         beat_init.connect(lambda **_: reporter.start("beat"), weak=False, dispatch_uid="monitoring.node_beat")
         worker_shutdown.connect(lambda **_: node_forget(), weak=False, dispatch_uid="monitoring.node_leave")
+        user_logged_out.connect(_close_dashboards, dispatch_uid="monitoring.dashboards_logged_out")
         post_migrate.connect(_default_rules, sender=self, dispatch_uid="monitoring.default_alert_rules")
         connection_created.connect(install_observer, dispatch_uid="monitoring.query_observer")
+
+
+def _close_dashboards(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    from .services import ops_access_revoked_publish
+
+    if user is not None:
+        session_key = getattr(getattr(request, "session", None), "session_key", None)
+        ops_access_revoked_publish(user_id=user.pk, session_key=session_key)
 
 
 def _default_rules(sender: AppConfig, **kwargs: object) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from opsite.http import bearer_token
+from opsite.http import address_in, bearer_token
 
 
 def has_ops_token(request: HttpRequest) -> bool:
@@ -24,11 +23,7 @@ def has_ops_token(request: HttpRequest) -> bool:
 
 
 def address_allowed(request: HttpRequest) -> bool:
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(net, strict=False) for net in settings.OPSITE_METRICS_ALLOWED_NETWORKS)
+    return address_in(request, settings.OPSITE_METRICS_ALLOWED_NETWORKS)
 
 
 def ops_access(*, allow_networks: bool = False) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:

@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+
+from realtime.selectors import fresh_user, session_still_valid
 
 from .auth import can_view_dashboard
 from .dashboard import live_figures
@@ -26,10 +29,19 @@ log = logging.getLogger(__name__)
 CLOSE_NOT_LOGGED_IN = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_BAD_REQUEST = 4400
+CLOSE_TOO_MANY = 4429
 MAX_BAD_FRAMES = 20
+_open_by_user: Counter[int] = Counter()  # this process's dashboards per user
 
 _live = database_sync_to_async(live_figures.get)
 _allowed = database_sync_to_async(can_view_dashboard)
+
+
+@database_sync_to_async
+def _still_allowed(user: Any, session: Any) -> bool:
+    """Logged in with the same session and password, active, and still permitted."""
+    now = fresh_user(user)
+    return now is not None and session_still_valid(session=session, user=now) and can_view_dashboard(now)
 
 
 def _error(code: str, message: str) -> str:
@@ -39,7 +51,9 @@ def _error(code: str, message: str) -> str:
 class OpsDashboardConsumer(AsyncWebsocketConsumer):
     groups: list[str] = []
     pusher: asyncio.Task[None] | None = None
+    guard: asyncio.Task[None] | None = None
     joined = False
+    counted: int | None = None  # the user whose place this socket holds
 
     async def connect(self) -> None:
         await self.accept()
@@ -51,6 +65,11 @@ class OpsDashboardConsumer(AsyncWebsocketConsumer):
         if not await _allowed(user):
             await self.close(CLOSE_FORBIDDEN)
             return
+        if _open_by_user[user.pk] >= settings.OPSITE_OPS_MAX_SOCKETS_PER_USER:
+            await self.close(CLOSE_TOO_MANY)
+            return
+        _open_by_user[user.pk] += 1
+        self.counted = user.pk
         if self.channel_layer is not None:
             try:
                 await self.channel_layer.group_add(OPS_GROUP, self.channel_name)
@@ -59,6 +78,20 @@ class OpsDashboardConsumer(AsyncWebsocketConsumer):
                 log.warning("ops socket without events: channel layer unavailable (%s)", exc)
         await self.send(json.dumps({"type": "hello", "push_s": settings.OPSITE_DASHBOARD_PUSH_S}))
         self.pusher = asyncio.create_task(self._push_figures())
+        self.guard = asyncio.create_task(self._recheck_access())
+
+    async def _recheck_access(self) -> None:
+        """Session, password, activity and permission, every OPSITE_FEED_ACCESS_RECHECK_S."""
+        while True:
+            await asyncio.sleep(settings.OPSITE_FEED_ACCESS_RECHECK_S)
+            try:
+                allowed = await _still_allowed(self.scope["user"], self.scope.get("session"))
+            except Exception as exc:  # the database is away: keep the socket, check again later
+                log.warning("ops socket could not re-check access: %s", exc)
+                continue
+            if not allowed:
+                await self.close(CLOSE_FORBIDDEN)
+                return
 
     async def _push_figures(self) -> None:
         while True:
@@ -73,10 +106,16 @@ class OpsDashboardConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(settings.OPSITE_DASHBOARD_PUSH_S)
 
     async def disconnect(self, code: int) -> None:
-        if self.pusher is not None:
-            self.pusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.pusher
+        if self.counted is not None:
+            _open_by_user[self.counted] -= 1
+            if _open_by_user[self.counted] <= 0:
+                del _open_by_user[self.counted]
+            self.counted = None
+        for task in (self.pusher, self.guard):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.joined and self.channel_layer is not None:
             with contextlib.suppress(Exception):
                 await self.channel_layer.group_discard(OPS_GROUP, self.channel_name)
@@ -85,7 +124,7 @@ class OpsDashboardConsumer(AsyncWebsocketConsumer):
         try:
             frame = json.loads(text_data or "")
             kind = frame.get("type") if isinstance(frame, dict) else None
-        except ValueError:
+        except (ValueError, RecursionError):
             kind, frame = None, None
         if frame is None:
             await self._bad("bad_json", "frames are JSON objects")
@@ -100,6 +139,13 @@ class OpsDashboardConsumer(AsyncWebsocketConsumer):
             await self.close(CLOSE_BAD_REQUEST)
         else:
             await self.send(_error(code, message))
+
+    async def ops_revoke(self, event: dict[str, Any]) -> None:
+        """A user logged out: close that session's dashboards (all of the user's without a session)."""
+        user = self.scope.get("user")
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        if user is not None and event["user_id"] == user.pk and event.get("session_key") in (None, session_key):
+            await self.close(CLOSE_FORBIDDEN)
 
     async def ops_event(self, event: dict[str, Any]) -> None:
         """An event for every dashboard (alert fired/resolved, backup finished): sent as it is."""

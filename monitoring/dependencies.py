@@ -16,6 +16,8 @@ from typing import Any
 
 from django.conf import settings
 
+from opsite.redaction import redact_url
+
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
@@ -58,7 +60,7 @@ def check_one(name: str, url: str) -> dict[str, Any]:
         breaker = _breakers.setdefault(name, CircuitBreaker())
         state = breaker.state(now)
     if state == OPEN:
-        return {"name": name, "url": url, "status": "failed", "ms": 0.0, "circuit": OPEN,
+        return {"name": name, "url": redact_url(url), "status": "failed", "ms": 0.0, "circuit": OPEN,
                 "detail": f"circuit open after {breaker.failures} failures"}  # fmt: skip
     started = time.perf_counter()
     try:
@@ -73,8 +75,8 @@ def check_one(name: str, url: str) -> dict[str, Any]:
         else:
             breaker.failed(time.monotonic())
         circuit = breaker.state(time.monotonic())
-    return {"name": name, "url": url, "status": "ok" if ok else "failed", "ms": round(ms, 2), "circuit": circuit,
-            "detail": detail}  # fmt: skip
+    return {"name": name, "url": redact_url(url), "status": "ok" if ok else "failed", "ms": round(ms, 2),
+            "circuit": circuit, "detail": detail}  # fmt: skip
 
 
 def check_all() -> list[dict[str, Any]]:

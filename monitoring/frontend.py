@@ -6,10 +6,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+
+from opsite.labels import LabelBudget
 from opsite.validation import string_field
 
 MAX_METRICS = 100
 MAX_ERRORS = 50
+
+
+# The distinct screen/action pairs each restaurant may add to the statistics.
+SCREENS = LabelBudget("frontend-screens", lambda: settings.OPSITE_FRONTEND_MAX_SCREENS)
 
 Report = dict[str, Any]
 

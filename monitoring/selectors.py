@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
 from opsite.cache import cached
+from opsite.labels import OTHER
 from opsite.replicas import on_replica
 
 from .models import Heartbeat
@@ -52,6 +55,17 @@ def orders_today(*, refresh: bool = False) -> dict[str, Any]:
     return cached(ORDERS_CACHE, (start, newest), lambda: _orders_since(start), timeout=3600, refresh=refresh)
 
 
+def _top_methods(by_method: dict[str, Any], keep: int) -> dict[str, str]:
+    """The ``keep`` largest payment methods by revenue, the rest summed as ``other``: the POS
+    names methods freely, and each becomes a Prometheus series and a dashboard column."""
+    ranked = sorted(by_method.items(), key=lambda item: item[1], reverse=True)
+    kept = {method: str(amount) for method, amount in ranked[:keep]}
+    rest = [amount for _, amount in ranked[keep:]]
+    if rest:
+        kept[OTHER] = str(sum(rest, start=0) + Decimal(kept.get(OTHER, "0")))
+    return kept
+
+
 @on_replica
 def _orders_since(start: datetime) -> dict[str, Any]:
     from realtime.selectors import order_totals
@@ -63,7 +77,8 @@ def _orders_since(start: datetime) -> dict[str, Any]:
         "revenue": str(sum((t["revenue"] for t in totals.values()), start=0)),
         "by_restaurant": {
             slug: {**t, "revenue": str(t["revenue"]),
-                   "revenue_by_payment_method": {k: str(v) for k, v in t["revenue_by_payment_method"].items()}}
+                   "revenue_by_payment_method": _top_methods(t["revenue_by_payment_method"],
+                                                             settings.OPSITE_MAX_PAYMENT_METHODS)}
             for slug, t in totals.items()
         },
     }  # fmt: skip

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -118,12 +119,13 @@ def _accepted_reports(
 @require_POST
 def frontend_metrics(request: HttpRequest) -> JsonResponse:
     try:
-        _, reports = _accepted_reports(request, "frontend-metrics", frontend.clean_metrics)
+        restaurant, reports = _accepted_reports(request, "frontend-metrics", frontend.clean_metrics)
     except ApiError as exc:
         return exc.response()
     recorder = get_recorder(FRONTEND)
     for report in reports:
-        recorder.record(f"{report['screen']}/{report['action']}", report["duration_ms"], 200)
+        label = frontend.SCREENS.admit(restaurant.slug, f"{report['screen']}/{report['action']}")
+        recorder.record(label, report["duration_ms"], 200)
     return JsonResponse({"accepted": len(reports)}, status=202)
 
 
@@ -134,7 +136,8 @@ def frontend_errors(request: HttpRequest) -> JsonResponse:
         restaurant, reports = _accepted_reports(request, "frontend-errors", frontend.clean_errors)
     except ApiError as exc:
         return exc.response()
-    groups = [frontend_error_record(report=report, restaurant=restaurant) for report in reports]
+    with transaction.atomic():  # all or nothing, like ingest
+        groups = [frontend_error_record(report=report, restaurant=restaurant) for report in reports]
     return JsonResponse({"accepted": len(groups), "groups": [g.fingerprint for g in groups]}, status=202)
 
 

@@ -10,10 +10,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from monitoring.lifecycle import install_drain_handler  # noqa: E402
 from opsite.checks import enforce_production_settings  # noqa: E402
+from opsite.origin import SameOriginValidator  # noqa: E402
 from opsite.routing import websocket_urlpatterns  # noqa: E402
 
 enforce_production_settings()
@@ -35,6 +35,7 @@ application = ProtocolTypeRouter(
     {
         "lifespan": lifespan,
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # the Host must be an allowed host, and the Origin this site's own (scheme, host, port)
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

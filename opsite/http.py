@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
+
+from .validation import MAX_JSON_DEPTH, NonFinite, json_value_problems
 
 
 class ApiError(Exception):
@@ -18,6 +23,36 @@ class ApiError(Exception):
         if "retry_after" in self.extra:
             response["Retry-After"] = str(self.extra["retry_after"])
         return response
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address of whoever sent the request. The peer's address, unless the peer is one of
+    OPSITE_TRUSTED_PROXIES: then the nearest address in X-Forwarded-For (walked from the right,
+    the end a trusted proxy appended) that is not itself a trusted proxy. A client can put
+    anything at the left of that header, so only what trusted proxies added is believed. The
+    servers must not rewrite the peer address themselves (uvicorn runs with --no-proxy-headers;
+    gunicorn never does)."""
+    peer = request.META.get("REMOTE_ADDR", "")
+    trusted = settings.OPSITE_TRUSTED_PROXIES
+    if not trusted or not _in_networks(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _in_networks(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _in_networks(address: str, networks: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+def address_in(request: HttpRequest, networks: list[str]) -> bool:
+    return _in_networks(client_address(request), networks)
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -36,10 +71,35 @@ def read_json_body(request: HttpRequest, *, max_bytes: int) -> Any:
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if declared.isdigit() and int(declared) > max_bytes:
         raise ApiError(413, "too_large", f"the body is limited to {max_bytes} bytes")
-    body = request.read(max_bytes + 1)
+    body = _chunked_body(request, max_bytes) if declared == "0" else None
+    if body is None:
+        body = request.read(max_bytes + 1)
     if len(body) > max_bytes:
         raise ApiError(413, "too_large", f"the body is limited to {max_bytes} bytes")
     try:
-        return json.loads(body)
+        payload = json.loads(body, parse_constant=NonFinite, parse_float=_finite_or_marker)
+    except RecursionError as exc:
+        raise ApiError(400, "bad_json", f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
+    problems = json_value_problems(payload)
+    if problems:
+        raise ApiError(400, "invalid", "some values cannot be stored", fields=problems)
+    return payload
+
+
+def _chunked_body(request: HttpRequest, max_bytes: int) -> bytes | None:
+    """A body sent with ``Transfer-Encoding: chunked`` has no Content-Length, and Django's WSGI
+    request reads such a body as empty. Read it from the server's input when the server ends
+    that stream itself (gunicorn does; ``wsgi.input_terminated``), or refuse with 411. Under ASGI
+    the server has already collected the body, so the ordinary read serves."""
+    if "chunked" not in request.META.get("HTTP_TRANSFER_ENCODING", "").lower() or "wsgi.input" not in request.META:
+        return None
+    if not request.META.get("wsgi.input_terminated"):
+        raise ApiError(411, "length_required", "send a Content-Length: this server cannot read a chunked body")
+    return bytes(request.META["wsgi.input"].read(max_bytes + 1))
+
+
+def _finite_or_marker(text: str) -> Any:
+    value = float(text)
+    return value if math.isfinite(value) else NonFinite(text)  # 1e999 parses to infinity

@@ -28,7 +28,7 @@ class RestaurantAdmin(admin.ModelAdmin):
         # Created with `manage.py create_restaurant`, which hands out the token once.
         return False
 
-    @admin.action(description="Rotate the ingest token (the old one stops working)")
+    @admin.action(description="Rotate the ingest token (the old one stops working)", permissions=["change"])
     def rotate_token(self, request: HttpRequest, queryset: QuerySet[Restaurant]) -> None:
         for restaurant in queryset:
             token = restaurant_rotate_token(restaurant=restaurant)

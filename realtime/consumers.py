@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+
+from opsite.validation import non_negative_int
 
 from . import selectors
 from .hub import FeedHub, get_hub
@@ -24,6 +28,9 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_CLIENT_SILENT = 4408
 CLOSE_TOO_MANY = 4429
 CLOSE_TOO_SLOW = 4008
+CLOSE_SERVER_ERROR = 1011  # something failed on the server: the board reconnects and resumes
+
+log = logging.getLogger(__name__)
 
 PING = json.dumps({"type": "ping"})
 PONG = json.dumps({"type": "pong"})
@@ -43,8 +50,8 @@ def _load_access(user: Any, slug: str) -> Restaurant | None:
 
 @database_sync_to_async
 def _access_still_valid(user: Any, session: Any, restaurant: Restaurant) -> bool:
-    user.refresh_from_db(fields=["is_active", "is_superuser"])
-    return selectors.session_still_valid(session=session, user_id=user.pk) and selectors.user_can_view(user, restaurant)
+    now = selectors.fresh_user(user)
+    return selectors.session_still_valid(session=session, user=now) and selectors.user_can_view(now, restaurant)
 
 
 _stream_head = database_sync_to_async(selectors.stream_head)
@@ -60,6 +67,31 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.accept()
+        await self._guard("while starting", self._start())
+
+    async def _guard(self, stage: str, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("feed socket for %s failed %s", self.scope.get("path"), stage)
+            await self._fail()
+
+    async def _fail(self) -> None:
+        """Any error becomes a close code, and the socket always leaves the hub (and so the
+        user's socket count and the presence figures)."""
+        await self._leave()
+        with contextlib.suppress(Exception):
+            await self.close(CLOSE_SERVER_ERROR)
+
+    async def _leave(self) -> None:
+        for task in getattr(self, "tasks", []):
+            if task is not asyncio.current_task():
+                task.cancel()
+        if self.hub is not None and self.restaurant is not None:
+            with contextlib.suppress(Exception):
+                await self.hub.leave(feed_group(self.restaurant.pk), self)
+
+    async def _start(self) -> None:
         self.tasks: list[asyncio.Task[None]] = []
         self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=settings.OPSITE_FEED_OUTBOUND_MAX)
         self.bad_frames = 0
@@ -104,9 +136,7 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
     def _requested_position(self) -> tuple[int | None, str | None]:
         query = parse_qs(self.scope.get("query_string", b"").decode())
         raw_seq, epoch = query.get("last_seq", [None])[0], query.get("epoch", [None])[0]
-        if raw_seq is None or not raw_seq.isdigit():
-            return None, epoch
-        return int(raw_seq), epoch
+        return (None if raw_seq is None else non_negative_int(raw_seq)), epoch
 
     async def _resume(self, head_seq: int, epoch: str) -> int:
         """Replay what the client missed, or tell it to reset; return the seq it now has."""
@@ -139,6 +169,9 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
 
     async def _pump(self) -> None:
         """The only writer once connected: frames go out in seq order, exactly once."""
+        await self._guard("while sending", self._pump_frames())
+
+    async def _pump_frames(self) -> None:
         while True:
             item = await self.inbox.get()
             kind = item[0]
@@ -188,6 +221,9 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
         self.tasks = [asyncio.create_task(self.close(code))]
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await self._guard("on a client frame", self._receive(text_data, bytes_data))
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         self.last_client_frame = time.monotonic()
         raw = text_data if text_data is not None else bytes_data or b""
         size = len(raw.encode()) if isinstance(raw, str) else len(raw)
@@ -196,7 +232,7 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
             return
         try:
             message = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             await self._bad_frame("bad_json", "frames must be JSON objects")
             return
         kind = message.get("type") if isinstance(message, dict) else None
@@ -213,8 +249,4 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
         self.offer(("text", _error(code, message)))
 
     async def disconnect(self, code: int) -> None:
-        for task in getattr(self, "tasks", []):
-            task.cancel()
-        if self.hub is not None and self.restaurant is not None:
-            with contextlib.suppress(Exception):
-                await self.hub.leave(feed_group(self.restaurant.pk), self)
+        await self._leave()

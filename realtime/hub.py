@@ -132,8 +132,11 @@ class FeedHub:
     async def _presence_loop(self) -> None:
         """Publish on change, coalesced (a burst of connects costs one write), and on a timer."""
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the event is set, and the loop would then outlive its socket's hub.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._presence_dirty.wait(), timeout=settings.OPSITE_PRESENCE_TTL_S / 3)
+                async with asyncio.timeout(settings.OPSITE_PRESENCE_TTL_S / 3):
+                    await self._presence_dirty.wait()
                 await asyncio.sleep(PRESENCE_COALESCE_S)
             await self._publish_presence()
 

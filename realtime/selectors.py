@@ -5,10 +5,11 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Count, Sum
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from .frames import event_frame
 from .models import OrderEvent, Restaurant, StaffMembership
@@ -31,12 +32,21 @@ def user_can_view(user: Any, restaurant: Restaurant) -> bool:
     return StaffMembership.objects.filter(user_id=user.pk, restaurant=restaurant).exists()
 
 
-def session_still_valid(*, session: SessionBase | None, user_id: int) -> bool:
-    """The socket's session still exists and still belongs to the user."""
-    if session is None or not session.session_key:
+def session_still_valid(*, session: SessionBase | None, user: Any) -> bool:
+    """The socket's session still exists, still belongs to the user, and was made with the
+    user's current password (Django's session auth hash: a password change ends it)."""
+    if session is None or not session.session_key or user is None:
         return False
     store = session.__class__(session_key=session.session_key)
-    return bool(store.exists(session.session_key)) and str(store.get(SESSION_KEY)) == str(user_id)
+    if not store.exists(session.session_key) or str(store.get(SESSION_KEY)) != str(user.pk):
+        return False
+    stored_hash = store.get(HASH_SESSION_KEY)
+    return isinstance(stored_hash, str) and constant_time_compare(stored_hash, user.get_session_auth_hash())
+
+
+def fresh_user(user: Any) -> Any:
+    """The user as the database has it now (active flag, password, permissions uncached)."""
+    return get_user_model().objects.filter(pk=user.pk).first()
 
 
 def restaurants_for_user(user: Any) -> list[Restaurant]:

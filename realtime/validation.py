@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -42,6 +43,29 @@ class InvalidEvents(Exception):
         self.fields = fields
 
 
+def _moment(raw: Any, now: datetime) -> tuple[datetime | None, str]:
+    """An ISO 8601 moment in UTC within the accepted skew of ``now``, or the reason it is not."""
+    shape = "an ISO 8601 date and time, such as 2026-05-04T12:30:00+02:00"
+    if not isinstance(raw, str) or len(raw) > 64:
+        return None, shape
+    try:
+        parsed = parse_datetime(raw)  # None when malformed; ValueError for 2024-02-30, hour 25, +25:00
+    except ValueError as exc:
+        return None, f"{shape}: {exc}"
+    if parsed is None:
+        return None, shape
+    try:
+        moment = (parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)).astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None, "outside the years 1 to 9999 in UTC"
+    future, past = settings.OPSITE_EVENT_MAX_FUTURE_S, settings.OPSITE_EVENT_MAX_PAST_S
+    if moment > now + timedelta(seconds=future):
+        return None, f"more than {future:.0f} s in the future (OPSITE_EVENT_MAX_FUTURE_S); check the till's clock"
+    if moment < now - timedelta(seconds=past):
+        return None, f"more than {past:.0f} s in the past (OPSITE_EVENT_MAX_PAST_S)"
+    return moment, ""
+
+
 def clean_event(raw: Any) -> tuple[CleanEvent | None, dict[str, str]]:
     """Return the cleaned event, or None and the field errors."""
     if not isinstance(raw, dict):
@@ -55,7 +79,7 @@ def clean_event(raw: Any) -> tuple[CleanEvent | None, dict[str, str]]:
         errors[name] = "unknown field"
 
     event_type = raw.get("type")
-    if event_type not in EVENT_TYPES:
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         errors["type"] = f"must be one of {', '.join(sorted(EVENT_TYPES))}"
 
     order_id = raw.get("order_id")
@@ -91,14 +115,16 @@ def clean_event(raw: Any) -> tuple[CleanEvent | None, dict[str, str]]:
     payment_method = string_field(raw, "payment_method", 32, errors)
     table = string_field(raw, "table", 32, errors)
 
-    occurred_at = timezone.now()
+    now = timezone.now()
+    occurred_at = now
     raw_when = raw.get("occurred_at")
     if raw_when is not None:
-        parsed = parse_datetime(raw_when) if isinstance(raw_when, str) else None
-        if parsed is None:
-            errors["occurred_at"] = "an ISO 8601 date and time"
+        when, problem = _moment(raw_when, now)
+        if problem:
+            errors["occurred_at"] = problem
         else:
-            occurred_at = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
+            assert when is not None
+            occurred_at = when
 
     data = raw.get("data", {})
     if data is None:

@@ -8,6 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from opsite.http import ApiError, read_json_body
+from opsite.validation import non_negative_int
 
 from . import selectors
 from .auth import restaurant_from_request
@@ -41,9 +42,9 @@ def _int_param(request: HttpRequest, name: str, default: int, maximum: int | Non
     raw = request.GET.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise ApiError(400, "invalid", f"{name} must be a non-negative integer")
-    value = int(raw)
+    value = non_negative_int(raw)
+    if value is None:
+        raise ApiError(400, "invalid", f"{name} must be a non-negative integer of at most 18 digits")
     return min(value, maximum) if maximum is not None else value
 
 

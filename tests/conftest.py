@@ -42,6 +42,31 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             problems.append("Redis (REDIS_URL)")
         if problems:
             pytest.exit(f"CI=true but not reachable: {', '.join(problems)}", returncode=3)
+    _drop_test_databases_of_dead_runs()
+
+
+def _drop_test_databases_of_dead_runs() -> None:
+    """A run that was killed leaves its test database behind; its process is gone."""
+    import psutil
+
+    db = settings.DATABASES["default"]
+    if not db["ENGINE"].endswith("postgresql"):
+        return
+    import psycopg
+
+    prefix = settings.TEST_DATABASE_PREFIX
+    try:
+        with psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"],
+                             password=db["PASSWORD"] or None, dbname="postgres", autocommit=True,
+                             connect_timeout=3) as admin:  # fmt: skip
+            names = [row[0] for row in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                                     [prefix.replace("_", r"\_") + "%"])]  # fmt: skip
+            for name in names:
+                pid = name[len(prefix) :]
+                if pid.isdigit() and not psutil.pid_exists(int(pid)):
+                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except psycopg.OperationalError:
+        return  # no server: the run says so where it needs one
 
 
 @pytest.fixture
@@ -204,7 +229,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         env = {**server_env(), **(extra_env or {})}
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "opsite.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--ws-max-size", "1048576"],
+             "--port", str(port), "--ws-max-size", "1048576", "--no-proxy-headers"],
             cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         server = ServerProcess(url=f"http://127.0.0.1:{port}", process=process, log=log)

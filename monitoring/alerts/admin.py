@@ -41,7 +41,13 @@ class AlertAdmin(ReadOnlyAdmin):
     list_select_related = ["rule"]
     actions = ["acknowledge", "silence_2h", "silence_24h"]
 
-    @admin.action(description="Acknowledge (no repeat notifications until resolved)")
+    def has_acknowledge_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("monitoring.change_alert"))
+
+    def has_silence_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("monitoring.add_silence"))
+
+    @admin.action(description="Acknowledge (no repeat notifications until resolved)", permissions=["acknowledge"])
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         n = queryset.filter(state=Alert.State.FIRING).update(acknowledged_at=timezone.now(),
                                                               acknowledged_by=request.user.get_username())  # fmt: skip
@@ -55,11 +61,11 @@ class AlertAdmin(ReadOnlyAdmin):
                                    created_by=request.user.get_username())  # fmt: skip
         messages.success(request, f"{queryset.count()} alert(s) silenced for {hours} h")
 
-    @admin.action(description="Silence for 2 hours")
+    @admin.action(description="Silence for 2 hours", permissions=["silence"])
     def silence_2h(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         self._silence(request, queryset, 2)
 
-    @admin.action(description="Silence for 24 hours")
+    @admin.action(description="Silence for 24 hours", permissions=["silence"])
     def silence_24h(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         self._silence(request, queryset, 24)
 

@@ -59,6 +59,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "opsite.urls"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "opsite.redaction.ReporterFilter"  # URLs with passwords are masked
 WSGI_APPLICATION = "opsite.wsgi.application"
 ASGI_APPLICATION = "opsite.asgi.application"
 
@@ -256,6 +257,13 @@ OPSITE_BACKUP_KEEP_MIN: int = env.int("OPSITE_BACKUP_KEEP_MIN", default=7)
 OPSITE_BACKUP_MAX_AGE_S: int = env.int("OPSITE_BACKUP_MAX_AGE_S", default=26 * 3600)
 
 # Live order feed.
+# How far an order event's occurred_at may lie from the server's clock (tills buffer offline).
+OPSITE_EVENT_MAX_FUTURE_S: float = env.float("OPSITE_EVENT_MAX_FUTURE_S", default=24 * 3600.0)
+OPSITE_EVENT_MAX_PAST_S: float = env.float("OPSITE_EVENT_MAX_PAST_S", default=90 * 24 * 3600.0)
+# Client-chosen labels: payment methods per restaurant in the revenue figures (the rest count
+# as "other"), and screen/action pairs per restaurant in the frontend statistics.
+OPSITE_MAX_PAYMENT_METHODS: int = env.int("OPSITE_MAX_PAYMENT_METHODS", default=8)
+OPSITE_FRONTEND_MAX_SCREENS: int = env.int("OPSITE_FRONTEND_MAX_SCREENS", default=100)
 OPSITE_FEED_HEARTBEAT_S: float = env.float("OPSITE_FEED_HEARTBEAT_S", default=25.0)
 OPSITE_FEED_CLIENT_TIMEOUT_S: float = env.float("OPSITE_FEED_CLIENT_TIMEOUT_S", default=10.0)
 OPSITE_FEED_REPLAY_MAX: int = env.int("OPSITE_FEED_REPLAY_MAX", default=1000)
@@ -271,7 +279,10 @@ OPSITE_OUTBOX_GRACE_S: float = env.float("OPSITE_OUTBOX_GRACE_S", default=5.0)
 OPSITE_INGEST_MAX_BODY_BYTES = 1024 * 1024
 OPSITE_INGEST_MAX_BATCH = 500
 OPSITE_LOGIN_RATE_PER_MINUTE: int = env.int("OPSITE_LOGIN_RATE_PER_MINUTE", default=20)  # per address
-OPSITE_LOGIN_USER_RATE_PER_MINUTE: int = env.int("OPSITE_LOGIN_USER_RATE_PER_MINUTE", default=10)  # per username
+OPSITE_LOGIN_USER_RATE_PER_MINUTE: int = env.int("OPSITE_LOGIN_USER_RATE_PER_MINUTE", default=10)  # address+user
+OPSITE_LOGIN_USER_GLOBAL_RATE_PER_MINUTE: int = env.int("OPSITE_LOGIN_USER_GLOBAL_RATE_PER_MINUTE", default=100)
+# Proxies (addresses or networks) whose X-Forwarded-For is believed; none by default.
+OPSITE_TRUSTED_PROXIES: list[str] = env.list("OPSITE_TRUSTED_PROXIES", default=[])
 OPSITE_INGEST_RATE_PER_MINUTE: int = env.int("OPSITE_INGEST_RATE_PER_MINUTE", default=6000)
 
 # Health.
@@ -316,6 +327,7 @@ OPSITE_ALERT_WATCHDOG_S: float = env.float("OPSITE_ALERT_WATCHDOG_S", default=5.
 OPSITE_ALERT_EVALUATOR_MAX_AGE_S: float = env.float("OPSITE_ALERT_EVALUATOR_MAX_AGE_S", default=30.0)
 OPSITE_ALERT_EMAILS: list[str] = env.list("OPSITE_ALERT_EMAILS", default=[])
 # the ops dashboard's live frames over ws/ops/ come at most this often
+OPSITE_OPS_MAX_SOCKETS_PER_USER: int = env.int("OPSITE_OPS_MAX_SOCKETS_PER_USER", default=5)  # per process
 OPSITE_DASHBOARD_PUSH_S: float = env.float("OPSITE_DASHBOARD_PUSH_S", default=5.0)
 # /metrics reads the merged stores at most this often, so scrapes stay cheap.
 OPSITE_METRICS_CACHE_S: float = env.float("OPSITE_METRICS_CACHE_S", default=5.0)

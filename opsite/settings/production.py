@@ -14,7 +14,7 @@ if not SECRET_KEY:
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 # Probes and Prometheus talk plain HTTP inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics$"]
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^health/", r"^metrics$"]  # not /healthz or /health-anything
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True

@@ -27,6 +27,12 @@ if not env.str("DATABASE_URL", default="") and _answers("127.0.0.1", 5432):
     DATABASE_URL = "postgres://postgres@127.0.0.1:5432/opsite"
     DATABASES = {"default": _database_from_url(DATABASE_URL)}
 
+# Each test run gets a test database of its own (named after the run's process), so two runs on
+# one server never drop or fill each other's; tests/conftest.py drops those of runs that died.
+TEST_DATABASE_PREFIX = f"test_{DATABASES['default']['NAME']}_run"
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["TEST"] = {"NAME": f"{TEST_DATABASE_PREFIX}{os.getpid()}"}
+
 REDIS_URL = env.str("REDIS_URL", default="")
 if not REDIS_URL and _answers("127.0.0.1", 6379):
     REDIS_URL = "redis://127.0.0.1:6379/0"

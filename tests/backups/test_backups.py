@@ -46,6 +46,21 @@ def test_backup_and_verify_on_postgres(make_staff, needs_postgres):
     assert scratch_databases() == []
 
 
+def test_a_restore_missing_a_row_fails_verification(make_staff, backup_dir, needs_postgres):
+    """The manifest says one more order than the dump holds, as when a row is lost between
+    dump and restore: the restored count differs, and the backup is not counted good."""
+    staff = make_staff()
+    ingest_sync(staff.restaurant, *[event(f"M{n}") for n in range(5)])
+    backup = backup_create(reason="test")
+    backup.row_counts = {**backup.row_counts, "public.realtime_orderevent": 6}
+    backup.save(update_fields=["row_counts"])
+    with pytest.raises(BackupError, match="realtime_orderevent"):
+        backup_verify(backup=backup)
+    backup.refresh_from_db()
+    assert backup.status == Backup.Status.VERIFY_FAILED and not backup.is_good
+    assert scratch_databases() == []
+
+
 def test_a_corrupted_backup_fails_verification_loudly(make_staff, backup_dir, needs_postgres):
     make_staff()
     backup = backup_create(reason="test")

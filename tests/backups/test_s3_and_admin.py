@@ -62,7 +62,9 @@ def test_admin_lists_backups_and_guards_downloads(client, backup_dir, django_use
     staff.user_permissions.add(Permission.objects.get(codename="view_backup"))
     client.force_login(staff)
     listing = client.get("/admin/backups/backup/")
-    assert listing.status_code == 200 and b"Back up now" in listing.content
+    assert listing.status_code == 200 and b"Back up now" not in listing.content  # viewing is not running
+    staff.user_permissions.add(Permission.objects.get(codename="run_backup"))
+    assert b"Back up now" in client.get("/admin/backups/backup/").content
     download = f"/admin/backups/backup/{backup.pk}/download/"
     assert client.get(download).status_code == 403
     staff.user_permissions.add(Permission.objects.get(codename="download_backup"))

@@ -162,8 +162,8 @@ def test_cluster_wide_gauges_are_never_summed_over_targets() -> None:
 
 def _locked(path: str) -> dict[str, str]:
     """name -> version of a pip-compile lock file; every entry pinned and hashed."""
-    text = (ROOT / path).read_text()
-    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n\n", 1)[1].strip())
+    lines = [line for line in (ROOT / path).read_text().splitlines() if line.strip() and not line.startswith("#")]
+    entries = re.split(r"\n(?=[A-Za-z0-9])", "\n".join(lines))
     pins = {}
     for entry in entries:
         head = entry.split()[0]
@@ -185,3 +185,25 @@ def test_every_dependency_is_locked_with_hashes_and_installed_from_the_lock() ->
     }
     for path, expected in installs.items():
         assert expected in (ROOT / path).read_text(), f"{path} does not install from the lock"
+
+
+def test_no_shipped_command_lets_a_server_believe_forwarded_headers() -> None:
+    """opsite resolves the client address itself (OPSITE_TRUSTED_PROXIES); uvicorn would
+    otherwise take X-Forwarded-For from 127.0.0.1 and rewrite the address first."""
+    texts = {
+        "Procfile": (ROOT / "Procfile").read_text(),
+        "compose": (DEPLOY / "docker-compose.prod.yml").read_text(),
+        "k8s": (DEPLOY / "k8s" / "ws.yaml").read_text(),
+    }
+    for name, text in texts.items():
+        commands = re.findall(r"uvicorn\W+opsite\.asgi[^\n]*(?:\n\s+\"[^\n]*)*", text)
+        assert commands and all("--no-proxy-headers" in c for c in commands), (name, commands)
+
+
+def test_metrics_are_not_open_to_what_the_ingress_or_published_ports_forward() -> None:
+    config = next(d for d in yaml.safe_load_all((DEPLOY / "k8s" / "config.yaml").read_text()) if d)["data"]
+    assert config["OPSITE_METRICS_ALLOWED_NETWORKS"] == ""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.prod.yml").read_text())
+    allowed = compose["x-opsite"]["environment"]["OPSITE_METRICS_ALLOWED_NETWORKS"]
+    prometheus = compose["services"]["prometheus"]["networks"]["default"]["ipv4_address"]
+    assert allowed == f"{prometheus}/32"

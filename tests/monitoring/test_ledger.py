@@ -166,3 +166,22 @@ def test_beat_stamps_the_moment_it_sent_a_periodic_run():
     stamp_beat_message(headers=beat_headers)
     stamp_beat_message(headers=other)
     assert isinstance(beat_headers[SENT_AT_HEADER], float) and SENT_AT_HEADER not in other
+
+
+def test_the_task_body_does_not_run_for_a_duplicate():
+    from monitoring.ledger import SENT_AT_HEADER
+    from monitoring.models import Heartbeat
+    from monitoring.tasks import beat_heartbeat_task
+
+    every(30, name="monitoring: beat heartbeat (body)")
+    sent = T0.timestamp()
+    for task_id in ("first", "second-beat"):  # a second beat sent the same slot
+        Heartbeat.objects.all().delete()
+        beat_heartbeat_task.push_request(id=task_id, periodic_task_name="monitoring: beat heartbeat (body)",
+                                         is_eager=False, **{SENT_AT_HEADER: sent})  # fmt: skip
+        try:
+            beat_heartbeat_task()
+        finally:
+            beat_heartbeat_task.pop_request()
+        ran = Heartbeat.objects.filter(name="beat").exists()
+        assert ran is (task_id == "first"), task_id  # the body wrote its heartbeat only the first time

@@ -192,3 +192,9 @@ def test_probes_by_ip_pass_the_host_check_and_nothing_else_does(client, settings
     assert client.get("/health", HTTP_HOST=host).status_code == 200
     assert client.get("/accounts/login/", HTTP_HOST=host).status_code == 400  # not a probe path
     assert client.get("/health/live", HTTP_HOST="evil.example.net").status_code == 400  # a name, not an IP
+
+
+def test_normalize_keeps_select_list_positions():
+    assert normalize('SELECT "a", COUNT(*) FROM t WHERE x = 5 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 21') == (
+        'SELECT "a", COUNT(*) FROM t WHERE x = ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?'
+    )

@@ -98,7 +98,7 @@ class Board:
         while True:
             query = f"?last_seq={self.last_seq}&epoch={self.epoch}" if self.last_seq is not None else ""
             try:
-                async with websockets.connect(ws_url(self.base, self.slug, query), origin="http://127.0.0.1",
+                async with websockets.connect(ws_url(self.base, self.slug, query), origin=self.base,
                                               additional_headers={"Cookie": self.cookie}) as ws:  # fmt: skip
                     self.connections += 1
                     async for raw in ws:
@@ -154,7 +154,7 @@ async def test_two_webs_two_workers_one_beat(make_staff, start_server, start_cel
     try:
         async with httpx.AsyncClient(timeout=15) as http:
             # An order ingested on A reaches a socket on B.
-            async with websockets.connect(ws_url(web_b.url, slug), origin="http://127.0.0.1",
+            async with websockets.connect(ws_url(web_b.url, slug), origin=web_b.url,
                                           additional_headers={"Cookie": staff.cookie}) as on_b:  # fmt: skip
                 assert json.loads(await on_b.recv())["type"] == "hello"
                 async with httpx.AsyncClient(base_url=web_a.url, timeout=15) as till:
@@ -173,7 +173,7 @@ async def test_two_webs_two_workers_one_beat(make_staff, start_server, start_cel
                     return await live_count(http, web_a.url) - before_count == 12
 
                 await eventually(stats_count, 15, "web A's /health/stats counts B's requests too")
-                async with websockets.connect(ws_url(web_a.url, slug), origin="http://127.0.0.1",
+                async with websockets.connect(ws_url(web_a.url, slug), origin=web_a.url,
                                               additional_headers={"Cookie": staff.cookie}) as on_a:  # fmt: skip
                     assert json.loads(await on_a.recv())["type"] == "hello"
 

@@ -69,7 +69,16 @@ def cold_server(tmp_path: Path) -> Iterator[Callable[[str, bool], Cold]]:
         if kind == "gunicorn":
             command = ["-m", "gunicorn", "opsite.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "1"]
         else:
-            command = ["-m", "uvicorn", "opsite.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+            command = [
+                "-m",
+                "uvicorn",
+                "opsite.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-proxy-headers",
+            ]
         log = tmp_path / f"{kind}-{port}.log"
         # its own process group, so a wedged worker is killed with its master at the end
         process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, start_new_session=True,
@@ -130,7 +139,7 @@ def _ops_api(server: Cold, staff: Staff) -> None:
 
 def _socket(server: Cold, staff: Staff) -> None:
     url = f"{server.ws_url()}/ws/restaurants/{staff.restaurant.slug}/orders/"
-    with connect(url, additional_headers={"Cookie": staff.cookie, "Origin": "http://localhost"},
+    with connect(url, additional_headers={"Cookie": staff.cookie, "Origin": server.url},
                  open_timeout=FIRST_ANSWER_S) as ws:  # fmt: skip
         assert json.loads(ws.recv(timeout=FIRST_ANSWER_S))["type"] == "hello"
 

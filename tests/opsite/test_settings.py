@@ -114,3 +114,75 @@ def test_login_attempts_are_rate_limited_per_username_and_address(settings, djan
     other = Client(REMOTE_ADDR="10.9.8.6")
     statuses = [other.post("/accounts/login/", {"username": f"x{n}", "password": "p"}).status_code for n in range(3)]
     assert statuses == [200, 200, 429]
+
+
+@pytest.mark.django_db
+def test_look_alike_usernames_share_the_limit_and_a_stranger_cannot_lock_the_owner_out(
+    settings, django_user_model, needs_redis
+):
+    import uuid
+
+    from django.test import Client
+
+    settings.OPSITE_LOGIN_USER_RATE_PER_MINUTE = 3
+    settings.OPSITE_LOGIN_RATE_PER_MINUTE = 1000
+    name = f"owner{uuid.uuid4().hex[:6]}"
+    django_user_model.objects.create_user(name, password="right-password", is_staff=True)
+    stranger = Client(REMOTE_ADDR="203.0.113.5")
+    for _ in range(3):
+        assert stranger.post("/accounts/login/", {"username": name, "password": "wrong"}).status_code == 200
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in name.upper())
+    again = stranger.post("/accounts/login/", {"username": fullwidth, "password": "right-password"})
+    assert again.status_code == 429  # NFKC and case folding make it the same name
+    owner = Client(REMOTE_ADDR="198.51.100.7")
+    response = owner.post("/accounts/login/", {"username": name, "password": "right-password"})
+    assert response.status_code == 302 and "_auth_user_id" in owner.session  # not locked out by the stranger
+    settings.OPSITE_LOGIN_USER_GLOBAL_RATE_PER_MINUTE = 4  # guessing spread over many addresses is bounded too
+    spread = [Client(REMOTE_ADDR=f"192.0.2.{n}").post("/accounts/login/", {"username": name, "password": "x"})
+              for n in range(3)]  # fmt: skip
+    assert [r.status_code for r in spread][-1] == 429
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.processes
+def test_forwarded_headers_are_believed_only_from_trusted_proxies(start_server, needs_redis):
+    """A real uvicorn as shipped: rotating X-Forwarded-For does not reset the per-address login
+    limit, and cannot make /metrics think the request is local; behind a trusted proxy the
+    header names the client."""
+    import httpx
+
+    csrf = "c" * 32
+    server = start_server({"OPSITE_LOGIN_RATE_PER_MINUTE": "5", "OPSITE_LOGIN_USER_RATE_PER_MINUTE": "1000"})
+    statuses = [
+        httpx.post(f"{server.url}/accounts/login/", data={"username": f"u{n}", "password": "x", "csrfmiddlewaretoken": csrf},
+                   cookies={"csrftoken": csrf}, headers={"X-Forwarded-For": f"198.51.100.{n}"}, timeout=10).status_code
+        for n in range(8)
+    ]  # fmt: skip
+    assert statuses[:5] == [200] * 5 and statuses[5:] == [429] * 3, statuses
+    local = {"X-Forwarded-For": "127.0.0.1"}
+    assert httpx.get(f"{server.url}/metrics", headers=local, timeout=10).status_code == 200  # the peer is local
+
+    proxied = start_server({"OPSITE_TRUSTED_PROXIES": "127.0.0.1/32"})
+    assert (
+        httpx.get(f"{proxied.url}/metrics", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10).status_code == 401
+    )
+    spoofed = {"X-Forwarded-For": "127.0.0.1, 203.0.113.9"}  # the client wrote the left part
+    assert httpx.get(f"{proxied.url}/metrics", headers=spoofed, timeout=10).status_code == 401
+    assert httpx.get(f"{proxied.url}/metrics", timeout=10).status_code == 200  # the proxy itself, no header
+
+
+@pytest.mark.django_db
+def test_only_probes_and_metrics_are_exempt_from_the_https_redirect(settings):
+    import ast
+
+    from django.test import Client
+
+    source = (ROOT / "opsite" / "settings" / "production.py").read_text()
+    exempt = next(ast.literal_eval(node.value) for node in ast.walk(ast.parse(source))
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "SECURE_REDIRECT_EXEMPT")  # fmt: skip
+    settings.SECURE_SSL_REDIRECT, settings.SECURE_REDIRECT_EXEMPT = True, exempt
+    client = Client()
+    for path in ("/health", "/health/live", "/health/ready", "/metrics"):
+        assert client.get(path).status_code != 301, path
+    for path in ("/healthz", "/health-admin", "/metricsx", "/accounts/login/"):
+        assert client.get(path).status_code == 301, path

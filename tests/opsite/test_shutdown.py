@@ -51,7 +51,7 @@ def test_uvicorn_drains_then_closes_sockets_with_1012(make_staff, start_server, 
     staff = make_staff()
     server = start_server({"OPSITE_DRAIN_S": "2", "OPS_API_TOKENS": TOKEN})
     socket = connect(server.url.replace("http://", "ws://") + f"/ws/restaurants/{staff.restaurant.slug}/orders/",
-                     additional_headers={"Cookie": staff.cookie, "Origin": "http://localhost"})  # fmt: skip
+                     additional_headers={"Cookie": staff.cookie, "Origin": server.url})  # fmt: skip
     assert json.loads(socket.recv(timeout=5))["type"] == "hello"
 
     def still_open() -> None:

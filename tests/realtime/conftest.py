@@ -44,3 +44,12 @@ async def close_code(communicator: WebsocketCommunicator, timeout: float = 3) ->
         output = await communicator.receive_output(timeout=timeout)
         if output["type"] == "websocket.close":
             return int(output.get("code", 1000))
+
+
+async def close_code_answering_pings(communicator: WebsocketCommunicator, timeout: float = 3) -> int:
+    """Answer every frame with a pong, as a live board does, until the server closes; its code."""
+    while True:
+        output = await communicator.receive_output(timeout=timeout)
+        if output["type"] == "websocket.close":
+            return int(output.get("code", 1000))
+        await communicator.send_to(text_data='{"type":"pong"}')

@@ -39,7 +39,7 @@ def ws_url(server_url: str, slug: str, query: str = "") -> str:
 
 async def connect(server_url: str, slug: str, cookie: str, query: str = "", **kwargs):
     return await websockets.connect(
-        ws_url(server_url, slug, query), additional_headers={"Cookie": cookie}, origin="http://127.0.0.1", **kwargs
+        ws_url(server_url, slug, query), additional_headers={"Cookie": cookie}, origin=server_url, **kwargs
     )
 
 
@@ -71,7 +71,7 @@ def open_unread_socket(server_url: str, slug: str, cookie: str) -> tuple[socket.
     protocol = ClientProtocol(parse_uri(ws_url(server_url, slug)), max_size=None)
     request = protocol.connect()
     request.headers["Cookie"] = cookie
-    request.headers["Origin"] = "http://127.0.0.1"
+    request.headers["Origin"] = server_url
     protocol.send_request(request)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)

@@ -211,3 +211,32 @@ def test_order_totals_count_orders_and_revenue_by_payment_method(make_staff):
         "revenue_by_payment_method": {"card": Decimal("20.00"), "cash": Decimal("5.50")},
     }  # fmt: skip
     assert totals[b.restaurant.slug]["revenue_by_payment_method"] == {"unknown": Decimal("7.00")}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_inside_the_transaction_after_rows_were_written_leaves_nothing(staff, needs_postgres):
+    """The database refuses the third event of a batch after the seqs were taken and two rows
+    written: nothing stays, and the next event still gets seq 1 (no gap)."""
+    from django.db import DatabaseError
+
+    from realtime.services import order_event_ingest
+    from realtime.validation import clean_events
+
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            CREATE FUNCTION refuse_boom() RETURNS trigger AS $$ BEGIN
+              IF NEW.order_id = 'BOOM' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER refuse_boom BEFORE INSERT ON realtime_orderevent FOR EACH ROW EXECUTE FUNCTION refuse_boom();
+        """)
+    try:
+        events, _ = clean_events([event("OK-1"), event("OK-2"), event("BOOM")], max_batch=10)
+        with pytest.raises(DatabaseError, match="refused by the test"):
+            order_event_ingest(restaurant=staff.restaurant, events=events)
+        assert not OrderEvent.objects.exists()
+        assert Restaurant.objects.get(pk=staff.restaurant.pk).last_seq == 0
+        again, _ = clean_events([event("OK-3")], max_batch=10)
+        assert order_event_ingest(restaurant=staff.restaurant, events=again).answers[0]["seq"] == 1
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER refuse_boom ON realtime_orderevent; DROP FUNCTION refuse_boom();")

@@ -1,0 +1,112 @@
+"""The staff feed under hostile or broken input: every failure is a close code, a failed socket
+always leaves the hub (so its user is not locked out by the cap), a password change closes it,
+and sockets open only from this site's own origin."""
+
+from __future__ import annotations
+
+import asyncio
+from unittest import mock
+
+import pytest
+from channels.db import database_sync_to_async
+
+from realtime.hub import get_hub
+
+from .conftest import close_code, close_code_answering_pings, next_frame, open_feed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+DEEP = "[" * 100_000 + "]" * 100_000  # deeper than Python's parser recurses
+
+
+async def _sockets_of(user_id: int) -> int:
+    return await get_hub().user_sockets(user_id)
+
+
+@pytest.mark.parametrize("query", ["?last_seq=²", "?last_seq=" + "9" * 5000, "?last_seq=-3&epoch=%00"])
+async def test_a_bad_position_is_treated_as_none(query, make_staff):
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug, query)
+    assert (await next_frame(feed))["type"] == "hello"
+    await feed.disconnect()
+
+
+async def test_a_deeply_nested_frame_is_an_error_frame_not_a_crash(make_staff, settings):
+    settings.OPSITE_FEED_MAX_FRAME_BYTES = 1_000_000
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+    await feed.send_to(text_data=DEEP)
+    assert (await next_frame(feed))["code"] == "bad_json"
+    await feed.send_to(text_data='{"type":"ping"}')
+    assert (await next_frame(feed))["type"] == "pong"
+    await feed.disconnect()
+
+
+async def test_a_failing_replay_closes_1011_and_frees_the_users_place(make_staff, settings):
+    settings.OPSITE_FEED_MAX_SOCKETS_PER_USER = 1
+    staff = await database_sync_to_async(make_staff)()
+    with mock.patch("realtime.consumers._frames_after", autospec=True, side_effect=RuntimeError("db gone")):
+        feed = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=0")
+        assert (await next_frame(feed))["type"] == "hello"
+        assert await close_code(feed) == 1011
+    await asyncio.sleep(0.1)
+    assert await _sockets_of(staff.user.pk) == 0
+    again = await open_feed(staff.cookie, staff.restaurant.slug)  # not locked out with 4429
+    assert (await next_frame(again))["type"] == "hello"
+    await again.disconnect()
+
+
+async def test_a_password_change_closes_the_feed(make_staff, settings):
+    settings.OPSITE_FEED_HEARTBEAT_S = 0.1
+    settings.OPSITE_FEED_CLIENT_TIMEOUT_S = 0.1
+    settings.OPSITE_FEED_ACCESS_RECHECK_S = 0
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+
+    def change_password() -> None:
+        staff.user.set_password("a-new-password-1")
+        staff.user.save()
+
+    await database_sync_to_async(change_password)()
+    assert await close_code_answering_pings(feed) == 4403
+
+
+async def _handshake(origin: str, host: str, cookie: str, slug: str) -> bool:
+    from channels.testing import WebsocketCommunicator
+
+    from opsite.asgi import application
+
+    headers = [(b"origin", origin.encode()), (b"host", host.encode()), (b"cookie", cookie.encode())]
+    communicator = WebsocketCommunicator(application, f"/ws/restaurants/{slug}/orders/", headers=headers)
+    connected, _ = await communicator.connect()
+    await communicator.disconnect()
+    return bool(connected)
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "secure", "allowed"),
+    [
+        ("http://localhost", "localhost", False, True),
+        ("http://localhost:80", "localhost", False, True),
+        ("http://localhost:8080", "localhost", False, False),  # another port of the same host
+        ("http://localhost", "localhost:8000", False, False),
+        ("http://evil.example", "localhost", False, False),
+        ("null", "localhost", False, False),
+        ("http://localhost", "localhost", True, False),  # plain HTTP in front of an HTTPS site
+        ("https://localhost", "localhost", True, True),
+        ("https://board.example.com", "localhost", True, True),  # listed in CSRF_TRUSTED_ORIGINS
+    ],
+)
+async def test_sockets_open_only_from_this_sites_own_origin(origin, host, secure, allowed, make_staff, settings):
+    settings.SECURE_SSL_REDIRECT = secure
+    settings.CSRF_TRUSTED_ORIGINS = ["https://board.example.com"]
+    staff = await database_sync_to_async(make_staff)()
+    assert await _handshake(origin, host, staff.cookie, staff.restaurant.slug) is allowed
+
+
+async def test_the_host_itself_must_be_allowed(make_staff, settings):
+    settings.ALLOWED_HOSTS = ["ops.example.com"]
+    staff = await database_sync_to_async(make_staff)()
+    assert await _handshake("http://evil.example", "evil.example", staff.cookie, staff.restaurant.slug) is False
+    assert await _handshake("http://ops.example.com", "ops.example.com", staff.cookie, staff.restaurant.slug) is True

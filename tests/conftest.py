@@ -223,9 +223,12 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, *, ready_p
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(extra_env: dict[str, str] | None = None, ready_path: str = "/health/ready") -> ServerProcess:
-        port = free_port()
-        log = tmp_path / f"server-{port}.log"
+    def start(
+        extra_env: dict[str, str] | None = None, ready_path: str = "/health/ready", port: int | None = None
+    ) -> ServerProcess:
+        """A uvicorn process; ``port`` starts it again where an earlier one (now stopped) was."""
+        port = port or free_port()
+        log = tmp_path / f"server-{port}-{len(started)}.log"
         env = {**server_env(), **(extra_env or {})}
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "opsite.asgi:application", "--host", "127.0.0.1",

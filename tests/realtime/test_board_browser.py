@@ -47,3 +47,50 @@ def test_board_shows_a_new_order_without_a_reload(make_staff, start_server, chro
         assert page.evaluate("window.__marker") == "same page", "the page was reloaded"
         page.screenshot(path=str(ARTIFACTS / "board-live-order.png"), full_page=True)
         browser.close()
+
+
+def _login(page, server_url: str, staff) -> None:
+    page.goto(f"{server_url}/accounts/login/?next=/restaurants/{staff.restaurant.slug}/")
+    page.fill("input[name=username]", staff.user.username)
+    page.fill("input[name=password]", "pw-123456")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"**/restaurants/{staff.restaurant.slug}/")
+
+
+def test_board_rides_out_its_server_dying_and_shows_every_order_once_in_order(
+    make_staff, start_server, chromium_path, needs_redis
+):
+    """The board's own server is killed while orders keep arriving through another process; the
+    page says it is offline, reconnects with its last seq when the server is back, and shows
+    every order once, newest first, without a reload."""
+    import signal
+
+    staff = make_staff()
+    headers = {"Authorization": f"Bearer {staff.token}"}
+    till = start_server()  # where the POS sends orders; it stays up
+    board_server = start_server()
+    port = int(board_server.url.rsplit(":", 1)[1])
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        _login(page, board_server.url, staff)
+        expect(page.locator("#connection")).to_have_text("live", timeout=10_000)
+        page.evaluate("window.__marker = 'same page'")
+        assert httpx.post(f"{till.url}/api/v1/orders/events", json=event("R-1"), headers=headers).status_code == 201
+        expect(page.locator('tr[data-order="R-1"]')).to_be_visible(timeout=10_000)
+
+        board_server.process.send_signal(signal.SIGKILL)
+        board_server.process.wait(timeout=10)
+        expect(page.locator("#connection")).to_contain_text("offline", timeout=10_000)
+        for n in range(2, 7):  # the kitchen keeps taking orders meanwhile
+            response = httpx.post(f"{till.url}/api/v1/orders/events", json=event(f"R-{n}"), headers=headers)
+            assert response.status_code == 201
+        start_server(port=port)
+        expect(page.locator("#connection")).to_have_text("live", timeout=30_000)
+        expect(page.locator("#order-count")).to_have_text("6", timeout=10_000)
+        rows = page.locator("tbody tr").evaluate_all("rows => rows.map(r => [r.dataset.order, Number(r.dataset.seq)])")
+        assert [order for order, _ in rows] == [f"R-{n}" for n in range(6, 0, -1)], rows  # once each, newest first
+        assert [seq for _, seq in rows] == sorted((seq for _, seq in rows), reverse=True)
+        assert page.evaluate("window.__marker") == "same page", "the page was reloaded"
+        page.screenshot(path=str(ARTIFACTS / "board-after-reconnect.png"), full_page=True)
+        browser.close()

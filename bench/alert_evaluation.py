@@ -15,18 +15,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import subprocess
 import sys
-import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from _support import ROOT, bench_env, fresh_database, percentile
+from _support import ROOT, WebhookSink, bench_env, fresh_database, percentile
 
 WINDOWS = [60, 300, 900, 1800, 3600]
 
@@ -109,35 +106,6 @@ def evaluation_cost(rounds: int) -> None:
               f" max {max(samples) * 1000:7.0f} ms")  # fmt: skip
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.received: list[tuple[float, dict[str, Any]]] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                sink.received.append((time.monotonic(), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, status: str, after: float, timeout: float = 180) -> float | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for at, body in self.received:
-                if at >= after and body["status"] == status:
-                    return at
-            time.sleep(0.05)
-        return None
-
-
 def notification_latency(rounds: int) -> None:
     from monitoring.models import AlertRule, NotificationChannel
     from realtime.models import Restaurant
@@ -145,7 +113,7 @@ def notification_latency(rounds: int) -> None:
     from realtime.validation import clean_events
 
     AlertRule.objects.all().delete()
-    sink = Sink()
+    sink = WebhookSink()
     channel = NotificationChannel.objects.create(name="bench sink", kind="webhook", target=sink.url)
     rule = AlertRule.objects.create(name="orders rush", metric="orders_per_minute", scope="overall", threshold=50,
                                     recovery_threshold=10, window_s=60, for_s=10)  # fmt: skip

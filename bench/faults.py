@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 import websockets
-from _support import ROOT, bench_env, free_port, fresh_database, gunicorn, server, session_cookie, uvicorn
+from _support import ROOT, WebhookSink, bench_env, free_port, fresh_database, gunicorn, server, session_cookie, uvicorn
 
 PG_VERSION = sorted(os.listdir("/etc/postgresql"))[-1] if os.path.isdir("/etc/postgresql") else ""
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
@@ -226,30 +226,6 @@ def two_beats(env: dict[str, str]) -> None:
     duplicates = TaskRun.objects.filter(status="duplicate").count()
     report("two beats: no slot run twice", twice == 0 and runs.exists(),
            f"{runs.count()} runs, {duplicates} duplicate sends refused, {twice} slots run twice")  # fmt: skip
-
-
-class WebhookSink:
-    """A local HTTP server that keeps the JSON bodies POSTed to it, with their arrival time."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        received = self.received = []  # type: list[tuple[float, dict]]
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((time.monotonic(), json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def beat_stopped(env: dict[str, str]) -> None:

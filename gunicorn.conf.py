@@ -17,9 +17,9 @@ graceful_timeout = 30
 
 
 def post_worker_init(worker: Any) -> None:
-    from monitoring.lifecycle import install_drain_handler
+    from monitoring.lifecycle import web_process_started
 
-    install_drain_handler()
+    web_process_started()
 
 
 def on_starting(server: Any) -> None:

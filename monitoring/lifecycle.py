@@ -72,3 +72,14 @@ def install_drain_handler() -> None:
 
     on_term.opsite_drain = True  # type: ignore[attr-defined]
     signal.signal(signal.SIGTERM, on_term)
+
+
+def web_process_started() -> None:
+    """A web process is up (uvicorn's lifespan startup, gunicorn's post_worker_init): drain on
+    SIGTERM, and start its per-process loops now — the node report and the alert watchdog —
+    rather than on its first request, so a process that has served nothing yet still reports
+    itself and watches the alert evaluation."""
+    from .nodes import reporter
+
+    install_drain_handler()
+    reporter.start("web")

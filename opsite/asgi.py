@@ -11,7 +11,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from monitoring.lifecycle import install_drain_handler  # noqa: E402
+from monitoring.lifecycle import web_process_started  # noqa: E402
 from opsite.checks import enforce_production_settings  # noqa: E402
 from opsite.origin import SameOriginValidator  # noqa: E402
 from opsite.routing import websocket_urlpatterns  # noqa: E402
@@ -20,11 +20,12 @@ enforce_production_settings()
 
 
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Startup: drain on SIGTERM before uvicorn's own graceful stop (see monitoring.lifecycle)."""
+    """Startup: drain on SIGTERM before uvicorn's own graceful stop, and start the process's loops
+    (see monitoring.lifecycle.web_process_started)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            install_drain_handler()
+            web_process_started()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 from typing import Any
 
 from django.conf import settings
@@ -63,6 +64,9 @@ def bearer_token(request: HttpRequest) -> str | None:
     return token.strip()
 
 
+_SUSPECT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\xed[\xa0-\xbf]")
+
+
 def read_json_body(request: HttpRequest, *, max_bytes: int) -> Any:
     """The request's JSON body, or an ApiError for 413 / 415 / 400."""
     content_type = request.content_type or ""
@@ -76,13 +80,28 @@ def read_json_body(request: HttpRequest, *, max_bytes: int) -> Any:
         body = request.read(max_bytes + 1)
     if len(body) > max_bytes:
         raise ApiError(413, "too_large", f"the body is limited to {max_bytes} bytes")
+    non_finite: list[str] = []
+
+    def constant(text: str) -> NonFinite:
+        non_finite.append(text)
+        return NonFinite(text)
+
+    def number(text: str) -> Any:
+        value = float(text)  # 1e999 parses to infinity
+        return value if math.isfinite(value) else constant(text)
+
     try:
-        payload = json.loads(body, parse_constant=NonFinite, parse_float=_finite_or_marker)
+        payload = json.loads(body, parse_constant=constant, parse_float=number)
     except RecursionError as exc:
         raise ApiError(400, "bad_json", f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
-    problems = json_value_problems(payload)
+    # Strings are looked at one by one only when the body can hold a NUL or a lone surrogate
+    # (as an escape, or as raw bytes the parser lets through) or a non-finite number; otherwise
+    # only the nesting is walked: the ingest path pays for what it may contain, not its size.
+    # (a zero byte means UTF-16 or UTF-32, where a lone surrogate needs no escape)
+    suspect = bool(non_finite) or b"\x00" in body or _SUSPECT.search(body) is not None
+    problems = json_value_problems(payload, strings=suspect)
     if problems:
         raise ApiError(400, "invalid", "some values cannot be stored", fields=problems)
     return payload
@@ -98,8 +117,3 @@ def _chunked_body(request: HttpRequest, max_bytes: int) -> bytes | None:
     if not request.META.get("wsgi.input_terminated"):
         raise ApiError(411, "length_required", "send a Content-Length: this server cannot read a chunked body")
     return bytes(request.META["wsgi.input"].read(max_bytes + 1))
-
-
-def _finite_or_marker(text: str) -> Any:
-    value = float(text)
-    return value if math.isfinite(value) else NonFinite(text)  # 1e999 parses to infinity

@@ -54,12 +54,11 @@ class LabelBudget:
 
     def _admit_shared(self, scope: str, value: str) -> bool:
         client = get_redis()
-        if client is None:
-            with self._lock:
-                return len(self._seen.get(scope, ())) < self.limit
-        key = redis_key("labels", self.namespace, scope)
-        try:
-            return bool(client.eval(_ADMIT, 1, key, value, self.limit, self.keep_s))
-        except Exception:
-            with self._lock:  # Redis is away: bound this process at least
-                return len(self._seen.get(scope, ())) < self.limit
+        if client is not None:
+            key = redis_key("labels", self.namespace, scope)
+            try:
+                return bool(client.eval(_ADMIT, 1, key, value, self.limit, self.keep_s))
+            except Exception:  # noqa: S110 - Redis is away: bound this process at least
+                pass
+        with self._lock:
+            return len(self._seen.get(scope, ())) < self.limit

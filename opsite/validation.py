@@ -26,35 +26,46 @@ def _string_problem(value: str) -> str | None:
     return None
 
 
-def json_value_problems(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> dict[str, str]:
+def json_value_problems(value: Any, *, max_depth: int = MAX_JSON_DEPTH, strings: bool = True) -> dict[str, str]:
     """What a database would refuse, or a reader choke on, anywhere in a parsed JSON body, by
-    path (``[0].data.note``): nesting deeper than ``max_depth``, a NUL character or an unpaired
-    surrogate in any string or key. Walked without recursion."""
+    path (``[0].data.note``): nesting deeper than ``max_depth``, NaN or Infinity, a NUL
+    character or an unpaired surrogate in any string or key (``strings=False`` when the body is
+    known to hold neither: only the nesting is walked). Walked without recursion; a path is
+    written out only for a problem."""
     problems: dict[str, str] = {}
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    # (value, path as a chain of (parent, key) pairs, depth)
+    stack: list[tuple[Any, Any, int]] = [(value, None, 0)]
     while stack and len(problems) < MAX_PROBLEMS:
         item, path, depth = stack.pop()
-        if isinstance(item, NonFinite):
-            problems[path or "(body)"] = f"{item} is not a JSON number"
-        elif isinstance(item, str):
-            problem = _string_problem(item)
+        if isinstance(item, str):
+            problem = f"{item} is not a JSON number" if isinstance(item, NonFinite) else _string_problem(item)
             if problem:
-                problems[path or "(body)"] = problem
-        elif isinstance(item, dict | list):
-            if depth >= max_depth:
-                problems[path or "(body)"] = f"nested deeper than {max_depth} levels"
-                continue
-            if isinstance(item, list):
-                stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
-                continue
-            for key, child in item.items():
-                where = f"{path}.{key}" if path else str(key)
+                problems[_path_text(path)] = problem
+            continue
+        if not isinstance(item, dict | list):
+            continue  # a number, true, false or null
+        if depth >= max_depth:
+            problems[_path_text(path)] = f"nested deeper than {max_depth} levels"
+            continue
+        children = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, child in children:
+            if strings and isinstance(key, str):
                 problem = _string_problem(key)
                 if problem:
-                    problems[where] = f"the key {problem}"
-                else:
-                    stack.append((child, where, depth + 1))
+                    problems[_path_text((path, key))] = f"the key {problem}"
+                    continue
+            if isinstance(child, dict | list) or (strings and isinstance(child, str)) or isinstance(child, NonFinite):
+                stack.append((child, (path, key), depth + 1))
     return problems
+
+
+def _path_text(path: Any) -> str:
+    keys = []
+    while path is not None:
+        path, key = path
+        keys.append(key)
+    text = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in reversed(keys)).lstrip(".")
+    return text or "(body)"
 
 
 def string_field(

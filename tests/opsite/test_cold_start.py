@@ -59,9 +59,9 @@ def cold_server(tmp_path: Path) -> Iterator[Callable[[str, bool], Cold]]:
     reaches the process before the test's own."""
     started: list[Cold] = []
 
-    def start(kind: str, multiprocess: bool) -> Cold:
+    def start(kind: str, multiprocess: bool, extra_env: dict[str, str] | None = None) -> Cold:
         port = free_port()
-        env = {**server_env(), "OPS_API_TOKENS": TOKEN, "OPSITE_DRAIN_S": str(DRAIN_S)}
+        env = {**server_env(), "OPS_API_TOKENS": TOKEN, "OPSITE_DRAIN_S": str(DRAIN_S), **(extra_env or {})}
         if multiprocess:
             directory = tmp_path / f"metrics-{port}"
             directory.mkdir()
@@ -199,3 +199,17 @@ def test_a_fresh_process_answers_its_first_request_then_others_then_stops(
     log = server.log.read_text()
     assert server.process.returncode in clean, log
     assert kind == "gunicorn" or "Finished server process" in log, log
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["gunicorn", "uvicorn"])
+def test_a_fresh_process_reports_itself_and_watches_alerts_before_any_request(kind, cold_server):
+    """Its loops start with the process, not with a first request."""
+    from monitoring.models import Heartbeat, NodeReport
+    from monitoring.selectors import WATCHDOG
+
+    cold_server(kind, False, {"OPSITE_NODE_REPORT_S": "1", "OPSITE_ALERT_WATCHDOG_S": "1"})
+    deadline = time.monotonic() + 30
+    while not (NodeReport.objects.filter(role="web").exists() and Heartbeat.objects.filter(name=WATCHDOG).exists()):
+        assert time.monotonic() < deadline, "no node report or watchdog pass from a process that served nothing"
+        time.sleep(0.2)

@@ -184,3 +184,19 @@ def test_a_chunked_body_is_read_by_both_servers(kind, make_staff, start_server, 
         if process is not None:
             process.terminate()
             process.wait(timeout=20)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps(valid()).replace('"OK-1"', '"OK-\\u0000"').encode(),  # an escaped NUL
+        json.dumps(valid()).encode().replace(b"OK-1", b"OK-\xed\xa0\x80"),  # a surrogate as raw bytes
+        json.dumps(valid()).replace('"OK-1"', '"OK-\\ud800"').encode("utf-16"),  # UTF-16, unescaped
+    ],
+    ids=["escaped NUL", "raw surrogate bytes", "utf-16"],
+)
+def test_strings_are_checked_whenever_the_raw_body_could_hide_a_bad_one(body, client, make_staff):
+    staff = make_staff()
+    response = post(client, INGEST, staff.token, body)
+    assert response.status_code == 400 and "order_id" in response.json().get("fields", {}), response.content[:200]
+    assert not OrderEvent.objects.exists()

@@ -25,7 +25,7 @@ DATABASE_URL="$PRIMARY/$DB" .venv/bin/python manage.py migrate -v0
 stop() { su postgres -c "$BIN/pg_ctl -D $DIR stop -m fast" >/dev/null 2>&1 || true; rm -rf "$DIR"; }
 trap stop EXIT
 rm -rf "$DIR" && mkdir -p "$DIR" && chown postgres "$DIR" && chmod 700 "$DIR"
-su postgres -c "$BIN/pg_basebackup -h 127.0.0.1 -U postgres -D $DIR -R -X stream"
+su postgres -c "$BIN/pg_basebackup -h 127.0.0.1 -U postgres -D $DIR -R -X stream -c fast"
 cat > "$DIR/postgresql.conf" <<CONF
 port = $PORT
 listen_addresses = '127.0.0.1'

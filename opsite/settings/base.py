@@ -118,6 +118,10 @@ for _index, _url in enumerate(env.list("DATABASE_REPLICA_URL", default=[])):
         "TEST": {"MIRROR": "default"},
     }
     DATABASES[f"replica{_index}"]["OPTIONS"]["connect_timeout"] = env.int("DATABASE_REPLICA_CONNECT_TIMEOUT", default=2)
+    # No pool for a replica: while one is down a pool would hold every read (and the health
+    # check) for its whole timeout, trying to reconnect; a plain connection fails at once.
+    if DATABASES[f"replica{_index}"]["OPTIONS"].pop("pool", None) is not None:
+        DATABASES[f"replica{_index}"]["CONN_MAX_AGE"] = 0
 DATABASE_ROUTERS = ["opsite.replicas.ReplicaRouter"]
 OPSITE_REPLICA_MAX_LAG_S: float = env.float("OPSITE_REPLICA_MAX_LAG_S", default=10.0)
 OPSITE_REPLICA_CHECK_S: float = env.float("OPSITE_REPLICA_CHECK_S", default=5.0)

@@ -31,7 +31,10 @@ if not env.str("DATABASE_URL", default="") and _answers("127.0.0.1", 5432):
 # one server never drop or fill each other's; tests/conftest.py drops those of runs that died.
 TEST_DATABASE_PREFIX = f"test_{DATABASES['default']['NAME']}_run"
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    DATABASES["default"]["TEST"] = {"NAME": f"{TEST_DATABASE_PREFIX}{os.getpid()}"}
+    # A run that repeats the same tests many times (mutation testing) names a database it keeps
+    # between runs instead (OPSITE_TEST_DATABASE, with pytest --reuse-db).
+    _test_name = env.str("OPSITE_TEST_DATABASE", default="") or f"{TEST_DATABASE_PREFIX}{os.getpid()}"
+    DATABASES["default"]["TEST"] = {"NAME": _test_name}
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if not REDIS_URL and _answers("127.0.0.1", 6379):

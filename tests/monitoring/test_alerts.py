@@ -7,13 +7,17 @@ from real rows (node reports, order events) written for that moment.
 from __future__ import annotations
 
 import threading
+import time as time_module
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
-from unittest import mock
 
+import psycopg
 import pytest
 from django.core.management import call_command
+from psycopg import sql
 
 from monitoring.alerts.delivery import notifications_send_due
 from monitoring.alerts.evaluation import Evaluator, alerts_evaluate
@@ -155,7 +159,31 @@ def test_a_mute_window_suppresses_inside_it_and_not_outside(sink):
     assert [m["status"] for m in sink.received] == ["firing"]
 
 
-def test_rules_that_read_the_database_are_held_while_it_is_down(sink, make_restaurant):
+@contextmanager
+def database_refusing_connections() -> Iterator[None]:
+    """The test database really stops taking connections: new ones are refused by the server and
+    every open one but this thread's is cut, as when Postgres is at its connection limit or going
+    down. This thread keeps its own connection so the evaluator can still load its rules."""
+    from django.db import connection
+
+    name = connection.settings_dict["NAME"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        own_pid = cursor.fetchone()[0]
+    base = connection.settings_dict
+    admin = psycopg.connect(host=base["HOST"], port=base["PORT"], user=base["USER"], dbname="postgres",
+                            autocommit=True)  # fmt: skip
+    try:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                      (name, own_pid))  # fmt: skip
+        yield
+    finally:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+        admin.close()
+
+
+def test_rules_that_read_the_database_are_held_while_it_is_down(sink, make_restaurant, needs_postgres):
     from realtime.models import OrderEvent
 
     restaurant = make_restaurant()
@@ -168,15 +196,22 @@ def test_rules_that_read_the_database_are_held_while_it_is_down(sink, make_resta
                                   order_id=f"o{n}", total_amount=Decimal("1"), items_count=1,
                                   occurred_at=T0 - timedelta(seconds=30))  # fmt: skip
     host_cpu("web-1", 95, T0)
-    with mock.patch("monitoring.health.check_database_down", autospec=True, return_value=True):
-        alerts_evaluate(now=T0)
+    with database_refusing_connections():
+        evaluate_at(T0)  # the database check opens a connection of its own: refused
     busy = Alert.objects.get(rule__name="busy")
     assert busy.held and busy.state == "inactive"
     assert Alert.objects.get(rule__name="cpu hot").state == "firing"
     assert not Notification.objects.filter(alert=busy).exists()
-    alerts_evaluate(now=T0 + timedelta(seconds=15))  # the database is back
-    busy.refresh_from_db()
+    assert [m["rule"] for m in sink.received] == ["cpu hot"]
+
+    deadline = time_module.monotonic() + 30  # the connection pool reconnects with a backoff of its own
+    at = T0
+    while busy.held and time_module.monotonic() < deadline:
+        at += timedelta(seconds=15)
+        evaluate_at(at)  # the database is back
+        busy.refresh_from_db()
     assert busy.state == "firing" and not busy.held
+    assert sorted(m["rule"] for m in sink.received) == ["busy", "cpu hot"], "the held notification was not released"
 
 
 def test_a_failing_channel_is_retried_then_its_circuit_opens_then_it_recovers(sink, settings):

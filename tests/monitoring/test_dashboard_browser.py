@@ -81,3 +81,47 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
         page.screenshot(path=str(ARTIFACTS / "ops-dashboard-dark.png"), full_page=True)
         assert not errors, errors
         browser.close()
+
+
+def test_live_tiles_reconnect_after_their_server_dies_without_a_reload(
+    make_staff, start_server, chromium_path, needs_redis
+):
+    """The dashboard's own server is killed while orders keep arriving through another process;
+    the page says it is reconnecting, and once the server is back its tiles show every order,
+    without a reload."""
+    import signal
+
+    staff = make_staff()
+    get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-123456")
+    headers = {"Authorization": f"Bearer {staff.token}"}
+    till = start_server()  # where the POS sends orders; it stays up
+    dashboard = start_server({"OPSITE_DASHBOARD_PUSH_S": "1"})
+    port = int(dashboard.url.rsplit(":", 1)[1])
+    assert httpx.post(f"{till.url}/api/v1/orders/events", json=order("C1"), headers=headers).status_code == 201
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{dashboard.url}/accounts/login/?next=/ops/")
+        page.fill("input[name=username]", "boss")
+        page.fill("input[name=password]", "pw-123456")
+        page.click("input[type=submit]")
+        page.wait_for_url("**/ops/")
+        expect(page.locator("#ops-live-state")).to_have_text("live", timeout=10_000)
+        tile = page.locator('.ops-tile[data-tile="orders_today"] .value')
+        expect(tile).to_have_text("1", timeout=10_000)
+        page.evaluate("window.__marker = 'same page'")
+
+        dashboard.process.send_signal(signal.SIGKILL)
+        dashboard.process.wait(timeout=10)
+        expect(page.locator("#ops-live-state")).to_have_text("reconnecting…", timeout=10_000)
+        assert page.locator("#ops-live-state").get_attribute("data-state") == "lost"
+        for n in range(2, 5):  # the restaurants keep taking orders meanwhile
+            response = httpx.post(f"{till.url}/api/v1/orders/events", json=order(f"C{n}"), headers=headers)
+            assert response.status_code == 201
+        start_server({"OPSITE_DASHBOARD_PUSH_S": "1"}, port=port)
+        expect(page.locator("#ops-live-state")).to_have_text("live", timeout=40_000)
+        expect(tile).to_have_text("4", timeout=10_000)
+        expect(page.locator("#ops-orders tbody")).to_contain_text(staff.restaurant.slug)
+        assert page.evaluate("window.__marker") == "same page", "the page was reloaded"
+        page.screenshot(path=str(ARTIFACTS / "ops-after-reconnect.png"), full_page=True)
+        browser.close()

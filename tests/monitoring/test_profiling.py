@@ -59,6 +59,7 @@ def test_an_unknown_profiler_is_a_clear_error(client, profiler_user):
     assert response.status_code == 400 and "profiler must be one of" in response.json()["message"]
 
 
+@pytest.mark.django_db(transaction=True)  # committed, as the watcher's own thread reads the arms too
 def test_an_armed_route_profiles_its_next_n_requests_only(client):
     ProfileArm.objects.create(target="route", name="GET /health/live", remaining=2,
                               expires_at=timezone.now() + timedelta(minutes=5))  # fmt: skip

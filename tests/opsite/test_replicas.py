@@ -54,8 +54,8 @@ def test_dashboard_reads_go_to_the_replica_and_writes_to_the_primary(make_replic
 @pytest.mark.urls("tests.opsite.urls")
 def test_a_read_after_a_write_in_the_same_request_stays_on_the_primary(client, make_replica):
     alias = make_replica()
-    assert client.get("/test/replica/").json() == {"before": alias, "after": alias}
-    assert client.get("/test/replica/?write=1").json() == {"before": alias, "after": "default"}
+    assert client.get("/test/replica/").json() == {"before": alias, "after": alias, "seen": False}
+    assert client.get("/test/replica/?write=1").json() == {"before": alias, "after": "default", "seen": True}
 
 
 def test_an_unreachable_replica_falls_back_to_the_primary_and_degrades_health(make_replica, admin_client):

@@ -2,6 +2,7 @@
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
+from django.utils import timezone
 
 from monitoring.models import Heartbeat
 from opsite.replicas import replica_reads
@@ -11,12 +12,11 @@ def write_then_read(request: HttpRequest) -> JsonResponse:
     with replica_reads():
         before = Heartbeat.objects.all().db
     if request.GET.get("write"):
-        from django.utils import timezone
-
         Heartbeat.objects.update_or_create(name="replica-test", defaults={"at": timezone.now()})
     with replica_reads():
-        after = Heartbeat.objects.all().db
-    return JsonResponse({"before": before, "after": after})
+        written = Heartbeat.objects.filter(name="replica-test")
+        after, seen = written.db, written.exists()
+    return JsonResponse({"before": before, "after": after, "seen": seen})
 
 
 urlpatterns = [path("test/replica/", write_then_read), path("", include("opsite.urls"))]

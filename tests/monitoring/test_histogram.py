@@ -4,7 +4,7 @@ import math
 import random
 from collections import Counter
 
-from monitoring.histogram import RELATIVE_ERROR, bucket_of, bucket_value, quantiles
+from monitoring.histogram import MIN_MS, RELATIVE_ERROR, bucket_of, bucket_value, quantiles
 
 
 def exact(values: list[float], q: float) -> float:
@@ -46,3 +46,17 @@ def test_histograms_from_two_processes_merge_to_the_whole():
 
 def test_empty_histogram_has_no_percentiles():
     assert quantiles({}, [0.5]) == {0.5: None}
+
+
+def test_nearest_rank_picks_the_bucket_that_holds_that_rank():
+    two = {bucket_of(10): 1, bucket_of(100): 1}  # one fast request, one slow
+    got = quantiles(two, [0.5, 1.0])
+    assert got[0.5] == bucket_value(bucket_of(10))  # rank 1 of 2: the fast one
+    assert got[1.0] == bucket_value(bucket_of(100))  # rank 2 of 2: the slow one
+    assert quantiles({bucket_of(5): 3}, [0.01])[0.01] == bucket_value(bucket_of(5))
+
+
+def test_zero_and_sub_microsecond_values_fall_in_the_lowest_bucket():
+    lowest = bucket_of(MIN_MS)
+    assert bucket_of(0.0) == bucket_of(MIN_MS / 10) == lowest
+    assert bucket_of(MIN_MS * 1.5) > lowest

@@ -240,3 +240,56 @@ def test_a_failure_inside_the_transaction_after_rows_were_written_leaves_nothing
     finally:
         with connection.cursor() as cursor:
             cursor.execute("DROP TRIGGER refuse_boom ON realtime_orderevent; DROP FUNCTION refuse_boom();")
+
+
+@pytest.fixture
+def unique_violations(needs_postgres):
+    """The database answers the next ``n`` inserts of order events with a unique violation, as
+    when another writer stored the same idempotency key first (a sequence counts them, since a
+    counter in a table would be rolled back with each failed attempt)."""
+
+    def arm(n: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"""
+                CREATE SEQUENCE collide_count;
+                CREATE FUNCTION collide() RETURNS trigger AS $$ BEGIN
+                  IF nextval('collide_count') <= {int(n)} THEN
+                    RAISE EXCEPTION 'stored by another writer' USING ERRCODE = 'unique_violation';
+                  END IF;
+                  RETURN NEW;
+                END $$ LANGUAGE plpgsql;
+                CREATE TRIGGER collide BEFORE INSERT ON realtime_orderevent FOR EACH ROW EXECUTE FUNCTION collide();
+            """)
+
+    yield arm
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER IF EXISTS collide ON realtime_orderevent; DROP FUNCTION IF EXISTS collide(); "
+                       "DROP SEQUENCE IF EXISTS collide_count;")  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_insert_that_collides_is_tried_three_times_in_all(staff, unique_violations):
+    unique_violations(2)
+    assert [a["seq"] for a in ingest_sync(staff.restaurant, event("C-1"))] == [1]
+    assert list(OrderEvent.objects.values_list("order_id", flat=True)) == ["C-1"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_third_collision_is_raised_and_nothing_is_stored(staff, unique_violations):
+    from django.db import IntegrityError
+
+    unique_violations(3)
+    with pytest.raises(IntegrityError, match="stored by another writer"):
+        ingest_sync(staff.restaurant, event("C-1"))
+    assert not OrderEvent.objects.exists()
+    assert Restaurant.objects.get(pk=staff.restaurant.pk).last_seq == 0
+
+
+def test_saving_the_restaurant_after_an_ingest_neither_rewinds_nor_skips_its_seqs(staff):
+    restaurant = staff.restaurant
+    ingest_sync(restaurant, event("S-1"), event("S-2"))
+    assert restaurant.last_seq == 2  # the object in hand knows its new head
+    restaurant.name = "Renamed"
+    restaurant.save()  # a whole-row save, as the admin does
+    assert [a["seq"] for a in ingest_sync(restaurant, event("S-3"))] == [3]
+    assert Restaurant.objects.get(pk=restaurant.pk).last_seq == 3

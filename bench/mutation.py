@@ -1,0 +1,305 @@
+"""Mutation testing (cosmic-ray) of the modules that carry opsite's guarantees.
+
+Each group below names the modules mutated and the tests that must notice: every mutant is
+applied to a private copy of the tree, that group's tests run against the real Postgres and
+Redis, and a mutant is killed when they fail. Groups run side by side (``--jobs``, one copy of
+the tree and one kept test database each), so the whole set takes about half an hour on two
+cores; one group takes a few minutes.
+
+    .venv/bin/python bench/mutation.py                 # every group
+    .venv/bin/python bench/mutation.py ledger alerts   # some
+    .venv/bin/python bench/mutation.py --list          # the groups, their modules and tests
+
+It prints the score per group and every surviving mutant (file, line, operator, the diff);
+sessions are kept under ``.mutation/`` (``cr-report .mutation/<group>/session.sqlite``).
+Lines that are only logging or an error message's wording carry ``# pragma: no mutate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / ".mutation"
+VENV_BIN = ROOT / ".venv" / "bin"
+TARGET = 90.0  # per cent of mutants killed, per group
+
+
+@dataclass(frozen=True)
+class Group:
+    modules: tuple[str, ...]
+    tests: tuple[str, ...]
+    marks: str = "not browser"
+
+
+_SWEEP = "test_events_ingested_while_the_layer_is_down_arrive_when_it_returns"
+GROUPS: dict[str, Group] = {
+    "ingest": Group(("realtime/services/ingest.py",), ("tests/realtime/test_ingest.py",)),
+    "outbox": Group(
+        ("realtime/services/feed.py",),
+        (
+            "tests/realtime/test_outbox.py",
+            f"tests/realtime/test_feed_processes.py::{_SWEEP}",
+            "tests/realtime/test_ingest.py",
+            "tests/realtime/test_feed_socket.py",
+        ),
+    ),
+    "feed": Group(
+        ("realtime/consumers.py", "realtime/frames.py"),
+        ("tests/realtime/test_feed_socket.py", "tests/realtime/test_socket_robustness.py"),
+    ),
+    "ledger": Group(("monitoring/ledger.py",), ("tests/monitoring/test_ledger.py",)),
+    "alerts": Group(("monitoring/alerts/evaluation.py",), ("tests/monitoring/test_alerts.py",)),
+    "delivery": Group(("monitoring/alerts/delivery.py",), ("tests/monitoring/test_alerts.py",)),
+    "backups": Group(("backups/services.py",), ("tests/backups/test_backups.py",)),
+    "histogram": Group(
+        ("monitoring/histogram.py",), ("tests/monitoring/test_histogram.py", "tests/monitoring/test_snapshots.py")
+    ),
+    "permissions": Group(
+        ("monitoring/auth.py", "realtime/auth.py"),
+        ("tests/opsite/test_permissions.py", "tests/realtime/test_feed_socket.py", "tests/realtime/test_ingest.py"),
+    ),
+}
+
+# A selective set of operators, as in the selective-mutation literature: each comparison is
+# negated or moved across its boundary (== and !=, < and <=, < and >, is and is not, in and not
+# in), + and -, * and /, / and //; every number ±1, True and False, and and or, not added or
+# removed, loops run zero times, exceptions swapped, decorators removed (an ``atomic`` going
+# away). Left out: bit-level and power replacements (the code does none, and ``X | None`` in
+# annotations, never evaluated, would give only equivalent mutants), the other comparison
+# swaps (subsumed by the ones kept), and the random variable replacer and inserter (another
+# mutant on every run).
+_COMPARISONS = (
+    "Eq_NotEq|NotEq_Eq|Lt_LtE|LtE_Lt|Gt_GtE|GtE_Gt|Lt_Gt|Gt_Lt|LtE_GtE|GtE_LtE|Is_IsNot|IsNot_Is|In_NotIn|NotIn_In"
+)
+_ARITHMETIC = "Add_Sub|Sub_Add|Mul_Div|Div_Mul|FloorDiv_Div|Div_FloorDiv|Mod_FloorDiv"
+EXCLUDED_OPERATORS = [
+    rf"core/ReplaceComparisonOperator_(?!({_COMPARISONS})$)",
+    rf"core/ReplaceBinaryOperator_(?!({_ARITHMETIC})$)",
+    r"core/ReplaceUnaryOperator_(?!(Delete_Not|USub_UAdd)$)",
+    r"core/Variable(Replacer|Inserter)",
+]
+
+
+PYTEST_ARGS = ["-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--reuse-db", "--timeout", "120"]
+
+
+def _config(name: str, group: Group) -> str:
+    lines = [
+        "[cosmic-ray]",
+        f"module-path = {json.dumps(list(group.modules))}",
+        "timeout = 300.0",
+        "excluded-modules = []",
+        f"test-command = {json.dumps(f'{VENV_BIN}/python {Path(__file__).resolve()} --run-tests {name}')}",
+        "",
+        "[cosmic-ray.distributor]",
+        'name = "local"',
+        "",
+        "[cosmic-ray.filters.operators-filter]",
+        f"exclude-operators = {json.dumps(EXCLUDED_OPERATORS)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _pytest(group: Group, tests: list[str], *, first_failure: bool = True) -> list[str]:
+    return [str(VENV_BIN / "python"), "-m", "pytest", *(["-x"] if first_failure else []), *PYTEST_ARGS,
+            "-m", group.marks, *tests]  # fmt: skip
+
+
+def _node_id(context: str) -> str | None:
+    """``tests.monitoring.test_alerts.test_x`` (coverage's test-function context) as a pytest node id."""
+    parts = context.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        path = Path(*parts[:cut]).with_suffix(".py")
+        if (ROOT / path).is_file():
+            return f"{path}::{'::'.join(parts[cut:])}"
+    return None
+
+
+def _coverage_map(name: str, group: Group, lane: Path, env: dict[str, str], log: Path) -> None:
+    """Which tests run each line of the group's modules: a mutant then runs only those. A line
+    run only while importing (module constants, signatures) maps to the whole set."""
+    rc = OUT / name / "coveragerc"
+    rc.write_text(
+        f"[run]\ndynamic_context = test_function\ninclude = {', '.join(group.modules)}\n"
+        f"data_file = {OUT / name / 'coverage.data'}\n"
+    )
+    timings = OUT / name / "timings.xml"
+    command = [*_pytest(group, list(group.tests), first_failure=False), f"--junitxml={timings}"]
+    _run([command[0], "-m", "coverage", "run", f"--rcfile={rc}", "-m", *command[2:]], lane, env, log)
+    report = OUT / name / "coverage.json"
+    _run([command[0], "-m", "coverage", "json", f"--rcfile={rc}", "--show-contexts", "-o", str(report)], lane, env, log)
+    seconds: dict[str, float] = defaultdict(float)  # per test function, its parameters together
+    for case in ElementTree.parse(timings).iter("testcase"):  # noqa: S314 (pytest's own report)
+        module = case.get("classname", "").replace(".", "/") + ".py"
+        seconds[f"{module}::{case.get('name', '').split('[')[0]}"] += float(case.get("time", 0))
+    lines: dict[str, dict[str, list[str]]] = {}
+    for path, data in json.loads(report.read_text())["files"].items():
+        by_line = lines.setdefault(path, {})
+        for line, contexts in data.get("contexts", {}).items():
+            ids = {n for c in contexts if c and (n := _node_id(c))}
+            # fastest first: most mutants are killed by the first test that fails
+            by_line[line] = sorted(ids, key=lambda n: seconds.get(n, 60.0)) if ids and "" not in contexts else []
+    (OUT / name / "tests-by-line.json").write_text(json.dumps(lines))
+
+
+def run_tests(name: str) -> int:
+    """The test command cosmic-ray runs for one mutant, in the group's tree: the tests that run
+    the mutated line, fastest first (all of the group's for a line run while importing); 0 when
+    they pass or none runs it (the mutant survived)."""
+    group = GROUPS[name]
+    by_line = json.loads((OUT / name / "tests-by-line.json").read_text())
+    chosen: list[str] = []
+    for module in group.modules:
+        pristine = (OUT / name / "pristine" / module).read_text().splitlines()
+        mutated = Path(module).read_text().splitlines()
+        for tag, i1, i2, _, _ in difflib.SequenceMatcher(None, pristine, mutated, autojunk=False).get_opcodes():
+            for line in range(i1 + 1, max(i1 + 1, i2) + 1) if tag != "equal" else ():
+                if str(line) not in by_line.get(module, {}):
+                    continue  # no test runs this line
+                chosen += [t for t in by_line[module][str(line)] or group.tests if t not in chosen]
+    if not chosen:
+        return 0  # nothing runs the mutated line: it survives
+    return subprocess.run(_pytest(group, chosen), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+
+
+def _copy_tree(lane: Path) -> None:
+    """The tracked files as they are in the work tree (changes included), without caches."""
+    if lane.exists():
+        shutil.rmtree(lane)
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout
+    for raw in files.split(b"\0"):
+        if not raw:
+            continue
+        source = ROOT / raw.decode()
+        if source.is_file():
+            target = lane / raw.decode()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    for shared in ("node_modules",):
+        if (ROOT / shared).exists():
+            (lane / shared).symlink_to(ROOT / shared)
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
+    with log.open("ab") as out:
+        out.write(f"$ {' '.join(args)}\n".encode())
+        out.flush()
+        subprocess.run(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+
+
+@dataclass
+class Score:
+    name: str
+    total: int
+    killed: int
+    survivors: list[dict[str, object]]
+    seconds: float
+    error: str = ""
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.killed / self.total if self.total else 100.0
+
+
+def _survivors(session: Path) -> tuple[int, int, list[dict[str, object]]]:
+    with sqlite3.connect(session) as db:
+        rows = db.execute(
+            "SELECT m.module_path, m.start_pos_row, m.operator_name, r.test_outcome, r.diff "
+            "FROM mutation_specs m JOIN work_results r ON r.job_id = m.job_id "
+            "WHERE r.worker_outcome != 'SKIPPED'"  # left out by the operator and pragma filters
+        ).fetchall()
+    survivors = [
+        {"file": path, "line": line, "operator": operator, "diff": diff}
+        for path, line, operator, outcome, diff in rows
+        if outcome == "SURVIVED"
+    ]
+    return len(rows), len(rows) - len(survivors), survivors
+
+
+def run_group(name: str, group: Group) -> Score:
+    started = time.monotonic()
+    lane = OUT / name / "tree"
+    _copy_tree(lane)
+    config = OUT / name / "config.toml"
+    config.write_text(_config(name, group))
+    session = OUT / name / "session.sqlite"
+    session.unlink(missing_ok=True)
+    log = OUT / name / "log.txt"
+    log.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        "OPSITE_TEST_DATABASE": f"test_opsite_mutation_{name}",
+        "PYTHONDONTWRITEBYTECODE": "1",  # a mutated module is never read back from a stale .pyc
+    }
+    env.pop("CI", None)  # a group's tests skip what they do not need instead of failing on it
+    cr = str(VENV_BIN / "cosmic-ray")
+    for module in group.modules:
+        (OUT / name / "pristine" / module).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(lane / module, OUT / name / "pristine" / module)
+    try:
+        _coverage_map(name, group, lane, env, log)
+        _run([cr, "init", str(config), str(session)], lane, env, log)
+        _run([str(VENV_BIN / "cr-filter-operators"), str(session), str(config)], lane, env, log)
+        _run([str(VENV_BIN / "cr-filter-pragma"), str(session)], lane, env, log)
+        _run([cr, "baseline", str(config)], lane, env, log)
+        _run([cr, "exec", str(config), str(session)], lane, env, log)
+    except subprocess.CalledProcessError as exc:
+        return Score(name, 0, 0, [], time.monotonic() - started, f"{exc.cmd[0]} failed; see {log}")
+    total, killed, survivors = _survivors(session)
+    return Score(name, total, killed, survivors, time.monotonic() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("groups", nargs="*", help=f"some of: {', '.join(GROUPS)} (default: all)")
+    parser.add_argument("--jobs", type=int, default=2, help="groups run side by side (default 2)")
+    parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    parser.add_argument("--run-tests", metavar="GROUP", help=argparse.SUPPRESS)  # cosmic-ray's test command
+    args = parser.parse_args()
+    if args.run_tests:
+        return run_tests(args.run_tests)
+    if args.list:
+        for name, group in GROUPS.items():
+            print(f"{name}: {', '.join(group.modules)}\n    tests: {' '.join(group.tests)}")
+        return 0
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown:
+        print(f"mutation: unknown group {', '.join(unknown)}; choose from {', '.join(GROUPS)}", file=sys.stderr)
+        return 2
+    if not (VENV_BIN / "cosmic-ray").exists():
+        print("mutation: cosmic-ray is not installed; run bin/test once (it installs the dev requirements)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    chosen = args.groups or list(GROUPS)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        scores = list(pool.map(lambda n: run_group(n, GROUPS[n]), chosen))
+    print(f"\n{'group':<12} {'mutants':>8} {'killed':>7} {'score':>7} {'minutes':>8}")
+    for s in scores:
+        status = s.error or ("" if s.percent >= TARGET else f"below {TARGET:g} %")
+        print(f"{s.name:<12} {s.total:>8} {s.killed:>7} {s.percent:>6.1f}% {s.seconds / 60:>8.1f}  {status}")
+    print(f"all groups: {(time.monotonic() - started) / 60:.1f} minutes with {args.jobs} side by side")
+    for s in scores:
+        for survivor in s.survivors:
+            print(f"\nsurvived in {s.name}: {survivor['file']}:{survivor['line']} {survivor['operator']}")
+            print(str(survivor["diff"]).rstrip())
+    return 0 if all(not s.error and s.percent >= TARGET for s in scores) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

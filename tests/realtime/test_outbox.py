@@ -1,0 +1,47 @@
+"""The outbox: events committed while the channel layer cannot be reached are kept, then swept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from realtime.models import OrderEvent
+from realtime.services import outbox_sweep
+from realtime.services.feed import OUTBOX_BATCH
+from tests.conftest import free_port
+
+from .conftest import event, ingest_sync
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def layer_down(settings):
+    """The channel layer points at a port where no Redis listens."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                           "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/0"]}}}  # fmt: skip
+
+
+def _age_all() -> None:
+    OrderEvent.objects.update(received_at=timezone.now() - timedelta(minutes=5))
+
+
+def test_events_stay_in_the_outbox_while_the_layer_is_down(make_staff, layer_down):
+    staff = make_staff()
+    ingest_sync(staff.restaurant, event("D-1"), event("D-2"))  # answered, stored, not published
+    assert OrderEvent.objects.filter(published_at__isnull=True).count() == 2
+    _age_all()
+    assert outbox_sweep() == 0, "a sweep that could not send must not count the events as sent"
+    assert OrderEvent.objects.filter(published_at__isnull=True).count() == 2
+
+
+def test_a_sweep_sends_more_than_one_batch_in_one_run(make_staff, needs_redis):
+    staff = make_staff()
+    for first in (0, OUTBOX_BATCH):  # two batches of the API's largest size
+        ingest_sync(staff.restaurant, *[event(f"B-{n}") for n in range(first, first + OUTBOX_BATCH)])
+    OrderEvent.objects.update(published_at=None)  # as if the publish after commit had failed
+    _age_all()
+    assert outbox_sweep() == 2 * OUTBOX_BATCH
+    assert not OrderEvent.objects.filter(published_at__isnull=True).exists()

@@ -27,10 +27,17 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
+
+import coverage
+import psycopg
+import pytest
+from _support import PG
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".mutation"
@@ -119,27 +126,30 @@ def _pytest(group: Group, tests: list[str], *, first_failure: bool = True) -> li
             "-m", group.marks, *tests]  # fmt: skip
 
 
-def _node_id(context: str) -> str | None:
-    """``tests.monitoring.test_alerts.test_x`` (coverage's test-function context) as a pytest node id."""
-    parts = context.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        path = Path(*parts[:cut]).with_suffix(".py")
-        if (ROOT / path).is_file():
-            return f"{path}::{'::'.join(parts[cut:])}"
-    return None
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: Any, nextitem: Any) -> Generator[None, object, object]:
+    """Loaded into the coverage run (``-p mutation``): whatever runs during a test, in any task
+    or thread, is that test's; what runs outside one (imports, collection) is nobody's."""
+    current = coverage.Coverage.current()
+    if current is not None:
+        current.switch_context(item.nodeid)
+    try:
+        return (yield)
+    finally:
+        if current is not None:
+            current.switch_context("")
 
 
 def _coverage_map(name: str, group: Group, lane: Path, env: dict[str, str], log: Path) -> None:
     """Which tests run each line of the group's modules: a mutant then runs only those. A line
     run only while importing (module constants, signatures) maps to the whole set."""
     rc = OUT / name / "coveragerc"
-    rc.write_text(
-        f"[run]\ndynamic_context = test_function\ninclude = {', '.join(group.modules)}\n"
-        f"data_file = {OUT / name / 'coverage.data'}\n"
-    )
+    rc.write_text(f"[run]\ninclude = {', '.join(group.modules)}\ndata_file = {OUT / name / 'coverage.data'}\n")
     timings = OUT / name / "timings.xml"
     command = [*_pytest(group, list(group.tests), first_failure=False), f"--junitxml={timings}"]
-    _run([command[0], "-m", "coverage", "run", f"--rcfile={rc}", "-m", *command[2:]], lane, env, log)
+    plugin_env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    _run([command[0], "-m", "coverage", "run", f"--rcfile={rc}", "-m", *command[2:], "-p", "mutation"], lane, plugin_env,
+         log)  # fmt: skip
     report = OUT / name / "coverage.json"
     _run([command[0], "-m", "coverage", "json", f"--rcfile={rc}", "--show-contexts", "-o", str(report)], lane, env, log)
     seconds: dict[str, float] = defaultdict(float)  # per test function, its parameters together
@@ -150,7 +160,7 @@ def _coverage_map(name: str, group: Group, lane: Path, env: dict[str, str], log:
     for path, data in json.loads(report.read_text())["files"].items():
         by_line = lines.setdefault(path, {})
         for line, contexts in data.get("contexts", {}).items():
-            ids = {n for c in contexts if c and (n := _node_id(c))}
+            ids = {c.split("[")[0] for c in contexts if c}
             # fastest first: most mutants are killed by the first test that fails
             by_line[line] = sorted(ids, key=lambda n: seconds.get(n, 60.0)) if ids and "" not in contexts else []
     (OUT / name / "tests-by-line.json").write_text(json.dumps(lines))
@@ -240,10 +250,13 @@ def run_group(name: str, group: Group) -> Score:
     session.unlink(missing_ok=True)
     log = OUT / name / "log.txt"
     log.unlink(missing_ok=True)
+    database = f"test_opsite_mutation_{name}"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:  # made afresh, then kept for the run
+        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-        "OPSITE_TEST_DATABASE": f"test_opsite_mutation_{name}",
+        "OPSITE_TEST_DATABASE": database,
         "PYTHONDONTWRITEBYTECODE": "1",  # a mutated module is never read back from a stale .pyc
     }
     env.pop("CI", None)  # a group's tests skip what they do not need instead of failing on it

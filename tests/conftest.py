@@ -69,6 +69,18 @@ def _drop_test_databases_of_dead_runs() -> None:
         return  # no server: the run says so where it needs one
 
 
+@pytest.fixture(autouse=True)
+def _channel_layer_of_its_own() -> Iterator[None]:
+    """channels_redis binds its locks and connections to the event loop that first used them,
+    and each async test runs a loop of its own: so each test gets a layer instance of its own,
+    as a server process has one for its one loop."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture
 def needs_redis() -> str:
     _need("Redis", bool(settings.REDIS_URL))

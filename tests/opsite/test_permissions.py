@@ -81,9 +81,22 @@ def test_dashboard_pages_open_only_with_the_dashboard_permission(people):
 
 def test_ops_endpoints_need_staff_or_a_token(people, settings):
     settings.OPSITE_METRICS_ALLOWED_NETWORKS = []
+    settings.OPS_API_TOKENS = ["ops-token-one", "ops-token-two"]
     for path in sorted(OPS_TOKEN_OR_STAFF):
         codes = {who: _get(c, path) for who, c in people["clients"].items()}
-        assert codes["anonymous"] in (401, 403) and codes["restaurant staff"] in (401, 403), (path, codes)
+        assert codes["anonymous"] == 401 and codes["restaurant staff"] == 403, (path, codes)
+        assert codes["bare staff"] not in (401, 403), (path, codes)
+        with_token = Client().get("/" + path, HTTP_AUTHORIZATION="Bearer ops-token-two")
+        assert with_token.status_code not in (401, 403), path
+        for wrong in ("Bearer ops-token-three", "Bearer ", "Bearer ops-token-one-more"):
+            assert Client().get("/" + path, HTTP_AUTHORIZATION=wrong).status_code == 401, (path, wrong)
+
+
+def test_an_allow_listed_address_opens_metrics_and_nothing_else(people, settings):
+    settings.OPSITE_METRICS_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # the test client's own address
+    anonymous = people["clients"]["anonymous"]
+    for path in sorted(OPS_TOKEN_OR_STAFF):
+        assert _get(anonymous, path) == (200 if path == "metrics" else 401), path
 
 
 def test_ingest_endpoints_need_a_token(people):

@@ -203,3 +203,44 @@ async def test_superuser_may_watch_any_restaurant(make_staff, django_user_model)
     feed = await open_feed(cookie, staff.restaurant.slug)
     assert (await next_frame(feed))["type"] == "hello"
     await feed.disconnect()
+
+
+async def test_a_lost_broadcast_is_filled_from_the_database_in_order_and_once(make_staff):
+    """One batch commits but its broadcast never arrives (the layer dropped it); the next one
+    does: the socket fills the gap from the database before it, each event once, in order."""
+    from unittest import mock
+
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)  # hello
+    await ingest(staff.restaurant, event("first"))
+    assert (await next_frame(feed))["seq"] == 1
+    with mock.patch("realtime.services.ingest.events_publish", autospec=True):  # the broadcast is lost
+        await ingest(staff.restaurant, event("lost-1"), event("lost-2"))
+    await ingest(staff.restaurant, event("after"))
+    frames = [await next_frame(feed) for _ in range(3)]
+    assert [(f["seq"], f["order_id"]) for f in frames] == [(2, "lost-1"), (3, "lost-2"), (4, "after")]
+    assert await feed.receive_nothing(timeout=0.5), "an event was sent twice"
+    await feed.disconnect()
+
+
+async def test_a_lost_stretch_longer_than_the_replay_window_is_a_reset(make_staff, settings):
+    from unittest import mock
+
+    settings.OPSITE_FEED_REPLAY_MAX = 2
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    hello = await next_frame(feed)
+    await ingest(staff.restaurant, event("first"))
+    await next_frame(feed)
+    with mock.patch("realtime.services.ingest.events_publish", autospec=True):
+        await ingest(staff.restaurant, event("lost-2"), event("lost-3"))  # exactly the window: filled
+    await ingest(staff.restaurant, event("fourth"))
+    assert [(await next_frame(feed))["seq"] for _ in range(3)] == [2, 3, 4]
+    with mock.patch("realtime.services.ingest.events_publish", autospec=True):
+        await ingest(staff.restaurant, *[event(f"lost-{n}") for n in (5, 6, 7)])  # one more than the window
+    await ingest(staff.restaurant, event("eighth"))
+    assert await next_frame(feed) == {"type": "reset", "seq": 7, "epoch": hello["epoch"]}
+    assert (await next_frame(feed))["seq"] == 8
+    assert await feed.receive_nothing(timeout=0.3)
+    await feed.disconnect()

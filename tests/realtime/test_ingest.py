@@ -293,3 +293,9 @@ def test_saving_the_restaurant_after_an_ingest_neither_rewinds_nor_skips_its_seq
     restaurant.save()  # a whole-row save, as the admin does
     assert [a["seq"] for a in ingest_sync(restaurant, event("S-3"))] == [3]
     assert Restaurant.objects.get(pk=restaurant.pk).last_seq == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_events_are_published_at_once(staff, needs_redis):
+    ingest_sync(staff.restaurant, event("P-1"), event("P-2"))
+    assert OrderEvent.objects.filter(published_at__isnull=False).count() == 2, "left for the outbox sweep"

@@ -81,8 +81,12 @@ def test_missed_slots_are_recorded_for_crontab_and_interval_jobs(settings):
         TaskRun.objects.filter(job="job: cron", status="missed").values_list("scheduled_for", flat=True)
     )
     assert missed_cron == [T0 + timedelta(minutes=m) for m in range(1, 6)]  # 12:06 is still within the grace
-    missed_every = TaskRun.objects.filter(job="job: every", status="missed").count()
-    assert missed_every >= 4 and written == 5 + missed_every
+    missed_every = sorted(
+        TaskRun.objects.filter(job="job: every", status="missed").values_list("scheduled_for", flat=True)
+    )
+    # a gap of more than two intervals: every slot in it but the last, which may be drift
+    assert missed_every == [T0 + timedelta(minutes=m) for m in range(1, 5)]
+    assert written == 5 + 4
     assert runs_audit(now=T0 + timedelta(minutes=6, seconds=30)) == 0  # recorded once
 
 
@@ -185,3 +189,35 @@ def test_the_task_body_does_not_run_for_a_duplicate():
             beat_heartbeat_task.pop_request()
         ran = Heartbeat.objects.filter(name="beat").exists()
         assert ran is (task_id == "first"), task_id  # the body wrote its heartbeat only the first time
+
+
+def test_an_unscheduled_job_is_slotted_by_the_minute():
+    run = run_claim(job="job: ad hoc", task="t", task_id="adhoc", sent_at=T0 + timedelta(seconds=59),
+                    now=T0 + timedelta(seconds=61))  # fmt: skip
+    assert run is not None and run.scheduled_for == T0
+
+
+def test_a_sunday_job_belongs_to_its_sunday_tick():
+    cron, _ = CrontabSchedule.objects.get_or_create(minute="0", hour="10", day_of_week="0", day_of_month="*",
+                                                    month_of_year="*", timezone="UTC")  # fmt: skip
+    PeriodicTask.objects.create(name="job: sunday", task="monitoring.beat_heartbeat", crontab=cron)
+    sunday = datetime(2026, 5, 10, 10, 0, tzinfo=UTC)  # T0 is the Monday before
+    run = run_claim(job="job: sunday", task="t", task_id="sun", sent_at=sunday + timedelta(seconds=5))
+    assert run is not None and run.scheduled_for == sunday
+
+
+def test_an_audit_before_any_run_writes_nothing():
+    every(60)
+    assert runs_audit(now=T0) == 0
+    assert not TaskRun.objects.exists()
+
+
+def test_an_interval_job_drifting_past_one_slot_is_not_a_missed_run(settings):
+    """Beat sends an interval job an interval after the last send, so a little lateness each
+    time can step over one slot; that is drift, not a run that did not happen."""
+    settings.OPSITE_TASK_MISSED_GRACE_S = 90
+    PeriodicTask.objects.update(enabled=False)
+    every(60)
+    for n, sent in enumerate([T0 + timedelta(seconds=59), T0 + timedelta(seconds=121)]):  # slots 12:00, 12:02
+        assert run_claim(job="job: every", task="t", task_id=f"drift-{n}", sent_at=sent, now=sent) is not None
+    assert runs_audit(now=T0 + timedelta(minutes=3, seconds=30)) == 0

@@ -71,7 +71,7 @@ GROUPS: dict[str, Group] = {
     "ledger": Group(("monitoring/ledger.py",), ("tests/monitoring/test_ledger.py",)),
     "alerts": Group(("monitoring/alerts/evaluation.py",), ("tests/monitoring/test_alerts.py",)),
     "delivery": Group(("monitoring/alerts/delivery.py",), ("tests/monitoring/test_alerts.py",)),
-    "backups": Group(("backups/services.py",), ("tests/backups/test_backups.py",)),
+    "backups": Group(("backups/services.py",), ("tests/backups/test_backups.py", "tests/backups/test_s3_and_admin.py")),
     "histogram": Group(
         ("monitoring/histogram.py",), ("tests/monitoring/test_histogram.py", "tests/monitoring/test_snapshots.py")
     ),

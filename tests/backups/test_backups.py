@@ -33,8 +33,11 @@ def scratch_databases() -> list[str]:
 def test_backup_and_verify_on_postgres(make_staff, needs_postgres):
     staff = make_staff()
     ingest_sync(staff.restaurant, *[event(f"B{n}") for n in range(25)])
+    began = time.monotonic()
     backup = backup_create(reason="test")
+    took = time.monotonic() - began
     assert backup.status == Backup.Status.SUCCEEDED and len(backup.sha256) == 64 and backup.size_bytes > 0
+    assert 0 < backup.dump_seconds <= took and 0 <= backup.upload_seconds <= took
     assert backup.engine == "postgresql" and backup.format == "pg_dump custom" and backup.compression == "zstd"
     assert backup.row_counts["public.realtime_orderevent"] == 25
     assert backup.migrations["realtime"].startswith("0001") and "PostgreSQL" in backup.tool_version
@@ -273,3 +276,17 @@ def test_backup_and_verify_on_sqlite_end_to_end(tmp_path):
     stored.write_bytes(stored.read_bytes()[:-100] + b"\0" * 100)
     broken = run("verify_backup", "latest")
     assert broken.returncode != 0 and broken.stderr.strip().startswith("CommandError: backup")
+
+
+def test_latest_names_the_newest_finished_backup(backup_dir):
+    from backups.services import backup_for_reference
+
+    with pytest.raises(BackupError, match="no finished backup yet"):
+        backup_for_reference("latest")
+    older = Backup.objects.create(status=Backup.Status.VERIFIED, reason="test", engine="postgresql")
+    Backup.objects.create(status=Backup.Status.RUNNING, reason="test", engine="postgresql")
+    assert backup_for_reference("latest") == older
+    assert backup_for_reference(str(older.pk)) == older
+    for bad, message in (("nine", "not a backup id"), ("999999", "no backup with id")):
+        with pytest.raises(BackupError, match=message):
+            backup_for_reference(bad)

@@ -162,6 +162,22 @@ async def test_access_recheck_closes_a_socket_whose_session_ended(make_staff, se
     assert await close_code_answering_pings(feed) == 4403
 
 
+async def test_access_is_rechecked_on_its_own_period_not_every_heartbeat(make_staff, settings):
+    settings.OPSITE_FEED_HEARTBEAT_S = 0.1
+    settings.OPSITE_FEED_CLIENT_TIMEOUT_S = 0.1
+    settings.OPSITE_FEED_ACCESS_RECHECK_S = 1.5
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+    from django.contrib.sessions.models import Session
+
+    await database_sync_to_async(Session.objects.all().delete)()  # ended without a logout signal
+    started = asyncio.get_running_loop().time()
+    assert await close_code_answering_pings(feed) == 4403
+    waited = asyncio.get_running_loop().time() - started
+    assert waited >= 1.2, f"re-checked after {waited:.2f} s, before its period"
+
+
 async def test_it_caps_sockets_per_user(make_staff, settings):
     settings.OPSITE_FEED_MAX_SOCKETS_PER_USER = 2
     staff = await database_sync_to_async(make_staff)()

@@ -9,6 +9,7 @@ cores; one group takes a few minutes.
     .venv/bin/python bench/mutation.py                 # every group
     .venv/bin/python bench/mutation.py ledger alerts   # some
     .venv/bin/python bench/mutation.py --list          # the groups, their modules and tests
+    .venv/bin/python bench/mutation.py --survivors feed   # again, only what survived (after new tests)
 
 It prints the score per group and every surviving mutant (file, line, operator, the diff);
 sessions are kept under ``.mutation/`` (``cr-report .mutation/<group>/session.sqlite``).
@@ -240,16 +241,23 @@ def _survivors(session: Path) -> tuple[int, int, list[dict[str, object]]]:
     return len(rows), len(rows) - len(survivors), survivors
 
 
-def run_group(name: str, group: Group) -> Score:
+def run_group(name: str, group: Group, *, survivors_only: bool = False) -> Score:
+    """Mutate the group's modules one mutant at a time; with ``survivors_only``, run again only
+    the mutants that survived the last run (after tests were added; the modules unchanged)."""
     started = time.monotonic()
     lane = OUT / name / "tree"
-    _copy_tree(lane)
     config = OUT / name / "config.toml"
-    config.write_text(_config(name, group))
     session = OUT / name / "session.sqlite"
-    session.unlink(missing_ok=True)
     log = OUT / name / "log.txt"
-    log.unlink(missing_ok=True)
+    if survivors_only:
+        changed = [m for m in group.modules if (OUT / name / "pristine" / m).read_bytes() != (ROOT / m).read_bytes()]
+        if not session.exists() or changed:
+            return Score(name, 0, 0, [], 0.0, f"no earlier run of these modules as they are ({', '.join(changed)})")
+    else:
+        session.unlink(missing_ok=True)
+        log.unlink(missing_ok=True)
+    _copy_tree(lane)
+    config.write_text(_config(name, group))
     database = f"test_opsite_mutation_{name}"
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:  # made afresh, then kept for the run
         admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -266,10 +274,14 @@ def run_group(name: str, group: Group) -> Score:
         shutil.copy2(lane / module, OUT / name / "pristine" / module)
     try:
         _coverage_map(name, group, lane, env, log)
-        _run([cr, "init", str(config), str(session)], lane, env, log)
-        _run([str(VENV_BIN / "cr-filter-operators"), str(session), str(config)], lane, env, log)
-        _run([str(VENV_BIN / "cr-filter-pragma"), str(session)], lane, env, log)
-        _run([cr, "baseline", str(config)], lane, env, log)
+        if survivors_only:
+            with sqlite3.connect(session) as db:
+                db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        else:
+            _run([cr, "init", str(config), str(session)], lane, env, log)
+            _run([str(VENV_BIN / "cr-filter-operators"), str(session), str(config)], lane, env, log)
+            _run([str(VENV_BIN / "cr-filter-pragma"), str(session)], lane, env, log)
+            _run([cr, "baseline", str(config)], lane, env, log)
         _run([cr, "exec", str(config), str(session)], lane, env, log)
     except subprocess.CalledProcessError as exc:
         return Score(name, 0, 0, [], time.monotonic() - started, f"{exc.cmd[0]} failed; see {log}")
@@ -282,6 +294,7 @@ def main() -> int:
     parser.add_argument("groups", nargs="*", help=f"some of: {', '.join(GROUPS)} (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="groups run side by side (default 2)")
     parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    parser.add_argument("--survivors", action="store_true", help="run again only what survived the last run")
     parser.add_argument("--run-tests", metavar="GROUP", help=argparse.SUPPRESS)  # cosmic-ray's test command
     args = parser.parse_args()
     if args.run_tests:
@@ -301,7 +314,7 @@ def main() -> int:
     chosen = args.groups or list(GROUPS)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        scores = list(pool.map(lambda n: run_group(n, GROUPS[n]), chosen))
+        scores = list(pool.map(lambda n: run_group(n, GROUPS[n], survivors_only=args.survivors), chosen))
     print(f"\n{'group':<12} {'mutants':>8} {'killed':>7} {'score':>7} {'minutes':>8}")
     for s in scores:
         status = s.error or ("" if s.percent >= TARGET else f"below {TARGET:g} %")

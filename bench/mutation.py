@@ -22,6 +22,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -44,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".mutation"
 VENV_BIN = ROOT / ".venv" / "bin"
 TARGET = 90.0  # per cent of mutants killed, per group
+PRAGMA = re.compile(r"\s*# pragma: no mutate.*$")
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,11 @@ def _survivors(session: Path) -> tuple[int, int, list[dict[str, object]]]:
     return len(rows), len(rows) - len(survivors), survivors
 
 
+def _code(path: Path) -> list[str]:
+    """A module's lines without their mutation pragmas: adding one moves no mutant."""
+    return [PRAGMA.sub("", line) for line in path.read_text().splitlines()]
+
+
 def run_group(name: str, group: Group, *, survivors_only: bool = False) -> Score:
     """Mutate the group's modules one mutant at a time; with ``survivors_only``, run again only
     the mutants that survived the last run (after tests were added; the modules unchanged)."""
@@ -250,7 +257,7 @@ def run_group(name: str, group: Group, *, survivors_only: bool = False) -> Score
     session = OUT / name / "session.sqlite"
     log = OUT / name / "log.txt"
     if survivors_only:
-        changed = [m for m in group.modules if (OUT / name / "pristine" / m).read_bytes() != (ROOT / m).read_bytes()]
+        changed = [m for m in group.modules if _code(OUT / name / "pristine" / m) != _code(ROOT / m)]
         if not session.exists() or changed:
             return Score(name, 0, 0, [], 0.0, f"no earlier run of these modules as they are ({', '.join(changed)})")
     else:
@@ -277,6 +284,7 @@ def run_group(name: str, group: Group, *, survivors_only: bool = False) -> Score
         if survivors_only:
             with sqlite3.connect(session) as db:
                 db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+            _run([str(VENV_BIN / "cr-filter-pragma"), str(session)], lane, env, log)  # pragmas added since
         else:
             _run([cr, "init", str(config), str(session)], lane, env, log)
             _run([str(VENV_BIN / "cr-filter-operators"), str(session), str(config)], lane, env, log)

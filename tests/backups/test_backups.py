@@ -44,8 +44,9 @@ def test_backup_and_verify_on_postgres(make_staff, needs_postgres):
     assert backup_storage().exists(backup.path) and backup.dump_seconds is not None
     assert not partial_path(backup).exists()
 
+    began = time.monotonic()
     verified = backup_verify(backup=backup)
-    assert verified.status == Backup.Status.VERIFIED and verified.verify_seconds > 0
+    assert verified.status == Backup.Status.VERIFIED and 0 < verified.verify_seconds <= time.monotonic() - began
     assert scratch_databases() == []
 
 
@@ -196,18 +197,21 @@ def _backup_row(status: str, days_ago: float, storage_dir: Path) -> Backup:
 
 def test_retention_keeps_what_it_must(backup_dir, settings):
     settings.OPSITE_BACKUP_KEEP_DAYS = 7
-    settings.OPSITE_BACKUP_KEEP_MIN = 2
+    settings.OPSITE_BACKUP_KEEP_MIN = 3
     V, F, S = Backup.Status.VERIFIED, Backup.Status.FAILED, Backup.Status.SUCCEEDED
     ancient_unverified = _backup_row(S, 40, backup_dir)  # no newer verified yet at first... see below
     old_verified_1 = _backup_row(V, 30, backup_dir)
     old_failed = _backup_row(F, 25, backup_dir)
     old_verified_2 = _backup_row(V, 20, backup_dir)
     old_verified_3 = _backup_row(V, 15, backup_dir)
+    recent_succeeded = _backup_row(S, 3, backup_dir)  # inside the window, a newer verified one exists
     recent_failed = _backup_row(F, 2, backup_dir)
+    newest_verified = _backup_row(V, 1, backup_dir)
     deleted = retention_apply()
-    # Past the window, with a newer verified one, and not among the newest two verified: gone.
+    # Past the window, with a newer verified one, and not among the newest three verified: gone.
     assert set(deleted) == {ancient_unverified.pk, old_verified_1.pk, old_failed.pk}
-    assert set(Backup.objects.values_list("pk", flat=True)) == {old_verified_2.pk, old_verified_3.pk, recent_failed.pk}
+    kept = {old_verified_2.pk, old_verified_3.pk, recent_succeeded.pk, recent_failed.pk, newest_verified.pk}
+    assert set(Backup.objects.values_list("pk", flat=True)) == kept
     assert not (backup_dir / "files" / old_verified_1.path).exists()
     assert (backup_dir / "files" / old_verified_3.path).exists()
 

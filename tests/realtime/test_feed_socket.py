@@ -104,6 +104,21 @@ async def test_bad_frames_get_error_frames_and_the_socket_survives(make_staff):
     await feed.disconnect()
 
 
+async def test_the_frame_limit_counts_bytes_not_characters(make_staff, settings):
+    settings.OPSITE_FEED_MAX_FRAME_BYTES = 100
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+    wide = '{"type":"ping","pad":"' + "é" * 60 + '"}'  # 84 characters, 144 bytes
+    await feed.send_to(text_data=wide)
+    assert (await next_frame(feed))["code"] == "too_large"
+    await feed.send_to(bytes_data=b'{"type":"ping","pad":"' + b"x" * 100 + b'"}')
+    assert (await next_frame(feed))["code"] == "too_large"
+    await feed.send_to(bytes_data=b'{"type":"ping"}')
+    assert await next_frame(feed) == {"type": "pong"}
+    await feed.disconnect()
+
+
 async def test_repeated_abuse_closes_4400(make_staff, settings):
     settings.OPSITE_FEED_MAX_BAD_FRAMES = 3
     staff = await database_sync_to_async(make_staff)()

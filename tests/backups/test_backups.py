@@ -7,10 +7,13 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import Storage
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -294,3 +297,77 @@ def test_latest_names_the_newest_finished_backup(backup_dir):
     for bad, message in (("nine", "not a backup id"), ("999999", "no backup with id")):
         with pytest.raises(BackupError, match=message):
             backup_for_reference(bad)
+
+
+class ShortWritingStorage(Storage):
+    """A remote-like storage (no local paths) whose writes lose their second half, as a full or
+    failing disk behind it would."""
+
+    def __init__(self, location: str) -> None:
+        self.root = Path(location)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _save(self, name: str, content: Any) -> str:
+        data = content.read()
+        (self.root / name).write_bytes(data[: len(data) // 2])
+        return name
+
+    def _open(self, name: str, mode: str = "rb") -> File:
+        return File((self.root / name).open(mode))
+
+    def exists(self, name: str) -> bool:
+        return (self.root / name).exists()
+
+    def delete(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
+
+
+def test_a_stored_file_that_differs_from_the_dump_fails_the_backup_and_is_removed(backup_dir, settings,
+                                                                                  needs_postgres):  # fmt: skip
+    settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": f"{__name__}.ShortWritingStorage",
+                                                          "OPTIONS": {"location": str(backup_dir / "files")}}}  # fmt: skip
+    with pytest.raises(BackupError, match="the stored file differs"):
+        backup_create(reason="test")
+    backup = Backup.objects.get()
+    assert backup.status == Backup.Status.FAILED and "differs" in backup.error
+    assert list((backup_dir / "files").glob("*")) == [], "the half-written file was left in storage"
+    assert not partial_path(backup).exists()
+
+
+def test_backups_go_into_a_directory_that_does_not_exist_yet(tmp_path, settings, needs_postgres):
+    nested = tmp_path / "not" / "made" / "yet"
+    settings.OPSITE_BACKUP_DIR = nested
+    settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                                                          "OPTIONS": {"location": str(nested / "files")}}}  # fmt: skip
+    backup = backup_create(reason="test")
+    assert backup.status == Backup.Status.SUCCEEDED and (nested / "files" / backup.path).exists()
+
+
+def test_the_backup_lock_outlives_the_longest_run(settings):
+    from backups.models import BackupLock
+    from backups.services import LOCK, job_lock
+
+    settings.OPSITE_BACKUP_TIME_LIMIT_S = 3600
+    with job_lock("test"):
+        expires = BackupLock.objects.get(name=LOCK).expires_at
+    assert expires >= timezone.now() + timedelta(seconds=3600)
+
+
+def test_retention_keeps_a_backup_exactly_at_the_edge_of_the_window(backup_dir, settings):
+    from backups.services import retention_apply
+
+    settings.OPSITE_BACKUP_KEEP_DAYS = 7
+    settings.OPSITE_BACKUP_KEEP_MIN = 1
+    edge = _backup_row(Backup.Status.SUCCEEDED, 7, backup_dir)
+    _backup_row(Backup.Status.VERIFIED, 1, backup_dir)
+    assert retention_apply(now=edge.started_at + timedelta(days=7)) == []
+
+
+def test_a_verification_names_at_most_five_tables_that_differ(make_staff, backup_dir, needs_postgres):
+    backup = backup_create(reason="test")
+    tables = sorted(backup.row_counts)[:7]
+    backup.row_counts = {**backup.row_counts, **{t: backup.row_counts[t] + 1 for t in tables}}
+    backup.save(update_fields=["row_counts"])
+    with pytest.raises(BackupError) as failed:
+        backup_verify(backup=backup)
+    assert str(failed.value).count("in the manifest") == 5

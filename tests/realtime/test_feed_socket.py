@@ -275,3 +275,18 @@ async def test_a_lost_stretch_longer_than_the_replay_window_is_a_reset(make_staf
     assert (await next_frame(feed))["seq"] == 8
     assert await feed.receive_nothing(timeout=0.3)
     await feed.disconnect()
+
+
+async def test_a_closed_socket_leaves_no_task_behind(make_staff, settings):
+    settings.OPSITE_FEED_HEARTBEAT_S = 0.05
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+    await feed.disconnect()
+    await asyncio.sleep(0.2)
+
+    def feed_task(task: asyncio.Task) -> bool:
+        return getattr(task.get_coro(), "__qualname__", "").startswith("StaffOrderFeedConsumer.")
+
+    left = [task for task in asyncio.all_tasks() if feed_task(task) and not task.done()]
+    assert left == [], "the pump or the heartbeat outlived its socket"

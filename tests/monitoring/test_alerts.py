@@ -413,3 +413,14 @@ def test_a_rule_for_a_scope_its_metric_lacks_is_refused(admin_client):
     response = admin_client.post("/admin/monitoring/alertrule/add/", form)
     assert response.status_code == 200 and "queue_depth can be watched overall" in response.content.decode()
     assert not AlertRule.objects.filter(name="bad").exists()
+
+
+def test_retries_back_off_doubling_with_jitter_up_to_an_hour(settings):
+    from monitoring.alerts.delivery import backoff_s
+
+    settings.OPSITE_ALERT_RETRY_BASE_S = 10
+    for attempt, base in ((1, 10), (2, 20), (4, 80)):
+        waits = [backoff_s(attempt) for _ in range(400)]
+        assert all(base * 0.5 <= w <= base * 1.5 for w in waits), (attempt, min(waits), max(waits))
+        assert min(waits) < base * 0.7 and max(waits) > base * 1.3, "the jitter spreads both ways"
+    assert backoff_s(30) == 3600.0  # capped at an hour

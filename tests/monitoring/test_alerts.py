@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import psycopg
 import pytest
@@ -101,6 +102,9 @@ def test_the_recovery_threshold_stops_flapping_and_the_resolved_notice_is_sent(s
     assert state() == "resolved"
     assert [m["status"] for m in sink.received] == ["firing", "resolved"]
     assert sink.received[1]["resolved_at"]
+    evaluate_at(T0 + timedelta(seconds=135), cpu=50)  # calm: it stays resolved, nothing more is sent
+    assert state() == "resolved" and Alert.objects.get().resolved_at is not None
+    assert len(sink.received) == 2
 
 
 def test_no_data_is_its_own_state_and_sends_nothing(sink):
@@ -424,3 +428,39 @@ def test_retries_back_off_doubling_with_jitter_up_to_an_hour(settings):
         assert all(base * 0.5 <= w <= base * 1.5 for w in waits), (attempt, min(waits), max(waits))
         assert min(waits) < base * 0.7 and max(waits) > base * 1.3, "the jitter spreads both ways"
     assert backoff_s(30) == 3600.0  # capped at an hour
+
+
+def test_each_comparison_at_its_threshold():
+    from monitoring.alerts.evaluation import breached
+
+    at = {"gt": False, "gte": True, "lt": False, "lte": True}
+    for comparison, expected in at.items():
+        rule_ = AlertRule(name="x", metric="cpu_percent", threshold=90, comparison=comparison)
+        assert breached(rule_, 90) is expected, comparison
+    assert breached(AlertRule(threshold=90, comparison="gt"), 90.5)
+    assert breached(AlertRule(threshold=90, comparison="lt"), 89.5)
+
+
+def test_the_result_counts_what_fired_once_not_its_repeats(sink):
+    rule(webhook(sink), for_s=0, repeat_interval_s=60)
+    host_cpu("web-1", 95, T0)
+    first = alerts_evaluate(now=T0)
+    assert first.fired == [Alert.objects.get().pk] and first.notifications == 1
+    host_cpu("web-1", 95, T0 + timedelta(seconds=90))
+    repeat = alerts_evaluate(now=T0 + timedelta(seconds=90))
+    assert repeat.fired == [] and repeat.notifications == 1  # a reminder, not a new firing
+
+
+def test_a_metric_that_cannot_be_read_is_no_data_and_the_other_rules_go_on(sink):
+    from monitoring.alerts.metrics import METRICS, Metric
+
+    def unreadable(reading: Any) -> dict:
+        raise RuntimeError("the source is gone")
+
+    broken = Metric("broken_metric", "broken", "", ("overall",), unreadable)
+    with mock.patch.dict(METRICS, {"broken_metric": broken}):
+        rule(webhook(sink, "hook-2"), name="broken", metric="broken_metric", scope="overall", for_s=0)
+        rule(webhook(sink), for_s=0)
+        evaluate_at(T0, cpu=95)
+    assert Alert.objects.get(rule__name="cpu hot").state == "firing"
+    assert not Alert.objects.filter(rule__name="broken").exclude(state="nodata").exists()

@@ -61,10 +61,12 @@ def test_a_restore_missing_a_row_fails_verification(make_staff, backup_dir, need
     backup = backup_create(reason="test")
     backup.row_counts = {**backup.row_counts, "public.realtime_orderevent": 6}
     backup.save(update_fields=["row_counts"])
+    began = time.monotonic()
     with pytest.raises(BackupError, match="realtime_orderevent"):
         backup_verify(backup=backup)
     backup.refresh_from_db()
     assert backup.status == Backup.Status.VERIFY_FAILED and not backup.is_good
+    assert 0 < backup.verify_seconds <= time.monotonic() - began
     assert scratch_databases() == []
 
 
@@ -335,12 +337,12 @@ def test_a_stored_file_that_differs_from_the_dump_fails_the_backup_and_is_remove
 
 
 def test_backups_go_into_a_directory_that_does_not_exist_yet(tmp_path, settings, needs_postgres):
-    nested = tmp_path / "not" / "made" / "yet"
+    nested, store = tmp_path / "not" / "made" / "yet", tmp_path / "store" / "not" / "made" / "files"
     settings.OPSITE_BACKUP_DIR = nested
     settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                                                          "OPTIONS": {"location": str(nested / "files")}}}  # fmt: skip
+                                                          "OPTIONS": {"location": str(store)}}}  # fmt: skip
     backup = backup_create(reason="test")
-    assert backup.status == Backup.Status.SUCCEEDED and (nested / "files" / backup.path).exists()
+    assert backup.status == Backup.Status.SUCCEEDED and (store / backup.path).exists()
 
 
 def test_the_backup_lock_outlives_the_longest_run(settings):

@@ -433,12 +433,28 @@ def test_retries_back_off_doubling_with_jitter_up_to_an_hour(settings):
 def test_each_comparison_at_its_threshold():
     from monitoring.alerts.evaluation import breached
 
-    at = {"gt": False, "gte": True, "lt": False, "lte": True}
-    for comparison, expected in at.items():
+    # (below the threshold, at it, above it) for each comparison
+    expected = {"gt": (False, False, True), "gte": (False, True, True), "lt": (True, False, False),
+                "lte": (True, True, False)}  # fmt: skip
+    for comparison, outcomes in expected.items():
         rule_ = AlertRule(name="x", metric="cpu_percent", threshold=90, comparison=comparison)
-        assert breached(rule_, 90) is expected, comparison
-    assert breached(AlertRule(threshold=90, comparison="gt"), 90.5)
-    assert breached(AlertRule(threshold=90, comparison="lt"), 89.5)
+        assert tuple(breached(rule_, v) for v in (89.5, 90, 90.5)) == outcomes, comparison
+
+
+def test_an_alert_keeps_its_identity_across_versions():
+    from monitoring.alerts.evaluation import fingerprint
+
+    # stored with every alert: a new release must find the alerts the previous one made
+    assert fingerprint((("host", "web-1"),)) == "9b9eaccfd8d0edbb"
+
+
+def test_rules_for_a_metric_or_scope_that_no_longer_exists_are_skipped(sink):
+    AlertRule.objects.create(name="gone", metric="retired_metric", scope="overall", threshold=1, for_s=0)
+    AlertRule.objects.create(name="no such scope", metric="cpu_percent", scope="restaurant", threshold=1, for_s=0)
+    rule(webhook(sink), for_s=0)
+    host_cpu("web-1", 95, T0)
+    result = alerts_evaluate(now=T0)
+    assert result.rules == 1 and list(Alert.objects.values_list("rule__name", flat=True)) == ["cpu hot"]
 
 
 def test_the_result_counts_what_fired_once_not_its_repeats(sink):
@@ -449,6 +465,10 @@ def test_the_result_counts_what_fired_once_not_its_repeats(sink):
     host_cpu("web-1", 95, T0 + timedelta(seconds=90))
     repeat = alerts_evaluate(now=T0 + timedelta(seconds=90))
     assert repeat.fired == [] and repeat.notifications == 1  # a reminder, not a new firing
+    assert first.resolved == [] and repeat.resolved == []
+    host_cpu("web-1", 10, T0 + timedelta(seconds=105))
+    calm = alerts_evaluate(now=T0 + timedelta(seconds=105))
+    assert calm.resolved == [Alert.objects.get().pk] and calm.fired == []
 
 
 def test_a_metric_that_cannot_be_read_is_no_data_and_the_other_rules_go_on(sink):

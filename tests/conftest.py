@@ -69,6 +69,18 @@ def _drop_test_databases_of_dead_runs() -> None:
         return  # no server: the run says so where it needs one
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _pools_closed_before_the_test_database_goes(django_db_setup: Any) -> Iterator[None]:
+    """The connection pool keeps reconnecting to a dropped database otherwise, and says so."""
+    yield
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        close_pool = getattr(conn, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
+
+
 @pytest.fixture(autouse=True)
 def _channel_layer_of_its_own() -> Iterator[None]:
     """channels_redis binds its locks and connections to the event loop that first used them,

@@ -373,3 +373,25 @@ def test_a_verification_names_at_most_five_tables_that_differ(make_staff, backup
     with pytest.raises(BackupError) as failed:
         backup_verify(backup=backup)
     assert str(failed.value).count("in the manifest") == 5
+
+
+class FullDiskStorage(ShortWritingStorage):
+    def _save(self, name: str, content: Any) -> str:
+        raise OSError(28, "No space left on device")
+
+
+def test_any_failure_while_storing_is_a_backup_error_that_names_it(backup_dir, settings, needs_postgres):
+    settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": f"{__name__}.FullDiskStorage",
+                                                          "OPTIONS": {"location": str(backup_dir / "files")}}}  # fmt: skip
+    with pytest.raises(BackupError, match="No space left on device"):
+        backup_create(reason="test")
+    assert Backup.objects.get().error.startswith("OSError")
+
+
+def test_retention_looks_past_a_backup_it_must_keep(backup_dir, settings):
+    settings.OPSITE_BACKUP_KEEP_DAYS = 7
+    settings.OPSITE_BACKUP_KEEP_MIN = 1
+    _backup_row(Backup.Status.SUCCEEDED, 20, backup_dir)  # newest, with no newer verified one: kept
+    _backup_row(Backup.Status.VERIFIED, 30, backup_dir)  # the newest verified: kept
+    oldest = _backup_row(Backup.Status.VERIFIED, 35, backup_dir)
+    assert retention_apply() == [oldest.pk]

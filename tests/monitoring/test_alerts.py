@@ -461,7 +461,7 @@ def test_the_result_counts_what_fired_once_not_its_repeats(sink):
     rule(webhook(sink), for_s=0, repeat_interval_s=60)
     host_cpu("web-1", 95, T0)
     first = alerts_evaluate(now=T0)
-    assert first.fired == [Alert.objects.get().pk] and first.notifications == 1
+    assert first.fired == [Alert.objects.get().pk] and first.notifications == 1 and first.held == 0
     host_cpu("web-1", 95, T0 + timedelta(seconds=90))
     repeat = alerts_evaluate(now=T0 + timedelta(seconds=90))
     assert repeat.fired == [] and repeat.notifications == 1  # a reminder, not a new firing

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
@@ -83,6 +84,10 @@ async def test_it_sends_reset_beyond_the_window_or_epoch(make_staff, settings):
     assert (await next_frame(feed)) == {"type": "reset", "seq": 6, "epoch": hello["epoch"]}
     assert await feed.receive_nothing(timeout=0.3)
     await feed.disconnect()
+    inside = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=4")  # 2 behind, within the window
+    await next_frame(inside)
+    assert [(await next_frame(inside))["seq"] for _ in range(2)] == [5, 6]
+    await inside.disconnect()
     other_epoch = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=5&epoch=older")
     await next_frame(other_epoch)
     assert (await next_frame(other_epoch))["type"] == "reset"
@@ -124,8 +129,10 @@ async def test_repeated_abuse_closes_4400(make_staff, settings):
     staff = await database_sync_to_async(make_staff)()
     feed = await open_feed(staff.cookie, staff.restaurant.slug)
     await next_frame(feed)
-    for _ in range(5):
+    for _ in range(3):  # up to the limit, each gets an error frame
         await feed.send_to(text_data="nope")
+        assert (await next_frame(feed))["code"] == "bad_json"
+    await feed.send_to(text_data="nope")  # one past it closes
     assert await close_code(feed) == 4400
 
 
@@ -290,3 +297,30 @@ async def test_a_closed_socket_leaves_no_task_behind(make_staff, settings):
 
     left = [task for task in asyncio.all_tasks() if feed_task(task) and not task.done()]
     assert left == [], "the pump or the heartbeat outlived its socket"
+
+
+async def test_a_resent_batch_skips_what_the_socket_has_and_delivers_the_rest(make_staff):
+    """The outbox sweep re-sends a batch the socket partly has (its broadcast went out, its
+    published mark did not): the known event is skipped, the new one after it delivered."""
+    from unittest import mock
+
+    from realtime.models import OrderEvent
+    from realtime.services import outbox_sweep
+
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    await next_frame(feed)
+    await ingest(staff.restaurant, event("one"), event("two"))
+    assert [(await next_frame(feed))["seq"] for _ in range(2)] == [1, 2]
+    with mock.patch("realtime.services.ingest.events_publish", autospec=True):
+        await ingest(staff.restaurant, event("three"))
+
+    def resend() -> int:
+        OrderEvent.objects.filter(seq=2).update(published_at=None)
+        return outbox_sweep(older_than=timedelta(0))
+
+    assert await database_sync_to_async(resend)() == 2  # one message: seqs 2 and 3
+    frame = await next_frame(feed)
+    assert (frame["seq"], frame["order_id"]) == (3, "three")
+    assert await feed.receive_nothing(timeout=0.3)
+    await feed.disconnect()

@@ -73,7 +73,7 @@ def test_it_is_pending_first_and_fires_only_after_the_for_duration(sink):
     assert state() == "pending" and not sink.received
     evaluate_at(T0 + timedelta(seconds=30), cpu=96)
     assert state() == "pending"
-    evaluate_at(T0 + timedelta(seconds=61), cpu=97)
+    evaluate_at(T0 + timedelta(seconds=60), cpu=97)  # exactly the for duration
     alert = Alert.objects.get()
     assert alert.state == "firing" and alert.labels == {"host": "web-1"} and alert.value == 97
     assert len(sink.received) == 1
@@ -484,3 +484,11 @@ def test_a_metric_that_cannot_be_read_is_no_data_and_the_other_rules_go_on(sink)
         evaluate_at(T0, cpu=95)
     assert Alert.objects.get(rule__name="cpu hot").state == "firing"
     assert not Alert.objects.filter(rule__name="broken").exclude(state="nodata").exists()
+
+
+def test_a_firing_alert_shows_its_newest_value(sink):
+    rule(webhook(sink), for_s=0)
+    evaluate_at(T0, cpu=95)
+    evaluate_at(T0 + timedelta(seconds=15), cpu=97.5)
+    alert = Alert.objects.get()
+    assert alert.state == "firing" and alert.value == 97.5 and alert.last_evaluated_at == T0 + timedelta(seconds=15)

@@ -297,12 +297,32 @@ def run_group(name: str, group: Group, *, survivors_only: bool = False) -> Score
     return Score(name, total, killed, survivors, time.monotonic() - started)
 
 
+def _report(names: list[str]) -> int:
+    print(f"{'group':<12} {'mutants':>8} {'run':>5} {'killed':>7} {'score':>7}  modules")
+    for name in names:
+        session = OUT / name / "session.sqlite"
+        if not session.exists():
+            print(f"{name:<12} {'not run':>8}")
+            continue
+        with sqlite3.connect(session) as db:
+            (pending,) = db.execute(
+                "SELECT count(*) FROM work_items WHERE job_id NOT IN (SELECT job_id FROM work_results)"
+            ).fetchone()
+        run, killed, survivors = _survivors(session)
+        score = f"{100.0 * killed / run:.1f}%" if run else "-"
+        print(f"{name:<12} {run + pending:>8} {run:>5} {killed:>7} {score:>7}  {', '.join(GROUPS[name].modules)}")
+        for survivor in survivors:
+            print(f"    survived: {survivor['file']}:{survivor['line']} {survivor['operator']}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("groups", nargs="*", help=f"some of: {', '.join(GROUPS)} (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="groups run side by side (default 2)")
     parser.add_argument("--list", action="store_true", help="print the groups and exit")
     parser.add_argument("--survivors", action="store_true", help="run again only what survived the last run")
+    parser.add_argument("--report", action="store_true", help="print the scores of the last runs (even unfinished)")
     parser.add_argument("--run-tests", metavar="GROUP", help=argparse.SUPPRESS)  # cosmic-ray's test command
     args = parser.parse_args()
     if args.run_tests:
@@ -311,6 +331,8 @@ def main() -> int:
         for name, group in GROUPS.items():
             print(f"{name}: {', '.join(group.modules)}\n    tests: {' '.join(group.tests)}")
         return 0
+    if args.report:
+        return _report(args.groups or list(GROUPS))
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown:
         print(f"mutation: unknown group {', '.join(unknown)}; choose from {', '.join(GROUPS)}", file=sys.stderr)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.core.files import File
-from django.core.files.storage import Storage
+from django.core.files.storage import FileSystemStorage, Storage
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -395,3 +396,44 @@ def test_retention_looks_past_a_backup_it_must_keep(backup_dir, settings):
     _backup_row(Backup.Status.VERIFIED, 30, backup_dir)  # the newest verified: kept
     oldest = _backup_row(Backup.Status.VERIFIED, 35, backup_dir)
     assert retention_apply() == [oldest.pk]
+
+
+def test_the_reaper_fails_a_run_that_died_before_writing_anything(backup_dir):
+    dead = Backup.objects.create(status=Backup.Status.RUNNING, reason="test", engine="postgresql")
+    Backup.objects.filter(pk=dead.pk).update(started_at=timezone.now() - timedelta(days=1))
+    assert reap_stale_runs() == [dead.pk]  # no partial file to remove: still reaped
+    assert Backup.objects.get(pk=dead.pk).status == Backup.Status.FAILED
+
+
+def test_retention_deletes_a_failed_backup_that_stored_no_file(backup_dir, settings):
+    settings.OPSITE_BACKUP_KEEP_DAYS = 7
+    failed = _backup_row(Backup.Status.FAILED, 30, backup_dir)
+    Backup.objects.filter(pk=failed.pk).update(path="")
+    _backup_row(Backup.Status.VERIFIED, 1, backup_dir)
+    assert retention_apply() == [failed.pk]
+    assert (backup_dir / "files").is_dir(), "the storage itself was deleted"
+
+
+class ShortReadingStorage(FileSystemStorage):
+    """A local disk that reads back less than was written to it."""
+
+    def _open(self, name: str, mode: str = "rb") -> File:
+        data = Path(self.path(name)).read_bytes()
+        return File(io.BytesIO(data[: len(data) // 2]), name=name)
+
+
+def test_a_local_file_that_reads_back_wrong_fails_the_backup_and_is_removed(backup_dir, settings,
+                                                                             needs_postgres):  # fmt: skip
+    settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": f"{__name__}.ShortReadingStorage",
+                                                          "OPTIONS": {"location": str(backup_dir / "files")}}}  # fmt: skip
+    with pytest.raises(BackupError, match="the stored file differs"):
+        backup_create(reason="test")
+    assert list((backup_dir / "files").glob("*")) == []
+    assert not partial_path(Backup.objects.get()).exists()
+
+
+def test_a_backup_verifies_on_a_machine_whose_backup_directory_is_new(backup_dir, tmp_path, settings,
+                                                                       needs_postgres):  # fmt: skip
+    backup = backup_create(reason="test")
+    settings.OPSITE_BACKUP_DIR = tmp_path / "elsewhere" / "new"  # the same storage, another machine
+    assert backup_verify(backup=backup).status == Backup.Status.VERIFIED

@@ -79,6 +79,7 @@ def test_it_is_pending_first_and_fires_only_after_the_for_duration(sink):
     assert len(sink.received) == 1
     sent = sink.received[0]
     assert sent["status"] == "firing" and sent["rule"] == "cpu hot" and sent["labels"] == {"host": "web-1"}
+    assert sent["fired_at"] == (T0 + timedelta(seconds=60)).isoformat() and sent["resolved_at"] is None
     assert Notification.objects.get().status == "sent"
 
 

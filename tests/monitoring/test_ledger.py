@@ -221,3 +221,30 @@ def test_an_interval_job_drifting_past_one_slot_is_not_a_missed_run(settings):
     for n, sent in enumerate([T0 + timedelta(seconds=59), T0 + timedelta(seconds=121)]):  # slots 12:00, 12:02
         assert run_claim(job="job: every", task="t", task_id=f"drift-{n}", sent_at=sent, now=sent) is not None
     assert runs_audit(now=T0 + timedelta(minutes=3, seconds=30)) == 0
+
+
+def test_an_interval_job_is_slotted_by_its_own_interval():
+    every(30)
+    first = run_claim(job="job: every", task="t", task_id="i-0", sent_at=T0, now=T0)
+    second = run_claim(job="job: every", task="t", task_id="i-1", sent_at=T0 + timedelta(seconds=35),
+                       now=T0 + timedelta(seconds=35))  # fmt: skip
+    assert first is not None and second is not None, "two 30 s slots were taken for one"
+    assert (first.scheduled_for, second.scheduled_for) == (T0, T0 + timedelta(seconds=30))
+
+
+def test_a_failing_run_is_recorded_failed_with_its_error():
+    from opsite.celery import app
+
+    @app.task(name="tests.ledger_failing_job")
+    def failing_job() -> None:
+        raise ZeroDivisionError("the job broke")
+
+    every(60, name="job: failing")
+    failing_job.push_request(id="boom", periodic_task_name="job: failing", is_eager=False)
+    try:
+        with pytest.raises(ZeroDivisionError):
+            failing_job()
+    finally:
+        failing_job.pop_request()
+    run = TaskRun.objects.get(task_id="boom")
+    assert run.status == "failed" and run.error == "ZeroDivisionError: the job broke" and run.finished_at

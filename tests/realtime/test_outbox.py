@@ -45,3 +45,15 @@ def test_a_sweep_sends_more_than_one_batch_in_one_run(make_staff, needs_redis):
     _age_all()
     assert outbox_sweep() == 2 * OUTBOX_BATCH
     assert not OrderEvent.objects.filter(published_at__isnull=True).exists()
+
+
+def test_removing_staff_while_the_layer_is_down_still_removes_them(make_staff, layer_down):
+    """The sockets are told through the layer; when it is down they find out on their own
+    re-check, and the removal itself must not fail."""
+    from realtime.models import StaffMembership
+    from realtime.services import membership_remove
+
+    staff = make_staff()
+    membership = StaffMembership.objects.get(user=staff.user, restaurant=staff.restaurant)
+    membership_remove(membership=membership)
+    assert not StaffMembership.objects.filter(pk=membership.pk).exists()

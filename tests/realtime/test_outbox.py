@@ -57,3 +57,21 @@ def test_removing_staff_while_the_layer_is_down_still_removes_them(make_staff, l
     membership = StaffMembership.objects.get(user=staff.user, restaurant=staff.restaurant)
     membership_remove(membership=membership)
     assert not StaffMembership.objects.filter(pk=membership.pk).exists()
+
+
+def test_a_sweep_leaves_events_younger_than_its_grace_to_their_own_publish(make_staff, needs_redis):
+    staff = make_staff()
+    ingest_sync(staff.restaurant, event("Y-1"))
+    OrderEvent.objects.update(published_at=None)  # received just now: its publish may be in flight
+    assert outbox_sweep(older_than=timedelta(minutes=1)) == 0
+    assert OrderEvent.objects.filter(published_at__isnull=True).count() == 1
+
+
+def test_a_sweep_sends_each_restaurants_events_to_its_own_feed(make_staff, needs_redis):
+    first, second = make_staff(), make_staff()
+    for staff in (first, second):
+        ingest_sync(staff.restaurant, event("only-one"))  # one event each
+    OrderEvent.objects.update(published_at=None)
+    _age_all()
+    assert outbox_sweep() == 2
+    assert not OrderEvent.objects.filter(published_at__isnull=True).exists()

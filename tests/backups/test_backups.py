@@ -342,8 +342,9 @@ def test_backups_go_into_a_directory_that_does_not_exist_yet(tmp_path, settings,
     settings.OPSITE_BACKUP_DIR = nested
     settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": "django.core.files.storage.FileSystemStorage",
                                                           "OPTIONS": {"location": str(store)}}}  # fmt: skip
-    backup = backup_create(reason="test")
-    assert backup.status == Backup.Status.SUCCEEDED and (store / backup.path).exists()
+    for _ in range(2):  # the second finds the directories made by the first
+        backup = backup_create(reason="test")
+        assert backup.status == Backup.Status.SUCCEEDED and (store / backup.path).exists()
 
 
 def test_the_backup_lock_outlives_the_longest_run(settings):
@@ -437,3 +438,12 @@ def test_a_backup_verifies_on_a_machine_whose_backup_directory_is_new(backup_dir
     backup = backup_create(reason="test")
     settings.OPSITE_BACKUP_DIR = tmp_path / "elsewhere" / "new"  # the same storage, another machine
     assert backup_verify(backup=backup).status == Backup.Status.VERIFIED
+
+
+def test_retention_keeps_the_newest_verified_backup_even_when_told_to_keep_none(backup_dir, settings):
+    settings.OPSITE_BACKUP_KEEP_DAYS = 1
+    settings.OPSITE_BACKUP_KEEP_MIN = 0
+    newest = _backup_row(Backup.Status.VERIFIED, 10, backup_dir)
+    older = _backup_row(Backup.Status.VERIFIED, 20, backup_dir)
+    assert retention_apply() == [older.pk]
+    assert Backup.objects.filter(pk=newest.pk).exists()

@@ -84,9 +84,9 @@ async def test_it_sends_reset_beyond_the_window_or_epoch(make_staff, settings):
     assert (await next_frame(feed)) == {"type": "reset", "seq": 6, "epoch": hello["epoch"]}
     assert await feed.receive_nothing(timeout=0.3)
     await feed.disconnect()
-    inside = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=4")  # 2 behind, within the window
+    inside = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=3")  # exactly the window behind
     await next_frame(inside)
-    assert [(await next_frame(inside))["seq"] for _ in range(2)] == [5, 6]
+    assert [(await next_frame(inside))["seq"] for _ in range(3)] == [4, 5, 6]
     await inside.disconnect()
     other_epoch = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=5&epoch=older")
     await next_frame(other_epoch)
@@ -120,6 +120,10 @@ async def test_the_frame_limit_counts_bytes_not_characters(make_staff, settings)
     await feed.send_to(bytes_data=b'{"type":"ping","pad":"' + b"x" * 100 + b'"}')
     assert (await next_frame(feed))["code"] == "too_large"
     await feed.send_to(bytes_data=b'{"type":"ping"}')
+    assert await next_frame(feed) == {"type": "pong"}
+    exactly = '{"type":"ping","pad":"' + "x" * (100 - 24) + '"}'
+    assert len(exactly.encode()) == 100
+    await feed.send_to(text_data=exactly)  # at the limit: still allowed
     assert await next_frame(feed) == {"type": "pong"}
     await feed.disconnect()
 
@@ -254,10 +258,15 @@ async def test_a_lost_broadcast_is_filled_from_the_database_in_order_and_once(ma
     await ingest(staff.restaurant, event("first"))
     assert (await next_frame(feed))["seq"] == 1
     with mock.patch("realtime.services.ingest.events_publish", autospec=True):  # the broadcast is lost
-        await ingest(staff.restaurant, event("lost-1"), event("lost-2"))
-    await ingest(staff.restaurant, event("after"))
-    frames = [await next_frame(feed) for _ in range(3)]
-    assert [(f["seq"], f["order_id"]) for f in frames] == [(2, "lost-1"), (3, "lost-2"), (4, "after")]
+        await ingest(staff.restaurant, event("lost-1"))
+    await ingest(staff.restaurant, event("after-1"))
+    with mock.patch("realtime.services.ingest.events_publish", autospec=True):
+        await ingest(staff.restaurant, event("lost-2"), event("lost-3"))
+    await ingest(staff.restaurant, event("after-2"))
+    frames = [await next_frame(feed) for _ in range(5)]
+    assert [(f["seq"], f["order_id"]) for f in frames] == [
+        (2, "lost-1"), (3, "after-1"), (4, "lost-2"), (5, "lost-3"), (6, "after-2")
+    ]  # fmt: skip
     assert await feed.receive_nothing(timeout=0.5), "an event was sent twice"
     await feed.disconnect()
 

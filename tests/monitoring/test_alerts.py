@@ -450,12 +450,12 @@ def test_an_alert_keeps_its_identity_across_versions():
 
 
 def test_rules_for_a_metric_or_scope_that_no_longer_exists_are_skipped(sink):
-    AlertRule.objects.create(name="gone", metric="retired_metric", scope="overall", threshold=1, for_s=0)
-    AlertRule.objects.create(name="no such scope", metric="cpu_percent", scope="restaurant", threshold=1, for_s=0)
-    rule(webhook(sink), for_s=0)
+    rule(webhook(sink), name="z cpu hot", for_s=0)  # made first and named last: read after the broken ones
+    AlertRule.objects.create(name="a retired metric", metric="retired_metric", scope="overall", threshold=1, for_s=0)
+    AlertRule.objects.create(name="b no such scope", metric="cpu_percent", scope="restaurant", threshold=1, for_s=0)
     host_cpu("web-1", 95, T0)
     result = alerts_evaluate(now=T0)
-    assert result.rules == 1 and list(Alert.objects.values_list("rule__name", flat=True)) == ["cpu hot"]
+    assert result.rules == 1 and list(Alert.objects.values_list("rule__name", flat=True)) == ["z cpu hot"]
 
 
 def test_the_result_counts_what_fired_once_not_its_repeats(sink):

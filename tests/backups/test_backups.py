@@ -302,6 +302,10 @@ def test_latest_names_the_newest_finished_backup(backup_dir):
             backup_for_reference(bad)
 
 
+def _backups_in(settings: Any, backend: str, location: Path) -> None:
+    settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": backend, "OPTIONS": {"location": str(location)}}}
+
+
 class ShortWritingStorage(Storage):
     """A remote-like storage (no local paths) whose writes lose their second half, as a full or
     failing disk behind it would."""
@@ -327,8 +331,7 @@ class ShortWritingStorage(Storage):
 
 def test_a_stored_file_that_differs_from_the_dump_fails_the_backup_and_is_removed(backup_dir, settings,
                                                                                   needs_postgres):  # fmt: skip
-    settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": f"{__name__}.ShortWritingStorage",
-                                                          "OPTIONS": {"location": str(backup_dir / "files")}}}  # fmt: skip
+    _backups_in(settings, f"{__name__}.ShortWritingStorage", backup_dir / "files")
     with pytest.raises(BackupError, match="the stored file differs"):
         backup_create(reason="test")
     backup = Backup.objects.get()
@@ -340,8 +343,7 @@ def test_a_stored_file_that_differs_from_the_dump_fails_the_backup_and_is_remove
 def test_backups_go_into_a_directory_that_does_not_exist_yet(tmp_path, settings, needs_postgres):
     nested, store = tmp_path / "not" / "made" / "yet", tmp_path / "store" / "not" / "made" / "files"
     settings.OPSITE_BACKUP_DIR = nested
-    settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                                                          "OPTIONS": {"location": str(store)}}}  # fmt: skip
+    _backups_in(settings, "django.core.files.storage.FileSystemStorage", store)
     for _ in range(2):  # the second finds the directories made by the first
         backup = backup_create(reason="test")
         assert backup.status == Backup.Status.SUCCEEDED and (store / backup.path).exists()
@@ -383,8 +385,7 @@ class FullDiskStorage(ShortWritingStorage):
 
 
 def test_any_failure_while_storing_is_a_backup_error_that_names_it(backup_dir, settings, needs_postgres):
-    settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": f"{__name__}.FullDiskStorage",
-                                                          "OPTIONS": {"location": str(backup_dir / "files")}}}  # fmt: skip
+    _backups_in(settings, f"{__name__}.FullDiskStorage", backup_dir / "files")
     with pytest.raises(BackupError, match="No space left on device"):
         backup_create(reason="test")
     assert Backup.objects.get().error.startswith("OSError")
@@ -425,8 +426,7 @@ class ShortReadingStorage(FileSystemStorage):
 
 def test_a_local_file_that_reads_back_wrong_fails_the_backup_and_is_removed(backup_dir, settings,
                                                                              needs_postgres):  # fmt: skip
-    settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": f"{__name__}.ShortReadingStorage",
-                                                          "OPTIONS": {"location": str(backup_dir / "files")}}}  # fmt: skip
+    _backups_in(settings, f"{__name__}.ShortReadingStorage", backup_dir / "files")
     with pytest.raises(BackupError, match="the stored file differs"):
         backup_create(reason="test")
     assert list((backup_dir / "files").glob("*")) == []

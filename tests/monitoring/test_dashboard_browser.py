@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +23,14 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pyte
 
 def order(order_id: str, kind: str = "order.created") -> dict[str, object]:
     return {"type": kind, "order_id": order_id, "total_amount": "18.00", "items_count": 2}
+
+
+def _log_in_to_ops(page: Any, server_url: str) -> None:
+    page.goto(f"{server_url}/accounts/login/?next=/ops/")
+    page.fill("input[name=username]", "boss")
+    page.fill("input[name=password]", "pw-123456")
+    page.click("input[type=submit]")
+    page.wait_for_url("**/ops/")
 
 
 def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chromium_path, needs_redis):
@@ -48,11 +57,7 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"{server.url}/accounts/login/?next=/ops/")
-        page.fill("input[name=username]", "boss")
-        page.fill("input[name=password]", "pw-123456")
-        page.click("input[type=submit]")
-        page.wait_for_url("**/ops/")
+        _log_in_to_ops(page, server.url)
         expect(page.locator("#ops-live-state")).to_have_text("live", timeout=10_000)
         for chart in ("request_rate", "cpu_percent", "memory_percent", "db_connections"):
             section = page.locator(f'.ops-chart[data-chart="{chart}"]')
@@ -101,11 +106,7 @@ def test_live_tiles_reconnect_after_their_server_dies_without_a_reload(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(f"{dashboard.url}/accounts/login/?next=/ops/")
-        page.fill("input[name=username]", "boss")
-        page.fill("input[name=password]", "pw-123456")
-        page.click("input[type=submit]")
-        page.wait_for_url("**/ops/")
+        _log_in_to_ops(page, dashboard.url)
         expect(page.locator("#ops-live-state")).to_have_text("live", timeout=10_000)
         tile = page.locator('.ops-tile[data-tile="orders_today"] .value')
         expect(tile).to_have_text("1", timeout=10_000)

@@ -104,7 +104,7 @@ def test_the_recovery_threshold_stops_flapping_and_the_resolved_notice_is_sent(s
     assert [m["status"] for m in sink.received] == ["firing", "resolved"]
     assert sink.received[1]["resolved_at"]
     evaluate_at(T0 + timedelta(seconds=135), cpu=50)  # calm: it stays resolved, nothing more is sent
-    assert state() == "resolved" and Alert.objects.get().resolved_at is not None
+    assert state() == "resolved" and Alert.objects.get().resolved_at is not None and not Alert.objects.get().held
     assert len(sink.received) == 2
 
 
@@ -493,3 +493,13 @@ def test_a_firing_alert_shows_its_newest_value(sink):
     evaluate_at(T0 + timedelta(seconds=15), cpu=97.5)
     alert = Alert.objects.get()
     assert alert.state == "firing" and alert.value == 97.5 and alert.last_evaluated_at == T0 + timedelta(seconds=15)
+
+
+def test_a_host_that_stops_reporting_turns_its_alert_to_no_data(sink):
+    rule(webhook(sink), for_s=0)
+    evaluate_at(T0, cpu=95)
+    evaluate_at(T0, cpu=20, host="web-2")
+    assert dict(Alert.objects.values_list("labels__host", "state")) == {"web-1": "firing", "web-2": "inactive"}
+    NodeReport.objects.filter(host="web-1").delete()  # web-1 is gone; web-2 still reports
+    evaluate_at(T0 + timedelta(seconds=15), cpu=20, host="web-2")
+    assert dict(Alert.objects.values_list("labels__host", "state")) == {"web-1": "nodata", "web-2": "inactive"}

@@ -53,3 +53,10 @@ async def close_code_answering_pings(communicator: WebsocketCommunicator, timeou
         if output["type"] == "websocket.close":
             return int(output.get("code", 1000))
         await communicator.send_to(text_data='{"type":"pong"}')
+
+
+async def staff_feed(make_staff: Any, query: str = "") -> tuple[Any, WebsocketCommunicator, dict[str, Any]]:
+    """A new staff member's feed socket, opened and past its hello: (staff, socket, hello)."""
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug, query)
+    return staff, feed, await next_frame(feed)

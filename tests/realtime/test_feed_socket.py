@@ -12,7 +12,7 @@ from opsite.asgi import application
 from realtime.models import StaffMembership
 from realtime.services import membership_remove
 
-from .conftest import close_code, close_code_answering_pings, event, ingest, next_frame, open_feed
+from .conftest import close_code, close_code_answering_pings, event, ingest, next_frame, open_feed, staff_feed
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("needs_redis")]
 
@@ -33,9 +33,7 @@ async def test_it_rejects_staff_of_another_restaurant(make_staff):
 
 
 async def test_it_says_hello_then_streams_events_in_order(make_staff):
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    hello = await next_frame(feed)
+    staff, feed, hello = await staff_feed(make_staff)
     assert hello["type"] == "hello" and hello["seq"] == 0 and hello["restaurant"] == staff.restaurant.slug
     assert hello["heartbeat_s"] == 25 and hello["epoch"]
     for n in range(20):
@@ -95,9 +93,7 @@ async def test_it_sends_reset_beyond_the_window_or_epoch(make_staff, settings):
 
 
 async def test_bad_frames_get_error_frames_and_the_socket_survives(make_staff):
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    _staff, feed, _hello = await staff_feed(make_staff)
     await feed.send_to(text_data="{not json")
     assert (await next_frame(feed))["code"] == "bad_json"
     await feed.send_to(text_data='{"type":"subscribe"}')
@@ -111,9 +107,7 @@ async def test_bad_frames_get_error_frames_and_the_socket_survives(make_staff):
 
 async def test_the_frame_limit_counts_bytes_not_characters(make_staff, settings):
     settings.OPSITE_FEED_MAX_FRAME_BYTES = 100
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    _staff, feed, _hello = await staff_feed(make_staff)
     wide = '{"type":"ping","pad":"' + "é" * 60 + '"}'  # 84 characters, 144 bytes
     await feed.send_to(text_data=wide)
     assert (await next_frame(feed))["code"] == "too_large"
@@ -130,9 +124,7 @@ async def test_the_frame_limit_counts_bytes_not_characters(make_staff, settings)
 
 async def test_repeated_abuse_closes_4400(make_staff, settings):
     settings.OPSITE_FEED_MAX_BAD_FRAMES = 3
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    _staff, feed, _hello = await staff_feed(make_staff)
     for _ in range(3):  # up to the limit, each gets an error frame
         await feed.send_to(text_data="nope")
         assert (await next_frame(feed))["code"] == "bad_json"
@@ -143,9 +135,7 @@ async def test_repeated_abuse_closes_4400(make_staff, settings):
 async def test_heartbeat_pings_and_closes_a_silent_client(make_staff, settings):
     settings.OPSITE_FEED_HEARTBEAT_S = 0.2
     settings.OPSITE_FEED_CLIENT_TIMEOUT_S = 0.3
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    _staff, feed, _hello = await staff_feed(make_staff)
     assert await next_frame(feed) == {"type": "ping"}
     await feed.send_to(text_data='{"type":"pong"}')
     assert await next_frame(feed) == {"type": "ping"}
@@ -153,18 +143,14 @@ async def test_heartbeat_pings_and_closes_a_silent_client(make_staff, settings):
 
 
 async def test_revoked_membership_disconnects(make_staff):
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    staff, feed, _hello = await staff_feed(make_staff)
     membership = await database_sync_to_async(StaffMembership.objects.get)(user=staff.user)
     await database_sync_to_async(membership_remove)(membership=membership)
     assert await close_code(feed, timeout=3) == 4403
 
 
 async def test_logout_disconnects_that_session(make_staff):
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    staff, feed, _hello = await staff_feed(make_staff)
 
     def logout() -> int:
         client = Client()
@@ -179,9 +165,7 @@ async def test_access_recheck_closes_a_socket_whose_session_ended(make_staff, se
     settings.OPSITE_FEED_HEARTBEAT_S = 0.1
     settings.OPSITE_FEED_CLIENT_TIMEOUT_S = 0.1
     settings.OPSITE_FEED_ACCESS_RECHECK_S = 0
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    _staff, feed, _hello = await staff_feed(make_staff)
     from django.contrib.sessions.models import Session
 
     await database_sync_to_async(Session.objects.all().delete)()
@@ -192,9 +176,7 @@ async def test_access_is_rechecked_on_its_own_period_not_every_heartbeat(make_st
     settings.OPSITE_FEED_HEARTBEAT_S = 0.1
     settings.OPSITE_FEED_CLIENT_TIMEOUT_S = 0.1
     settings.OPSITE_FEED_ACCESS_RECHECK_S = 1.5
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    _staff, feed, _hello = await staff_feed(make_staff)
     from django.contrib.sessions.models import Session
 
     await database_sync_to_async(Session.objects.all().delete)()  # ended without a logout signal
@@ -275,9 +257,7 @@ async def test_a_lost_stretch_longer_than_the_replay_window_is_a_reset(make_staf
     from unittest import mock
 
     settings.OPSITE_FEED_REPLAY_MAX = 2
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    hello = await next_frame(feed)
+    staff, feed, hello = await staff_feed(make_staff)
     await ingest(staff.restaurant, event("first"))
     await next_frame(feed)
     with mock.patch("realtime.services.ingest.events_publish", autospec=True):
@@ -295,9 +275,7 @@ async def test_a_lost_stretch_longer_than_the_replay_window_is_a_reset(make_staf
 
 async def test_a_closed_socket_leaves_no_task_behind(make_staff, settings):
     settings.OPSITE_FEED_HEARTBEAT_S = 0.05
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    _staff, feed, _hello = await staff_feed(make_staff)
     await feed.disconnect()
     await asyncio.sleep(0.2)
 
@@ -316,9 +294,7 @@ async def test_a_resent_batch_skips_what_the_socket_has_and_delivers_the_rest(ma
     from realtime.models import OrderEvent
     from realtime.services import outbox_sweep
 
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    staff, feed, _hello = await staff_feed(make_staff)
     await ingest(staff.restaurant, event("one"), event("two"))
     assert [(await next_frame(feed))["seq"] for _ in range(2)] == [1, 2]
     with mock.patch("realtime.services.ingest.events_publish", autospec=True):

@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 
 from realtime.hub import get_hub
 
-from .conftest import close_code, close_code_answering_pings, next_frame, open_feed
+from .conftest import close_code, close_code_answering_pings, next_frame, open_feed, staff_feed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DEEP = "[" * 100_000 + "]" * 100_000  # deeper than Python's parser recurses
@@ -32,9 +32,7 @@ async def test_a_bad_position_is_treated_as_none(query, make_staff):
 
 async def test_a_deeply_nested_frame_is_an_error_frame_not_a_crash(make_staff, settings):
     settings.OPSITE_FEED_MAX_FRAME_BYTES = 1_000_000
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    _staff, feed, _hello = await staff_feed(make_staff)
     await feed.send_to(text_data=DEEP)
     assert (await next_frame(feed))["code"] == "bad_json"
     await feed.send_to(text_data='{"type":"ping"}')
@@ -60,9 +58,7 @@ async def test_a_password_change_closes_the_feed(make_staff, settings):
     settings.OPSITE_FEED_HEARTBEAT_S = 0.1
     settings.OPSITE_FEED_CLIENT_TIMEOUT_S = 0.1
     settings.OPSITE_FEED_ACCESS_RECHECK_S = 0
-    staff = await database_sync_to_async(make_staff)()
-    feed = await open_feed(staff.cookie, staff.restaurant.slug)
-    await next_frame(feed)
+    staff, feed, _hello = await staff_feed(make_staff)
 
     def change_password() -> None:
         staff.user.set_password("a-new-password-1")

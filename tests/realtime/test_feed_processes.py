@@ -223,8 +223,9 @@ async def test_server_shutdown_closes_sockets_1012(make_staff, start_server):
 async def test_presence_counts_sockets_per_node_and_forgets_a_dead_node(make_staff, start_server):
     from realtime.presence import presence_summary
 
-    a = await database_sync_to_async(make_staff)()
-    b = await database_sync_to_async(make_staff)()
+    # restaurants of their own: a node another test killed is still counted until its entry expires
+    a = await database_sync_to_async(make_staff)(slug="presence-a")
+    b = await database_sync_to_async(make_staff)(slug="presence-b")
     fast = {"OPSITE_PRESENCE_TTL_S": "2"}
     web_1, web_2 = start_server(fast), start_server(fast)
     sockets = [

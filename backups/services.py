@@ -290,7 +290,7 @@ def retention_apply(*, now: datetime | None = None) -> list[int]:
     cutoff = now - timedelta(days=settings.OPSITE_BACKUP_KEEP_DAYS)
     finished = list(Backup.objects.exclude(status=Backup.Status.RUNNING).order_by("-started_at"))
     verified = [b for b in finished if b.status == Backup.Status.VERIFIED]
-    protected = {b.pk for b in verified[: max(1, settings.OPSITE_BACKUP_KEEP_MIN)]}
+    protected = {b.pk for b in verified[: settings.OPSITE_BACKUP_KEEP_MIN]}
     storage = backup_storage()
     deleted: list[int] = []
     for backup in finished:

@@ -19,6 +19,7 @@ Lines that are only logging or an error message's wording carry ``# pragma: no m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import os
@@ -29,17 +30,11 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Generator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from xml.etree import ElementTree
-
-import coverage
-import psycopg
-import pytest
-from _support import PG
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".mutation"
@@ -129,20 +124,6 @@ def _pytest(group: Group, tests: list[str], *, first_failure: bool = True) -> li
             "-m", group.marks, *tests]  # fmt: skip
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: Any, nextitem: Any) -> Generator[None, object, object]:
-    """Loaded into the coverage run (``-p mutation``): whatever runs during a test, in any task
-    or thread, is that test's; what runs outside one (imports, collection) is nobody's."""
-    current = coverage.Coverage.current()
-    if current is not None:
-        current.switch_context(item.nodeid)
-    try:
-        return (yield)
-    finally:
-        if current is not None:
-            current.switch_context("")
-
-
 def _coverage_map(name: str, group: Group, lane: Path, env: dict[str, str], log: Path) -> None:
     """Which tests run each line of the group's modules: a mutant then runs only those. A line
     run only while importing (module constants, signatures) maps to the whole set."""
@@ -151,7 +132,7 @@ def _coverage_map(name: str, group: Group, lane: Path, env: dict[str, str], log:
     timings = OUT / name / "timings.xml"
     command = [*_pytest(group, list(group.tests), first_failure=False), f"--junitxml={timings}"]
     plugin_env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parent)}
-    _run([command[0], "-m", "coverage", "run", f"--rcfile={rc}", "-m", *command[2:], "-p", "mutation"], lane, plugin_env,
+    _run([command[0], "-m", "coverage", "run", f"--rcfile={rc}", "-m", *command[2:], "-p", "mutation_contexts"], lane, plugin_env,
          log)  # fmt: skip
     report = OUT / name / "coverage.json"
     _run([command[0], "-m", "coverage", "json", f"--rcfile={rc}", "--show-contexts", "-o", str(report)], lane, env, log)
@@ -167,6 +148,107 @@ def _coverage_map(name: str, group: Group, lane: Path, env: dict[str, str], log:
             # fastest first: most mutants are killed by the first test that fails
             by_line[line] = sorted(ids, key=lambda n: seconds.get(n, 60.0)) if ids and "" not in contexts else []
     (OUT / name / "tests-by-line.json").write_text(json.dumps(lines))
+
+
+# The test command of every mutant would otherwise start Python, pytest, its plugins and their
+# imports afresh (~2.5 s of each mutant's run): a runner per lane imports the third-party part
+# once and forks a child per mutant, which imports the project from the (mutated) tree.
+WARM_MODULES = (
+    "pytest", "_hypothesis_pytestplugin", "hypothesis", "hypothesis.strategies", "pytest_django.plugin",
+    "pytest_asyncio.plugin", "pytest_timeout", "anyio.pytest_plugin", "django.test", "django.contrib.admin",
+    "django.db.backends.postgresql.base", "channels.testing", "channels_redis.core", "celery", "psycopg",
+    "psycopg_pool", "prometheus_client", "redis", "psutil", "hypothesis.extra.django",
+)  # fmt: skip
+
+
+def _socket_of(name: str) -> Path:
+    return OUT / name / "runner.sock"
+
+
+def serve(name: str) -> int:
+    """The warm runner of one lane (started in the lane's tree): for each request, a list of
+    pytest arguments, fork, run pytest in the child, answer its exit code. A client that goes
+    away (cosmic-ray's timeout) takes its child's process group with it."""
+    import importlib
+    import selectors
+    import signal
+    import socket
+
+    import pytest
+
+    for module in WARM_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # one that needs settings is left to the child
+            print(f"runner: {module} not imported ahead: {exc}", file=sys.stderr)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = _socket_of(name)
+    path.unlink(missing_ok=True)
+    listener.bind(str(path))
+    listener.listen(1)
+    while True:
+        connection, _ = listener.accept()
+        with connection:
+            request = b""
+            while not request.endswith(b"\n"):
+                chunk = connection.recv(65536)
+                if not chunk:
+                    break
+                request += chunk
+            if not request.endswith(b"\n"):
+                continue
+            args = json.loads(request)
+            child = os.fork()
+            if child == 0:  # pragma: no cover (the child)
+                listener.close()
+                connection.close()
+                os.setsid()
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                code = 3
+                try:
+                    sys.path.insert(0, os.getcwd())  # the lane's tree, as ``python -m pytest`` does
+                    code = int(pytest.main(args))
+                finally:
+                    os._exit(code)
+            watch = selectors.DefaultSelector()
+            watch.register(connection, selectors.EVENT_READ)
+            status = None
+            while status is None:
+                done, raw = os.waitpid(child, os.WNOHANG)
+                if done:
+                    status = os.waitstatus_to_exitcode(raw)
+                elif watch.select(timeout=0.05):  # the client hung up: it was timed out
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child, signal.SIGKILL)
+                    os.waitpid(child, 0)
+                    status = -1
+            watch.close()
+            with contextlib.suppress(OSError):
+                connection.sendall(f"{status}\n".encode())
+
+
+def _run_warm(name: str, args: list[str]) -> int | None:
+    """The exit code of pytest run with ``args`` by the lane's warm runner; None without one."""
+    import socket
+
+    path = _socket_of(name)
+    if not path.exists():
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        try:
+            client.connect(str(path))
+        except OSError:
+            return None
+        client.sendall(json.dumps(args).encode() + b"\n")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            chunk = client.recv(64)
+            if not chunk:
+                return None
+            answer += chunk
+    return int(answer)
 
 
 def run_tests(name: str) -> int:
@@ -186,7 +268,27 @@ def run_tests(name: str) -> int:
                 chosen += [t for t in by_line[module][str(line)] or group.tests if t not in chosen]
     if not chosen:
         return 0  # nothing runs the mutated line: it survives
-    return subprocess.run(_pytest(group, chosen), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    command = _pytest(group, chosen)
+    warm = _run_warm(name, command[3:])
+    if warm is not None:
+        return warm
+    return subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+
+
+@contextlib.contextmanager
+def _warm_runner(name: str, lane: Path, env: dict[str, str], log: Path) -> Iterator[None]:
+    with log.open("ab") as out:
+        runner = subprocess.Popen([str(VENV_BIN / "python"), str(Path(__file__).resolve()), "--serve", name], cwd=lane,
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _socket_of(name).exists() and runner.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield
+    finally:
+        runner.kill()
+        runner.wait()
+        _socket_of(name).unlink(missing_ok=True)
 
 
 def _copy_tree(lane: Path) -> None:
@@ -265,6 +367,9 @@ def run_group(name: str, group: Group, *, survivors_only: bool = False) -> Score
         log.unlink(missing_ok=True)
     _copy_tree(lane)
     config.write_text(_config(name, group))
+    import psycopg
+    from _support import PG
+
     database = f"test_opsite_mutation_{name}"
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:  # made afresh, then kept for the run
         admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -290,7 +395,8 @@ def run_group(name: str, group: Group, *, survivors_only: bool = False) -> Score
             _run([str(VENV_BIN / "cr-filter-operators"), str(session), str(config)], lane, env, log)
             _run([str(VENV_BIN / "cr-filter-pragma"), str(session)], lane, env, log)
             _run([cr, "baseline", str(config)], lane, env, log)
-        _run([cr, "exec", str(config), str(session)], lane, env, log)
+        with _warm_runner(name, lane, env, log):
+            _run([cr, "exec", str(config), str(session)], lane, env, log)
     except subprocess.CalledProcessError as exc:
         return Score(name, 0, 0, [], time.monotonic() - started, f"{exc.cmd[0]} failed; see {log}")
     total, killed, survivors = _survivors(session)
@@ -324,7 +430,10 @@ def main() -> int:
     parser.add_argument("--survivors", action="store_true", help="run again only what survived the last run")
     parser.add_argument("--report", action="store_true", help="print the scores of the last runs (even unfinished)")
     parser.add_argument("--run-tests", metavar="GROUP", help=argparse.SUPPRESS)  # cosmic-ray's test command
+    parser.add_argument("--serve", metavar="GROUP", help=argparse.SUPPRESS)  # a lane's warm runner
     args = parser.parse_args()
+    if args.serve:
+        return serve(args.serve)
     if args.run_tests:
         return run_tests(args.run_tests)
     if args.list:

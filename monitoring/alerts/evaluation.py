@@ -196,7 +196,7 @@ class Evaluator:
             return False
         return self.now - alert.last_notified_at >= timedelta(seconds=rule.repeat_interval_s)
 
-    def transition(self, rule: AlertRule, alert: Alert, target: str, *, repeat: bool = False) -> bool:
+    def transition(self, rule: AlertRule, alert: Alert, target: str, *, repeat: bool = False) -> None:
         now = self.now
         fields: dict[str, Any] = {"state": target, "value": alert.value, "last_evaluated_at": now,
                                   "held": False, "version": F("version") + 1}  # fmt: skip
@@ -215,7 +215,7 @@ class Evaluator:
         won = Alert.objects.filter(pk=alert.pk, version=alert.version).update(**fields)
         if not won:
             alert.refresh_from_db()  # another evaluator moved it first; it also notified
-            return False
+            return
         alert.refresh_from_db()
         if target == State.FIRING and not repeat:
             self.result.fired.append(alert.pk)
@@ -223,7 +223,6 @@ class Evaluator:
             self.result.resolved.append(alert.pk)
         if kind is not None:
             self.notify(rule, alert, kind)
-        return True
 
     def notify(self, rule: AlertRule, alert: Alert, kind: str) -> None:
         from ..services import ops_event_publish

@@ -194,6 +194,8 @@ def test_rules_that_read_the_database_are_held_while_it_is_down(sink, make_resta
     restaurant = make_restaurant()
     rule(webhook(sink), name="busy", metric="orders_per_minute", scope="overall", threshold=2, window_s=60, for_s=0)
     rule(webhook(sink, "hook-2"), for_s=0)  # CPU is read from node reports: not held
+    rule(webhook(sink, "hook-3"), name="calm", metric="orders_per_minute", scope="overall", threshold=1000,
+         window_s=60, for_s=0)  # fmt: skip
     alerts_evaluate(now=T0 - timedelta(seconds=15))
     assert Alert.objects.get(rule__name="busy").state == "inactive"
     for n in range(5):
@@ -217,6 +219,28 @@ def test_rules_that_read_the_database_are_held_while_it_is_down(sink, make_resta
         busy.refresh_from_db()
     assert busy.state == "firing" and not busy.held
     assert sorted(m["rule"] for m in sink.received) == ["busy", "cpu hot"], "the held notification was not released"
+    calm = Alert.objects.get(rule__name="calm")  # held too, and back to a quiet state: its flag is written
+    assert calm.state == "inactive" and not calm.held
+
+
+def test_rules_on_one_windowed_metric_each_read_their_own_window(sink, make_restaurant):
+    from realtime.models import OrderEvent
+
+    restaurant = make_restaurant()
+    OrderEvent.objects.bulk_create(
+        OrderEvent(restaurant=restaurant, seq=n + 1, epoch=restaurant.epoch, type="order.created", order_id=f"w{n}",
+                   total_amount=Decimal("1"), items_count=1, occurred_at=T0 - timedelta(minutes=30))
+        for n in range(120)
+    )  # fmt: skip
+    rule(webhook(sink), name="last minute", metric="orders_per_minute", scope="overall", threshold=1, window_s=60,
+         for_s=0)  # fmt: skip
+    rule(webhook(sink, "hook-2"), name="last hour", metric="orders_per_minute", scope="overall", threshold=1,
+         window_s=3600, for_s=0)  # fmt: skip
+    evaluate_at(T0)
+    assert Alert.objects.get(rule__name="last minute").state == "inactive"
+    hour = Alert.objects.get(rule__name="last hour")
+    assert hour.state == "firing" and hour.value == 2  # 120 orders over 60 minutes
+    assert [m["rule"] for m in sink.received] == ["last hour"]
 
 
 def test_a_failing_channel_is_retried_then_its_circuit_opens_then_it_recovers(sink, settings):

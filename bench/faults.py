@@ -231,10 +231,10 @@ def two_beats(env: dict[str, str]) -> None:
 def beat_stopped(env: dict[str, str]) -> None:
     from django.utils import timezone
 
+    from common.scheduling import sync_periodic_tasks
     from monitoring.alerts.defaults import BEAT_RULE, BEAT_RULE_THRESHOLD_S
     from monitoring.ledger import runs_audit
     from monitoring.models import AlertRule, Heartbeat, NotificationChannel, TaskRun
-    from opsite.scheduling import sync_periodic_tasks
 
     sync_periodic_tasks()
     sink = WebhookSink()

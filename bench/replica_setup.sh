@@ -42,7 +42,7 @@ DATABASE_URL="$PRIMARY/$DB" DATABASE_REPLICA_URL="$REPLICA/$DB" OPSITE_REPLICA_C
 import time
 from django.utils import timezone
 from monitoring.models import Heartbeat
-from opsite.replicas import monitor, replica_reads
+from common.replicas import monitor, replica_reads
 state = monitor.check("replica0")
 print(f"replica0 usable: {state.ok}, lag {state.lag_s} s {state.detail}")
 with replica_reads():

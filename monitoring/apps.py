@@ -20,8 +20,9 @@ class MonitoringConfig(AppConfig):
             worker_shutdown,
         )
 
+        from common.context import install_log_record_factory
+
         from .checks_builtin import register_builtin
-        from .context import install_log_record_factory
         from .ledger import stamp_beat_message
         from .nodes import node_forget, reporter
         from .profiling import on_task_postrun, on_task_prerun

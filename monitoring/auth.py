@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from opsite.http import address_in, bearer_token
+from common.http import address_in, bearer_token
 
 
 def has_ops_token(request: HttpRequest) -> bool:

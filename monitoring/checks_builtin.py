@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
 
-from opsite.aio import run_async
+from common.aio import run_async
 
 from . import dependencies
 from .health import DEGRADED, FAILED, OK, HealthCheck, Probe, register
@@ -142,7 +142,7 @@ def backups() -> Probe:
 
 
 def replicas() -> Probe:
-    from opsite.replicas import monitor, replica_aliases
+    from common.replicas import monitor, replica_aliases
 
     states = {alias: monitor.check(alias) for alias in replica_aliases()}
     data = {alias: {"ok": st.ok, "lag_s": st.lag_s, "detail": st.detail} for alias, st in states.items()}

@@ -24,8 +24,8 @@ from django.db import connection
 from django.db.models import Max, Sum
 from django.utils import timezone
 
-from opsite.cache import cached
-from opsite.clock import floor_to
+from common.cache import cached
+from common.clock import floor_to
 
 from .models import CLUSTER, Alert, FrontendErrorGroup, MetricSnapshot, Resolution, TaskRun
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from opsite.redaction import redact_url
+from common.redaction import redact_url
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.conf import settings
 
-from opsite.labels import LabelBudget
-from opsite.validation import string_field
+from common.labels import LabelBudget
+from common.validation import string_field
 
 MAX_METRICS = 100
 MAX_ERRORS = 50

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from opsite.clock import floor_to
+from common.clock import floor_to
 
 from .models import TaskRun
 

@@ -18,7 +18,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
-from .context import RequestState, current_request, request_id_from
+from common.context import RequestState, current_request, request_id_from
+
 from .nodes import reporter
 from .profiling import profile_view_if_asked
 from .queries import get_aggregator

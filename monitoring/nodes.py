@@ -19,7 +19,7 @@ import psutil
 from django.conf import settings
 from django.utils import timezone
 
-from opsite.background import BackgroundLoop
+from common.background import BackgroundLoop
 
 from .models import NodeReport
 

@@ -23,9 +23,9 @@ from django.db.models import F
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils import timezone
 
-from opsite.background import BackgroundLoop
+from common.background import BackgroundLoop
+from common.context import current_request
 
-from .context import current_request
 from .models import Profile, ProfileArm
 
 log = logging.getLogger(__name__)

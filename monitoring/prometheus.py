@@ -182,7 +182,7 @@ def _backups() -> Iterator[Metric]:
 
 
 def _replicas() -> Iterator[Metric]:
-    from opsite.replicas import monitor, replica_aliases
+    from common.replicas import monitor, replica_aliases
 
     aliases = replica_aliases()
     if not aliases:

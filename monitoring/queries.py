@@ -25,10 +25,9 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from opsite.background import BackgroundLoop
-from opsite.redis import get_redis, redis_key
-
-from .context import current_request
+from common.background import BackgroundLoop
+from common.context import current_request
+from common.redis import get_redis, redis_key
 
 log = logging.getLogger("opsite.queries")
 

@@ -8,9 +8,9 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
-from opsite.cache import cached
-from opsite.labels import OTHER
-from opsite.replicas import on_replica
+from common.cache import cached
+from common.labels import OTHER
+from common.replicas import on_replica
 
 from .models import Heartbeat
 

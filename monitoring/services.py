@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from opsite.aio import group_send_sync
+from common.aio import group_send_sync
 
 from .models import FrontendErrorGroup, Heartbeat
 

@@ -24,8 +24,8 @@ from django.db import connection, transaction
 from django.db.models import Max, Model, QuerySet, Sum
 from django.utils import timezone
 
-from opsite.clock import floor_to
-from opsite.redis import get_redis
+from common.clock import floor_to
+from common.redis import get_redis
 
 from .histogram import quantiles
 from .models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot

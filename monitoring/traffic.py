@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from opsite.background import BackgroundLoop
-from opsite.redis import get_redis, redis_key
+from common.background import BackgroundLoop
+from common.redis import get_redis, redis_key
 
 from .histogram import bucket_of, quantiles
 

@@ -16,7 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from opsite.http import ApiError, read_json_body
+from common.http import ApiError, read_json_body
 from realtime.auth import restaurant_from_request
 
 from . import dashboard, dependencies, frontend, health, lifecycle, prometheus

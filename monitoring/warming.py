@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from opsite.cache import hit_ratios
+from common.cache import hit_ratios
 
 from .dashboard import RANGES, SERIES_CACHE, TABLES_CACHE, series_json, tables_json
 from .health import detailed_report

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from opsite.background import BackgroundLoop
+from common.background import BackgroundLoop
 
 from .alerts.delivery import notifications_send_due
 from .alerts.evaluation import alerts_evaluate

@@ -7,6 +7,8 @@ class OpsiteConfig(AppConfig):
     verbose_name = "opsite"
 
     def ready(self) -> None:
-        from . import checks, scheduling  # noqa: F401  (registers the system checks)
+        from common import scheduling
+
+        from . import checks  # noqa: F401  (registers the system checks)
 
         post_migrate.connect(scheduling.on_post_migrate, dispatch_uid="opsite.sync_periodic_tasks")

@@ -11,9 +11,9 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from common.origin import SameOriginValidator  # noqa: E402
 from monitoring.lifecycle import web_process_started  # noqa: E402
 from opsite.checks import enforce_production_settings  # noqa: E402
-from opsite.origin import SameOriginValidator  # noqa: E402
 from opsite.routing import websocket_urlpatterns  # noqa: E402
 
 enforce_production_settings()

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from .login import login_rate_limited
+from common.login import login_rate_limited
 
 admin.site.login = login_rate_limited(admin.site.login)  # type: ignore[method-assign,assignment]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from opsite import ratelimit
-from opsite.http import ApiError, bearer_token
+from common import ratelimit
+from common.http import ApiError, bearer_token
 
 from .models import Restaurant
 from .selectors import restaurant_for_token

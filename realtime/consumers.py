@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from opsite.validation import non_negative_int
+from common.validation import non_negative_int
 
 from . import selectors
 from .hub import FeedHub, get_hub

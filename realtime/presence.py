@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from opsite.redis import get_redis, redis_key
+from common.redis import get_redis, redis_key
 
 
 def _nodes_key() -> str:

@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from opsite.scheduling import PeriodicJob
+from common.scheduling import PeriodicJob
 
 JOBS = [
     PeriodicJob(

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from opsite.validation import string_field
+from common.validation import string_field
 
 from .models import OrderEvent
 

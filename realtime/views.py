@@ -7,8 +7,8 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from opsite.http import ApiError, read_json_body
-from opsite.validation import non_negative_int
+from common.http import ApiError, read_json_body
+from common.validation import non_negative_int
 
 from . import selectors
 from .auth import restaurant_from_request

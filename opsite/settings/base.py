@@ -59,7 +59,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "opsite.urls"
-DEFAULT_EXCEPTION_REPORTER_FILTER = "opsite.redaction.ReporterFilter"  # URLs with passwords are masked
+DEFAULT_EXCEPTION_REPORTER_FILTER = "common.redaction.ReporterFilter"  # URLs with passwords are masked
 WSGI_APPLICATION = "opsite.wsgi.application"
 ASGI_APPLICATION = "opsite.asgi.application"
 
@@ -122,7 +122,7 @@ for _index, _url in enumerate(env.list("DATABASE_REPLICA_URL", default=[])):
     # check) for its whole timeout, trying to reconnect; a plain connection fails at once.
     if DATABASES[f"replica{_index}"]["OPTIONS"].pop("pool", None) is not None:
         DATABASES[f"replica{_index}"]["CONN_MAX_AGE"] = 0
-DATABASE_ROUTERS = ["opsite.replicas.ReplicaRouter"]
+DATABASE_ROUTERS = ["common.replicas.ReplicaRouter"]
 OPSITE_REPLICA_MAX_LAG_S: float = env.float("OPSITE_REPLICA_MAX_LAG_S", default=10.0)
 OPSITE_REPLICA_CHECK_S: float = env.float("OPSITE_REPLICA_CHECK_S", default=5.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from opsite.aio import group_send_sync
+from common.aio import group_send_sync
 
 from ..frames import event_frame
 from ..models import OrderEvent, Restaurant

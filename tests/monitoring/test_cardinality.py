@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
+from common.labels import OTHER, LabelBudget
 from monitoring.traffic import FRONTEND, get_recorder, window
-from opsite.labels import OTHER, LabelBudget
 from realtime.services import order_event_ingest
 from realtime.validation import clean_events
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
+from common.scheduling import sync_periodic_tasks
 from monitoring.models import Alert, AlertRule, Heartbeat, Notification, NotificationChannel
 from monitoring.selectors import BEAT, EVALUATOR, WATCHDOG
 from monitoring.watchdog import watchdog_pass
-from opsite.scheduling import sync_periodic_tasks
 from tests.conftest import Sink
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -20,8 +20,8 @@ from django.db import connections  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from common.replicas import monitor, replica_reads  # noqa: E402
 from monitoring.models import Heartbeat  # noqa: E402
-from opsite.replicas import monitor, replica_reads  # noqa: E402
 
 
 def route() -> dict[str, Any]:

@@ -23,9 +23,9 @@ import websockets
 from channels.db import database_sync_to_async
 from django.test import override_settings
 
+from common.scheduling import sync_periodic_tasks
 from monitoring.models import MetricSnapshot, NodeReport
 from monitoring.snapshots import CLUSTER, snapshot_collect
-from opsite.scheduling import sync_periodic_tasks
 from tests.balancer import Balancer
 
 pytestmark = [

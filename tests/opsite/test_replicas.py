@@ -5,8 +5,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.db import connections
 
+from common.replicas import monitor, replica_reads
 from monitoring.models import Heartbeat
-from opsite.replicas import monitor, replica_reads
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")

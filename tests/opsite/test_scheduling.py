@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django_celery_beat.models import PeriodicTask
 
+from common.scheduling import PeriodicJob, declared_jobs, sync_periodic_tasks
 from opsite.celery import app
-from opsite.scheduling import PeriodicJob, declared_jobs, sync_periodic_tasks
 
 pytestmark = pytest.mark.django_db
 

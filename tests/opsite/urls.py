@@ -4,8 +4,8 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.utils import timezone
 
+from common.replicas import replica_reads
 from monitoring.models import Heartbeat
-from opsite.replicas import replica_reads
 
 
 def write_then_read(request: HttpRequest) -> JsonResponse:

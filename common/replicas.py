@@ -20,6 +20,8 @@ from typing import Any, ParamSpec, TypeVar
 from django.conf import settings
 from django.db import connections
 
+from .context import current_request
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -110,16 +112,12 @@ class ReplicaRouter:
     def db_for_read(self, model: Any, **hints: Any) -> str | None:
         if not _replica_reads.get() or not replica_aliases():
             return None
-        from monitoring.context import current_request
-
         state = current_request.get()
         if state is not None and state.wrote:
             return None  # read-your-writes: after a write this request stays on the primary
         return monitor.pick()
 
     def db_for_write(self, model: Any, **hints: Any) -> str:
-        from monitoring.context import current_request
-
         state = current_request.get()
         if state is not None:
             state.wrote = True

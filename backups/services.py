@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from .engines import CHUNK, BackupError, Engine, engine_for
 from .models import Backup, BackupLock
+from .signals import backup_finished
 from .storage import backup_storage, local_path, storage_label, stored_sha256
 
 log = logging.getLogger(__name__)
@@ -157,12 +158,10 @@ def backup_create(*, reason: str) -> Backup:
 
 
 def _announce(backup_id: int) -> None:
-    from monitoring.services import ops_event_publish
-
     backup = Backup.objects.get(pk=backup_id)
     error = backup.error[:ANNOUNCED_ERROR_CHARS]
-    ops_event_publish(frame={"type": "backup.finished", "id": backup.pk, "status": backup.status,
-                             "size_bytes": backup.size_bytes, "error": error})  # fmt: skip
+    backup_finished.send(sender=Backup, frame={"type": "backup.finished", "id": backup.pk, "status": backup.status,
+                                               "size_bytes": backup.size_bytes, "error": error})  # fmt: skip
 
 
 def _store(storage: Any, name: str, partial: Path) -> str:

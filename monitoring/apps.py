@@ -20,6 +20,7 @@ class MonitoringConfig(AppConfig):
             worker_shutdown,
         )
 
+        from backups.signals import backup_finished
         from common.context import install_log_record_factory
 
         from .checks_builtin import register_builtin
@@ -43,6 +44,7 @@ class MonitoringConfig(AppConfig):
         user_logged_out.connect(_close_dashboards, dispatch_uid="monitoring.dashboards_logged_out")
         post_migrate.connect(_default_rules, sender=self, dispatch_uid="monitoring.default_alert_rules")
         connection_created.connect(install_observer, dispatch_uid="monitoring.query_observer")
+        backup_finished.connect(_push_backup, dispatch_uid="monitoring.backup_finished")
 
 
 def _close_dashboards(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
@@ -51,6 +53,12 @@ def _close_dashboards(sender: Any, request: Any, user: Any, **kwargs: Any) -> No
     if user is not None:
         session_key = getattr(getattr(request, "session", None), "session_key", None)
         ops_access_revoked_publish(user_id=user.pk, session_key=session_key)
+
+
+def _push_backup(sender: Any, frame: dict[str, Any], **kwargs: Any) -> None:
+    from .services import ops_event_publish
+
+    ops_event_publish(frame=frame)
 
 
 def _default_rules(sender: AppConfig, **kwargs: object) -> None:

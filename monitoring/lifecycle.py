@@ -21,6 +21,8 @@ from typing import Any
 
 from django.conf import settings
 
+from .nodes import reporter
+
 log = logging.getLogger(__name__)
 
 STARTED_AT = time.time()
@@ -79,7 +81,16 @@ def web_process_started() -> None:
     SIGTERM, and start its per-process loops now — the node report and the alert watchdog —
     rather than on its first request, so a process that has served nothing yet still reports
     itself and watches the alert evaluation."""
-    from .nodes import reporter
-
     install_drain_handler()
     reporter.start("web")
+
+
+def starting_loops_on_first_use(app: Any) -> Any:
+    """An ASGI app that starts the process's loops with its first connection: the fallback for a
+    server without the lifespan protocol (daphne, runserver) whose process serves only sockets."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        reporter.start("web")
+        await app(scope, receive, send)
+
+    return wrapped

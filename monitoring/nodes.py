@@ -20,6 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from common.background import BackgroundLoop
+from realtime.selectors import local_socket_count
 
 from .models import NodeReport
 
@@ -58,8 +59,6 @@ def host_figures() -> dict[str, float]:
 
 
 def node_figures() -> dict[str, Any]:
-    from realtime.hub import local_socket_count
-
     from .traffic import get_recorder
 
     tallies = {str(minute): t.as_fields() for minute, t in get_recorder().own_minutes().items()}

@@ -12,7 +12,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from common.origin import SameOriginValidator  # noqa: E402
-from monitoring.lifecycle import web_process_started  # noqa: E402
+from monitoring.lifecycle import starting_loops_on_first_use, web_process_started  # noqa: E402
 from opsite.checks import enforce_production_settings  # noqa: E402
 from opsite.routing import websocket_urlpatterns  # noqa: E402
 
@@ -37,6 +37,8 @@ application = ProtocolTypeRouter(
         "lifespan": lifespan,
         "http": django_asgi_app,
         # the Host must be an allowed host, and the Origin this site's own (scheme, host, port)
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": starting_loops_on_first_use(
+            SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

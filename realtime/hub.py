@@ -20,8 +20,6 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from monitoring.nodes import reporter
-
 from .presence import get_presence
 
 log = logging.getLogger(__name__)
@@ -42,7 +40,6 @@ class FeedSubscriber(Protocol):
 class FeedHub:
     def __init__(self) -> None:
         self.node = f"{settings.OPSITE_NODE_NAME}:{os.getpid()}:{secrets.token_hex(3)}"
-        reporter.start("web")  # a process that serves only sockets reports itself too
         self.groups: dict[str, set[FeedSubscriber]] = {}
         self._layer: Any = None
         self._channel: str | None = None

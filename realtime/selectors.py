@@ -11,6 +11,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
+from . import hub
 from .frames import event_frame
 from .models import OrderEvent, Restaurant, StaffMembership
 from .services.restaurants import TOKEN_PREFIX, token_hash
@@ -124,3 +125,8 @@ def order_totals(*, since: datetime, until: datetime | None = None) -> dict[str,
             by_method = entry["revenue_by_payment_method"]
             by_method[method] = by_method.get(method, Decimal("0")) + row["amount"]
     return totals
+
+
+def local_socket_count() -> int:
+    """Staff sockets open in this process (every event loop of it), for its node report."""
+    return hub.local_socket_count()

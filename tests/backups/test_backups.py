@@ -21,6 +21,7 @@ from django.utils import timezone
 from backups.engines import BackupError
 from backups.models import Backup, BackupLock
 from backups.services import backup_create, backup_verify, job_lock, partial_path, reap_stale_runs, retention_apply
+from backups.signals import backup_finished
 from backups.storage import backup_storage
 from realtime.models import OrderEvent
 from tests.conftest import ROOT, server_env
@@ -37,9 +38,17 @@ def scratch_databases() -> list[str]:
 def test_backup_and_verify_on_postgres(make_staff, needs_postgres):
     staff = make_staff()
     ingest_sync(staff.restaurant, *[event(f"B{n}") for n in range(25)])
+    announced: list[dict[str, object]] = []
+    listener = lambda sender, frame, **kwargs: announced.append(frame)  # noqa: E731
+    backup_finished.connect(listener)
     began = time.monotonic()
-    backup = backup_create(reason="test")
+    try:
+        backup = backup_create(reason="test")
+    finally:
+        backup_finished.disconnect(listener)
     took = time.monotonic() - began
+    assert announced == [{"type": "backup.finished", "id": backup.pk, "status": "succeeded",
+                          "size_bytes": backup.size_bytes, "error": ""}]  # fmt: skip
     assert backup.status == Backup.Status.SUCCEEDED and len(backup.sha256) == 64 and backup.size_bytes > 0
     assert 0 < backup.dump_seconds <= took and 0 <= backup.upload_seconds <= took
     assert backup.engine == "postgresql" and backup.format == "pg_dump custom" and backup.compression == "zstd"

@@ -135,7 +135,8 @@ async def test_ops_socket_refuses_anonymous_and_unpermitted_users():
 
 
 async def test_ops_socket_pushes_figures_and_ops_events(needs_redis):
-    from monitoring.services import ops_event_publish
+    from backups.models import Backup
+    from backups.signals import backup_finished
 
     user = await database_sync_to_async(make_user)("ops-viewer", dashboard=True)
     cookie = await database_sync_to_async(session_cookie_for)(user)
@@ -146,7 +147,10 @@ async def test_ops_socket_pushes_figures_and_ops_events(needs_redis):
     assert isinstance((await frame_of(socket, "orders"))["data"], dict)
     await socket.send_to(text_data="{nope")
     assert (await frame_of(socket, "error"))["code"] == "bad_json"
-    await database_sync_to_async(ops_event_publish)(frame={"type": "backup.finished", "id": 7, "status": "succeeded"})
+    announce = backup_finished.send  # as the backups app announces a finished run
+    await database_sync_to_async(announce)(
+        sender=Backup, frame={"type": "backup.finished", "id": 7, "status": "succeeded"}
+    )
     finished = await frame_of(socket, "backup.finished")
     assert finished["id"] == 7 and finished["status"] == "succeeded"
     await socket.disconnect()

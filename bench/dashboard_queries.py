@@ -100,7 +100,7 @@ def generate(days: int, hosts: int) -> tuple[datetime, int]:
 
 def naive_series(range_key: str, now: datetime) -> int:
     """The same range read from the minute rows, as a dashboard without rollups would."""
-    from monitoring.dashboard import CLUSTER_SERIES, HOST_SERIES, RANGES
+    from monitoring.dashboard.figures import CLUSTER_SERIES, HOST_SERIES, RANGES
     from monitoring.models import MetricSnapshot, Resolution
 
     since = now - RANGES[range_key].span
@@ -133,8 +133,8 @@ def main() -> None:
     from django.core.cache import cache
     from django.utils import timezone
 
-    from monitoring.dashboard import RANGES
-    from monitoring.snapshots import snapshot_rollup
+    from monitoring.dashboard.figures import RANGES
+    from monitoring.dashboard.snapshots import snapshot_rollup
 
     if not args.reuse:
         started = time.perf_counter()
@@ -174,7 +174,7 @@ def main() -> None:
 
 
 def first_load(http: httpx.Client, url: str, cache: Any, rounds: int) -> None:
-    from monitoring.warming import cache_warm
+    from monitoring.dashboard.warming import cache_warm
 
     def load() -> None:
         for path in ("/ops/", "/ops/api/series?range=1h", "/ops/api/tables", "/ops/api/live"):

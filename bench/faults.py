@@ -233,7 +233,7 @@ def beat_stopped(env: dict[str, str]) -> None:
 
     from common.scheduling import sync_periodic_tasks
     from monitoring.alerts.defaults import BEAT_RULE, BEAT_RULE_THRESHOLD_S
-    from monitoring.ledger import runs_audit
+    from monitoring.ledger.runs import runs_audit
     from monitoring.models import AlertRule, Heartbeat, NotificationChannel, TaskRun
 
     sync_periodic_tasks()

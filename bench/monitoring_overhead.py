@@ -102,7 +102,7 @@ def probes(args: argparse.Namespace) -> None:
 
 
 def accuracy() -> None:
-    from monitoring.histogram import bucket_of, quantiles
+    from monitoring.requests.histogram import bucket_of, quantiles
 
     rng = random.Random(42)
     values = [rng.lognormvariate(2.5, 0.6) if rng.random() < 0.97 else 50 * rng.paretovariate(1.3)

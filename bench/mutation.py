@@ -66,12 +66,13 @@ GROUPS: dict[str, Group] = {
         ("realtime/consumers.py", "realtime/frames.py"),
         ("tests/realtime/test_feed_socket.py", "tests/realtime/test_socket_robustness.py"),
     ),
-    "ledger": Group(("monitoring/ledger.py",), ("tests/monitoring/test_ledger.py",)),
+    "ledger": Group(("monitoring/ledger/runs.py",), ("tests/monitoring/test_ledger.py",)),
     "alerts": Group(("monitoring/alerts/evaluation.py",), ("tests/monitoring/test_alerts.py",)),
     "delivery": Group(("monitoring/alerts/delivery.py",), ("tests/monitoring/test_alerts.py",)),
     "backups": Group(("backups/services.py",), ("tests/backups/test_backups.py", "tests/backups/test_s3_and_admin.py")),
     "histogram": Group(
-        ("monitoring/histogram.py",), ("tests/monitoring/test_histogram.py", "tests/monitoring/test_snapshots.py")
+        ("monitoring/requests/histogram.py",),
+        ("tests/monitoring/test_histogram.py", "tests/monitoring/test_snapshots.py"),
     ),
     "permissions": Group(
         ("monitoring/auth.py", "realtime/auth.py"),

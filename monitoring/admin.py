@@ -13,8 +13,8 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from .admin_base import ReadOnlyAdmin
-from .models import (
+from monitoring.admin_base import ReadOnlyAdmin
+from monitoring.models import (
     FrontendErrorGroup,
     Heartbeat,
     MetricSnapshot,
@@ -24,9 +24,9 @@ from .models import (
     QueryFingerprint,
     RestaurantSnapshot,
 )
-from .pgstat import statement_deltas
-from .queries import explain, n_plus_one_suspects, top_queries
-from .traffic import FRONTEND, window
+from monitoring.requests.pgstat import statement_deltas
+from monitoring.requests.queries import explain, n_plus_one_suspects, top_queries
+from monitoring.requests.traffic import FRONTEND, window
 
 
 @admin.register(QueryFingerprint)
@@ -237,4 +237,4 @@ class NodeReportAdmin(ReadOnlyAdmin):
     list_filter = ["role", "host"]
 
 
-from .alerts import admin as alerts_admin  # noqa: E402,F401  (rules, alerts, silences, channels, the run ledger)
+from monitoring.alerts import admin as alerts_admin  # noqa: E402,F401  (rules, alerts, silences, channels, the run ledger)

@@ -22,14 +22,13 @@ class MonitoringConfig(AppConfig):
 
         from backups.signals import backup_finished
         from common.context import install_log_record_factory
-
-        from .checks_builtin import register_builtin
-        from .ledger import stamp_beat_message
-        from .nodes import node_forget, reporter
-        from .profiling import on_task_postrun, on_task_prerun
-        from .prometheus import install as install_prometheus
-        from .queries import install_observer
-        from .watchdog import watchdog_start
+        from monitoring.alerts.watchdog import watchdog_start
+        from monitoring.dashboard.nodes import node_forget, reporter
+        from monitoring.health.checks import register_builtin
+        from monitoring.ledger.runs import stamp_beat_message
+        from monitoring.prometheus import install as install_prometheus
+        from monitoring.requests.profiling import on_task_postrun, on_task_prerun
+        from monitoring.requests.queries import install_observer
 
         install_log_record_factory()
         install_prometheus()
@@ -48,7 +47,7 @@ class MonitoringConfig(AppConfig):
 
 
 def _close_dashboards(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    from .services import ops_access_revoked_publish
+    from monitoring.services import ops_access_revoked_publish
 
     if user is not None:
         session_key = getattr(getattr(request, "session", None), "session_key", None)
@@ -56,12 +55,12 @@ def _close_dashboards(sender: Any, request: Any, user: Any, **kwargs: Any) -> No
 
 
 def _push_backup(sender: Any, frame: dict[str, Any], **kwargs: Any) -> None:
-    from .services import ops_event_publish
+    from monitoring.services import ops_event_publish
 
     ops_event_publish(frame=frame)
 
 
 def _default_rules(sender: AppConfig, **kwargs: object) -> None:
-    from .alerts.defaults import ensure_default_rules
+    from monitoring.alerts.defaults import ensure_default_rules
 
     ensure_default_rules()

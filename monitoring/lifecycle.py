@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .nodes import reporter
+from monitoring.dashboard.nodes import reporter
 
 log = logging.getLogger(__name__)
 

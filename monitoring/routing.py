@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .consumers import OpsDashboardConsumer
+from monitoring.dashboard.consumers import OpsDashboardConsumer
 
 websocket_urlpatterns = [
     path("ws/ops/", OpsDashboardConsumer.as_asgi()),

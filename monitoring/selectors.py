@@ -11,8 +11,7 @@ from django.utils import timezone
 from common.cache import cached
 from common.labels import OTHER
 from common.replicas import on_replica
-
-from .models import Heartbeat
+from monitoring.models import Heartbeat
 
 BEAT = "beat"
 EVALUATOR = "alerts.evaluator"  # written by each scheduled alert evaluation
@@ -30,7 +29,7 @@ def beat_heartbeat_age_s() -> float | None:
 
 
 def traffic_summary(*, per_route: bool = True) -> dict[str, Any]:
-    from .traffic import ALL_ROUTES, window
+    from monitoring.requests.traffic import ALL_ROUTES, window
 
     summary: dict[str, Any] = {}
     for label, minutes in WINDOWS.items():

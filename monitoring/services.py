@@ -11,8 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.aio import group_send_sync
-
-from .models import FrontendErrorGroup, Heartbeat
+from monitoring.models import FrontendErrorGroup, Heartbeat
 
 log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"\d+")
@@ -30,7 +29,7 @@ def frontend_error_fingerprint(error_type: str, message: str, stack: str) -> str
 
 
 def frontend_error_record(*, report: dict[str, Any], restaurant: Any) -> FrontendErrorGroup:
-    from .traffic import FRONTEND_ERRORS, get_recorder
+    from monitoring.requests.traffic import FRONTEND_ERRORS, get_recorder
 
     fp = frontend_error_fingerprint(report["error_type"], report["message"], report.get("stack", ""))
     get_recorder(FRONTEND_ERRORS).record(restaurant.slug if restaurant else "-", 0.0, 500)  # the error rate

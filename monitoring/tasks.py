@@ -1,13 +1,13 @@
 from celery import shared_task
 
-from .alerts.delivery import notifications_send_due
-from .alerts.evaluation import alerts_evaluate
-from .ledger import runs_audit
-from .selectors import BEAT
-from .services import heartbeat_record
-from .snapshots import snapshot_collect, snapshot_prune, snapshot_rollup
-from .warming import cache_warm
-from .watchdog import evaluator_record
+from monitoring.alerts.delivery import notifications_send_due
+from monitoring.alerts.evaluation import alerts_evaluate
+from monitoring.alerts.watchdog import evaluator_record
+from monitoring.dashboard.snapshots import snapshot_collect, snapshot_prune, snapshot_rollup
+from monitoring.dashboard.warming import cache_warm
+from monitoring.ledger.runs import runs_audit
+from monitoring.selectors import BEAT
+from monitoring.services import heartbeat_record
 
 
 @shared_task(name="monitoring.beat_heartbeat", time_limit=30, soft_time_limit=20, ignore_result=True)

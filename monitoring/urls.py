@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from monitoring import views
 
 urlpatterns = [
     path("health", views.health_summary, name="health"),

@@ -17,13 +17,16 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from common.http import ApiError, read_json_body
+from monitoring import lifecycle, prometheus
+from monitoring.auth import can_view_dashboard, ops_access
+from monitoring.dashboard import figures as dashboard
+from monitoring.health import dependencies
+from monitoring.health import probes as health
+from monitoring.requests import frontend
+from monitoring.requests.traffic import FRONTEND, get_recorder
+from monitoring.selectors import orders_today, traffic_summary
+from monitoring.services import frontend_error_record
 from realtime.auth import restaurant_from_request
-
-from . import dashboard, dependencies, frontend, health, lifecycle, prometheus
-from .auth import can_view_dashboard, ops_access
-from .selectors import orders_today, traffic_summary
-from .services import frontend_error_record
-from .traffic import FRONTEND, get_recorder
 
 REPORT_MAX_BYTES = 256 * 1024
 

@@ -11,9 +11,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from ..admin_base import ReadOnlyAdmin
-from ..models import Alert, AlertRule, MuteWindow, Notification, NotificationChannel, Silence, TaskRun
-from .metrics import METRICS
+from monitoring.admin_base import ReadOnlyAdmin
+from monitoring.alerts.metrics import METRICS
+from monitoring.models import Alert, AlertRule, MuteWindow, Notification, NotificationChannel, Silence, TaskRun
 
 
 @admin.register(AlertRule)

@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from ..models import Notification, NotificationChannel
-from .channels import TRANSPORTS
+from monitoring.alerts.channels import TRANSPORTS
+from monitoring.models import Notification, NotificationChannel
 
 log = logging.getLogger(__name__)
 Status = Notification.Status

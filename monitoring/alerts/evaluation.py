@@ -22,9 +22,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from ..models import Alert, AlertRule, Notification
-from .matching import Quiet
-from .metrics import METRICS, Labels, Reading, Values
+from monitoring.alerts.matching import Quiet
+from monitoring.alerts.metrics import METRICS, Labels, Reading, Values
+from monitoring.models import Alert, AlertRule, Notification
 
 log = logging.getLogger(__name__)
 State = Alert.State
@@ -97,7 +97,7 @@ class Evaluator:
 
     def database_down(self) -> bool:
         if self._database_down is None:
-            from ..health import check_database_down
+            from monitoring.health.probes import check_database_down
 
             self._database_down = check_database_down()
         return self._database_down
@@ -225,7 +225,7 @@ class Evaluator:
             self.notify(rule, alert, kind)
 
     def notify(self, rule: AlertRule, alert: Alert, kind: str) -> None:
-        from ..services import ops_event_publish
+        from monitoring.services import ops_event_publish
 
         payload = alert_payload(alert, rule, kind)
         labels = _labels_for(rule, tuple(alert.labels.items()))

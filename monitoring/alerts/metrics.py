@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Q, Sum
+
+from monitoring.alerts.catalog import CATALOG, MetricInfo
 
 Labels = tuple[tuple[str, str], ...]
 Values = dict[Labels, float | None]
@@ -32,14 +34,10 @@ class Reading:
 
 
 @dataclass(frozen=True)
-class Metric:
-    key: str
-    label: str
-    unit: str
-    scopes: tuple[str, ...]
-    read: Callable[[Reading], Values]
-    reads_database: bool = False
-    windowed: bool = True  # False: a current value, the same for every window
+class Metric(MetricInfo):
+    """A metric's facts (``monitoring.alerts.catalog``) and the function that reads it."""
+
+    read: Callable[[Reading], Values] = field(kw_only=True)
 
 
 def _minutes(window_s: int) -> int:
@@ -47,8 +45,8 @@ def _minutes(window_s: int) -> int:
 
 
 def _traffic(reading: Reading, figure: str) -> Values:
-    from ..nodes import live_nodes_by_host, reported_traffic
-    from ..traffic import ALL_ROUTES, stats_of, window
+    from monitoring.dashboard.nodes import live_nodes_by_host, reported_traffic
+    from monitoring.requests.traffic import ALL_ROUTES, stats_of, window
 
     if reading.scope == "overall":
         stats = window(_minutes(reading.window_s))[ALL_ROUTES]
@@ -70,7 +68,7 @@ def _figure(requests: int, error_rate: float, p95: float | None, figure: str) ->
 
 
 def _host_figure(reading: Reading, name: str) -> Values:
-    from ..nodes import live_nodes_by_host, newest
+    from monitoring.dashboard.nodes import live_nodes_by_host, newest
 
     values: Values = {(("host", host),): newest(reports).figures.get(name)
                       for host, reports in live_nodes_by_host(now=reading.now).items()}  # fmt: skip
@@ -81,21 +79,21 @@ def _host_figure(reading: Reading, name: str) -> Values:
 
 
 def _queue_depth(reading: Reading) -> Values:
-    from ..celery_state import queue_depth
+    from monitoring.health.celery_state import queue_depth
 
     depth = queue_depth()
     return {OVERALL: None if depth is None else float(depth)}
 
 
 def _beat_age(reading: Reading) -> Values:
-    from ..selectors import beat_heartbeat_age_s
+    from monitoring.selectors import beat_heartbeat_age_s
 
     age = beat_heartbeat_age_s()
     return {OVERALL: NEVER if age is None else age}
 
 
 def _evaluator_age(reading: Reading) -> Values:
-    from ..selectors import EVALUATOR, heartbeat_age_s
+    from monitoring.selectors import EVALUATOR, heartbeat_age_s
 
     age = heartbeat_age_s(EVALUATOR)
     return {OVERALL: NEVER if age is None else age}
@@ -154,7 +152,7 @@ def _orders_per_minute(reading: Reading) -> Values:
 def _orders_vs_normal(reading: Reading) -> Values:
     """Orders per minute now as a percentage of the same hour of day over the last 7 days
     (from the hour snapshots); no data without that history."""
-    from ..models import Resolution, RestaurantSnapshot
+    from monitoring.models import Resolution, RestaurantSnapshot
 
     current = _orders_per_minute(Reading("restaurant", reading.window_s, reading.now))
     hour = reading.now.replace(minute=0, second=0, microsecond=0)
@@ -190,7 +188,7 @@ def _failed_payments(reading: Reading) -> Values:
 
 
 def _frontend_errors(reading: Reading) -> Values:
-    from ..traffic import ALL_ROUTES, FRONTEND_ERRORS, window
+    from monitoring.requests.traffic import ALL_ROUTES, FRONTEND_ERRORS, window
 
     stats = window(_minutes(reading.window_s), namespace=FRONTEND_ERRORS)
     if reading.scope == "overall":
@@ -200,46 +198,36 @@ def _frontend_errors(reading: Reading) -> Values:
 
 
 def _task_runs(reading: Reading, status: str) -> Values:
-    from ..models import TaskRun
+    from monitoring.models import TaskRun
 
     since = reading.now - timedelta(seconds=reading.window_s)
     return {OVERALL: float(TaskRun.objects.filter(status=status, scheduled_for__gte=since).count())}
 
 
 def _database_down(reading: Reading) -> Values:
-    from ..health import check_database_down
+    from monitoring.health.probes import check_database_down
 
     return {OVERALL: 1.0 if check_database_down() else 0.0}
 
 
-OVERALL_ONLY = ("overall",)
-HOSTS = ("overall", "host")
-RESTAURANTS = ("overall", "restaurant")
-METRICS: dict[str, Metric] = {m.key: m for m in (
-    Metric("error_rate", "HTTP error rate (5xx)", "%", HOSTS, lambda r: _traffic(r, "error_rate")),
-    Metric("p95_ms", "p95 request latency", "ms", HOSTS, lambda r: _traffic(r, "p95_ms")),
-    Metric("cpu_percent", "CPU use", "%", HOSTS, lambda r: _host_figure(r, "cpu_percent"), windowed=False),
-    Metric("memory_percent", "memory use", "%", HOSTS, lambda r: _host_figure(r, "memory_percent"), windowed=False),
-    Metric("disk_percent", "data disk use", "%", HOSTS, lambda r: _host_figure(r, "disk_percent"), windowed=False),
-    Metric("queue_depth", "Celery queue depth", "messages", OVERALL_ONLY, _queue_depth, windowed=False),
-    Metric("beat_heartbeat_age_s", "beat heartbeat age", "s", OVERALL_ONLY, _beat_age, reads_database=True,
-           windowed=False),
-    Metric("alert_evaluator_age_s", "time since the scheduled alert evaluation ran", "s", OVERALL_ONLY,
-           _evaluator_age, reads_database=True, windowed=False),
-    Metric("backup_age_s", "age of the newest verified backup", "s", OVERALL_ONLY, _backup_age, reads_database=True,
-           windowed=False),
-    Metric("backup_failed", "newest backup or verification failed", "1 = yes", OVERALL_ONLY, _backup_failed,
-           reads_database=True, windowed=False),
-    Metric("sockets", "open staff sockets", "sockets", HOSTS, _sockets, windowed=False),
-    Metric("orders_per_minute", "orders opened per minute", "/min", RESTAURANTS, _orders_per_minute,
-           reads_database=True),
-    Metric("orders_vs_normal_pct", "orders per minute vs normal for the hour", "%", ("restaurant",),
-           _orders_vs_normal, reads_database=True),
-    Metric("failed_payment_pct", "failed payment rate", "%", RESTAURANTS, _failed_payments, reads_database=True),
-    Metric("frontend_errors_per_minute", "frontend error reports per minute", "/min", RESTAURANTS, _frontend_errors),
-    Metric("task_missed_runs", "missed scheduled runs", "runs", OVERALL_ONLY,
-           lambda r: _task_runs(r, "missed"), reads_database=True),
-    Metric("task_duplicate_runs", "duplicate scheduled runs", "runs", OVERALL_ONLY,
-           lambda r: _task_runs(r, "duplicate"), reads_database=True),
-    Metric("database_down", "database unreachable", "1 = yes", OVERALL_ONLY, _database_down, windowed=False),
-)}  # fmt: skip
+_READERS: dict[str, Callable[[Reading], Values]] = {
+    "error_rate": lambda r: _traffic(r, "error_rate"),
+    "p95_ms": lambda r: _traffic(r, "p95_ms"),
+    "cpu_percent": lambda r: _host_figure(r, "cpu_percent"),
+    "memory_percent": lambda r: _host_figure(r, "memory_percent"),
+    "disk_percent": lambda r: _host_figure(r, "disk_percent"),
+    "queue_depth": _queue_depth,
+    "beat_heartbeat_age_s": _beat_age,
+    "alert_evaluator_age_s": _evaluator_age,
+    "backup_age_s": _backup_age,
+    "backup_failed": _backup_failed,
+    "sockets": _sockets,
+    "orders_per_minute": _orders_per_minute,
+    "orders_vs_normal_pct": _orders_vs_normal,
+    "failed_payment_pct": _failed_payments,
+    "frontend_errors_per_minute": _frontend_errors,
+    "task_missed_runs": lambda r: _task_runs(r, "missed"),
+    "task_duplicate_runs": lambda r: _task_runs(r, "duplicate"),
+    "database_down": _database_down,
+}
+METRICS: dict[str, Metric] = {key: Metric(**vars(info), read=_READERS[key]) for key, info in CATALOG.items()}

@@ -3,7 +3,7 @@ from typing import Any
 from django import template
 
 from monitoring.auth import can_view_dashboard
-from monitoring.dashboard import page_tiles
+from monitoring.dashboard.figures import page_tiles
 
 register = template.Library()
 

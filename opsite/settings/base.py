@@ -46,8 +46,8 @@ INSTALLED_APPS = [
 # Request monitoring can be switched off only to measure what it costs (bench/).
 OPSITE_REQUEST_MONITORING: bool = env.bool("OPSITE_REQUEST_MONITORING", default=True)
 MIDDLEWARE = [
-    *(["monitoring.middleware.RequestMonitoringMiddleware"] if OPSITE_REQUEST_MONITORING else []),
-    "monitoring.middleware.ProbeHostMiddleware",
+    *(["monitoring.requests.middleware.RequestMonitoringMiddleware"] if OPSITE_REQUEST_MONITORING else []),
+    "monitoring.requests.middleware.ProbeHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

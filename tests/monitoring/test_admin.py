@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from monitoring.models import FrontendErrorGroup, QueryFingerprint
-from monitoring.queries import get_aggregator
-from monitoring.traffic import FRONTEND, get_recorder
+from monitoring.requests.queries import get_aggregator
+from monitoring.requests.traffic import FRONTEND, get_recorder
 
 pytestmark = pytest.mark.django_db
 

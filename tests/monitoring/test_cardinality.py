@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from common.labels import OTHER, LabelBudget
-from monitoring.traffic import FRONTEND, get_recorder, window
+from monitoring.requests.traffic import FRONTEND, get_recorder, window
 from realtime.services import order_event_ingest
 from realtime.validation import clean_events
 

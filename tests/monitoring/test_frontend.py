@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from monitoring.models import FrontendErrorGroup
-from monitoring.traffic import FRONTEND, get_recorder, window
+from monitoring.requests.traffic import FRONTEND, get_recorder, window
 
 pytestmark = pytest.mark.django_db
 

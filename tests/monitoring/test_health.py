@@ -12,8 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from monitoring import dependencies, health
-from monitoring.health import HealthCheck, Probe
+from monitoring.health import dependencies
+from monitoring.health import probes as health
+from monitoring.health.probes import HealthCheck, Probe
 from monitoring.services import heartbeat_record
 from tests.conftest import ROOT, free_port, server_env
 
@@ -84,7 +85,7 @@ def test_detailed_lists_every_component(admin_client):
 
 
 def test_stats_report_windows_orders_and_sockets(admin_client, make_staff):
-    from monitoring.traffic import get_recorder
+    from monitoring.requests.traffic import get_recorder
     from tests.realtime.conftest import event, ingest_sync
 
     staff = make_staff()
@@ -161,7 +162,7 @@ def test_metrics_pass_promtool(client, make_staff, tmp_path):
         if IN_CI:
             pytest.fail("promtool (Debian package prometheus) is required under CI=true")
         pytest.skip("promtool is not installed (Debian package prometheus)")
-    from monitoring.traffic import get_recorder
+    from monitoring.requests.traffic import get_recorder
     from tests.realtime.conftest import event, ingest_sync
 
     staff = make_staff()

@@ -4,7 +4,7 @@ import math
 import random
 from collections import Counter
 
-from monitoring.histogram import MIN_MS, RELATIVE_ERROR, bucket_of, bucket_value, quantiles
+from monitoring.requests.histogram import MIN_MS, RELATIVE_ERROR, bucket_of, bucket_value, quantiles
 
 
 def exact(values: list[float], q: float) -> float:

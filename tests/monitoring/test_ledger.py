@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from monitoring.ledger import run_claim, runs_audit
+from monitoring.ledger.runs import run_claim, runs_audit
 from monitoring.models import TaskRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,9 +91,9 @@ def test_missed_slots_are_recorded_for_crontab_and_interval_jobs(settings):
 
 
 def test_warming_fills_what_the_dashboard_reads_and_new_data_invalidates_it(make_restaurant):
-    from monitoring.dashboard import SERIES_CACHE, series_json
+    from monitoring.dashboard.figures import SERIES_CACHE, cache_stats, series_json
+    from monitoring.dashboard.warming import cache_warm
     from monitoring.selectors import ORDERS_CACHE, orders_today
-    from monitoring.warming import cache_stats, cache_warm
     from realtime.services import order_event_ingest
 
     took = cache_warm()
@@ -163,7 +163,7 @@ def test_a_redelivered_message_is_not_run_again():
 
 
 def test_beat_stamps_the_moment_it_sent_a_periodic_run():
-    from monitoring.ledger import SENT_AT_HEADER, stamp_beat_message
+    from monitoring.ledger.runs import SENT_AT_HEADER, stamp_beat_message
 
     beat_headers: dict[str, object] = {"periodic_task_name": "job: every"}
     other: dict[str, object] = {}
@@ -173,7 +173,7 @@ def test_beat_stamps_the_moment_it_sent_a_periodic_run():
 
 
 def test_the_task_body_does_not_run_for_a_duplicate():
-    from monitoring.ledger import SENT_AT_HEADER
+    from monitoring.ledger.runs import SENT_AT_HEADER
     from monitoring.models import Heartbeat
     from monitoring.tasks import beat_heartbeat_task
 

@@ -8,8 +8,15 @@ import pytest
 from django.test import AsyncClient
 
 from monitoring.models import QueryFingerprint
-from monitoring.queries import explain, get_aggregator, n_plus_one_suspects, normalize, top_queries
-from monitoring.traffic import ALL_ROUTES, LocalTrafficStore, RedisTrafficStore, TrafficRecorder, get_recorder, window
+from monitoring.requests.queries import explain, get_aggregator, n_plus_one_suspects, normalize, top_queries
+from monitoring.requests.traffic import (
+    ALL_ROUTES,
+    LocalTrafficStore,
+    RedisTrafficStore,
+    TrafficRecorder,
+    get_recorder,
+    window,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -144,7 +151,7 @@ def test_no_parameter_or_literal_of_any_statement_is_stored(client, make_staff, 
     board: none of them may reach the query catalogue or its admin."""
     from django.db import connection
 
-    from monitoring.queries import get_aggregator
+    from monitoring.requests.queries import get_aggregator
 
     staff = make_staff()
     client.force_login(admin_user)

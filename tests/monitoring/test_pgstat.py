@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from monitoring.pgstat import SNAPSHOT_KEY, available, statement_deltas
+from monitoring.requests.pgstat import SNAPSHOT_KEY, available, statement_deltas
 from tests.conftest import IN_CI
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from monitoring.models import Profile, ProfileArm
-from monitoring.profiling import profile_retention, watcher
+from monitoring.requests.profiling import profile_retention, watcher
 from monitoring.tasks import beat_heartbeat_task
 
 pytestmark = pytest.mark.django_db

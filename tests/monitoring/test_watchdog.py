@@ -13,9 +13,9 @@ import pytest
 from django.db import connection
 
 from common.scheduling import sync_periodic_tasks
+from monitoring.alerts.watchdog import watchdog_pass
 from monitoring.models import Alert, AlertRule, Heartbeat, Notification, NotificationChannel
 from monitoring.selectors import BEAT, EVALUATOR, WATCHDOG
-from monitoring.watchdog import watchdog_pass
 from tests.conftest import Sink
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -58,7 +58,7 @@ def test_the_watchdog_stands_in_only_while_the_evaluator_is_silent(settings, sin
 def test_detailed_health_says_who_evaluates_the_alerts(settings):
     from django.utils import timezone
 
-    from monitoring.checks_builtin import alert_evaluation
+    from monitoring.health.checks import alert_evaluation
 
     assert alert_evaluation().detail == "alert rules are not being evaluated"
     Heartbeat.objects.create(name=WATCHDOG, at=timezone.now())

@@ -2,8 +2,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from monitoring.nodes import node_report
-from monitoring.snapshots import snapshot_collect, snapshot_prune, snapshot_rollup
+from monitoring.dashboard.nodes import node_report
+from monitoring.dashboard.snapshots import snapshot_collect, snapshot_prune, snapshot_rollup
 
 
 class Command(BaseCommand):

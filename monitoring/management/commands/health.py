@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from monitoring.health import UNHEALTHY, detailed_report
+from monitoring.health.probes import UNHEALTHY, detailed_report
 
 
 class Command(BaseCommand):

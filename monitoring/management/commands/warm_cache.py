@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from monitoring.warming import cache_warm
+from monitoring.dashboard.warming import cache_warm
 
 
 class Command(BaseCommand):

@@ -12,13 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from common.cache import hit_ratios
-
-from .dashboard import RANGES, SERIES_CACHE, TABLES_CACHE, series_json, tables_json
-from .health import detailed_report
-from .selectors import ORDERS_CACHE, orders_today
-
-WARMED = [SERIES_CACHE, TABLES_CACHE, ORDERS_CACHE]
+from monitoring.dashboard.figures import RANGES, series_json, tables_json
+from monitoring.health.probes import detailed_report
+from monitoring.selectors import orders_today
 
 
 def cache_warm() -> dict[str, float]:
@@ -38,7 +34,3 @@ def cache_warm() -> dict[str, float]:
         warm()
         took[name] = time.perf_counter() - started
     return took
-
-
-def cache_stats() -> dict[str, dict[str, float | int | None]]:
-    return hit_ratios(WARMED)

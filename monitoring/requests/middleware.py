@@ -19,11 +19,10 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
 from common.context import RequestState, current_request, request_id_from
-
-from .nodes import reporter
-from .profiling import profile_view_if_asked
-from .queries import get_aggregator
-from .traffic import get_recorder
+from monitoring.dashboard.nodes import reporter
+from monitoring.requests.profiling import profile_view_if_asked
+from monitoring.requests.queries import get_aggregator
+from monitoring.requests.traffic import get_recorder
 
 log = logging.getLogger("opsite.requests")
 

@@ -21,12 +21,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.background import BackgroundLoop
-
-from .alerts.delivery import notifications_send_due
-from .alerts.evaluation import alerts_evaluate
-from .models import Heartbeat
-from .selectors import EVALUATOR, WATCHDOG, heartbeat_age_s
-from .services import heartbeat_record
+from monitoring.alerts.delivery import notifications_send_due
+from monitoring.alerts.evaluation import alerts_evaluate
+from monitoring.models import Heartbeat
+from monitoring.selectors import EVALUATOR, WATCHDOG, heartbeat_age_s
+from monitoring.services import heartbeat_record
 
 log = logging.getLogger(__name__)
 

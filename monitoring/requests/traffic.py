@@ -21,8 +21,7 @@ from django.conf import settings
 
 from common.background import BackgroundLoop
 from common.redis import get_redis, redis_key
-
-from .histogram import bucket_of, quantiles
+from monitoring.requests.histogram import bucket_of, quantiles
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from django.db import connection
 from django.db.models import Max, Sum
 from django.utils import timezone
 
-from common.cache import cached
+from common.cache import cached, hit_ratios
 from common.clock import floor_to
-
-from .models import CLUSTER, Alert, FrontendErrorGroup, MetricSnapshot, Resolution, TaskRun
+from monitoring.models import CLUSTER, Alert, FrontendErrorGroup, MetricSnapshot, Resolution, TaskRun
+from monitoring.selectors import ORDERS_CACHE, orders_today, traffic_summary
 
 
 @dataclass(frozen=True)
@@ -238,8 +238,7 @@ def tables_json(*, refresh: bool = False) -> str:
 
 
 def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
-    from .queries import n_plus_one_suspects, top_queries
-    from .warming import cache_stats
+    from monitoring.requests.queries import n_plus_one_suspects, top_queries
 
     errors = FrontendErrorGroup.objects.select_related("restaurant").order_by("-last_seen")[:10]
     return {
@@ -267,10 +266,8 @@ def dashboard_tiles(*, compute_health: bool = True) -> dict[str, Any]:
     """The headline figures: the admin index's tiles and the dashboard's live frame. Pages
     pass ``compute_health=False`` and show the last known health rather than wait for it."""
     from backups.selectors import newest_verified
+    from monitoring.health.probes import last_status
     from realtime.presence import presence_summary
-
-    from .health import last_status
-    from .selectors import orders_today, traffic_summary
 
     status = last_status(compute=compute_health) or "unknown"
     firing = list(Alert.objects.filter(state=Alert.State.FIRING, rule__enabled=True).values_list("rule__severity",
@@ -363,3 +360,8 @@ live_figures = LiveFigures()
 def page_tiles() -> list[dict[str, str]]:
     """The tiles for a page being rendered: never waits on a health check."""
     return tiles_display(dashboard_tiles(compute_health=False))
+
+
+def cache_stats() -> dict[str, dict[str, float | int | None]]:
+    """Hits and misses of the caches the dashboard reads (and warming fills)."""
+    return hit_ratios([SERIES_CACHE, TABLES_CACHE, ORDERS_CACHE])

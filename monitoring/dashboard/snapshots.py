@@ -26,11 +26,10 @@ from django.utils import timezone
 
 from common.clock import floor_to
 from common.redis import get_redis
-
-from .histogram import quantiles
-from .models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
-from .nodes import live_nodes_by_host, newest, reported_traffic
-from .traffic import Tally
+from monitoring.dashboard.nodes import live_nodes_by_host, newest, reported_traffic
+from monitoring.models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
+from monitoring.requests.histogram import quantiles
+from monitoring.requests.traffic import Tally
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ def redis_figures() -> dict[str, int | None]:
 
 
 def _cluster_row(host_rows: list[dict[str, Any]], reports: list[NodeReport], minute: int) -> dict[str, Any]:
-    from .celery_state import queue_depth
+    from monitoring.health.celery_state import queue_depth
 
     return {
         "host": CLUSTER,

@@ -18,11 +18,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from monitoring.auth import can_view_dashboard
+from monitoring.dashboard.figures import live_figures
+from monitoring.services import OPS_GROUP
 from realtime.selectors import fresh_user, session_still_valid
-
-from .auth import can_view_dashboard
-from .dashboard import live_figures
-from .services import OPS_GROUP
 
 log = logging.getLogger(__name__)
 

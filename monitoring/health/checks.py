@@ -16,9 +16,8 @@ from django.core.cache import cache
 from django.db import connections
 
 from common.aio import run_async
-
-from . import dependencies
-from .health import DEGRADED, FAILED, OK, HealthCheck, Probe, register
+from monitoring.health import dependencies
+from monitoring.health.probes import DEGRADED, FAILED, OK, HealthCheck, Probe, register
 
 
 def database() -> Probe:
@@ -57,7 +56,7 @@ def channel_layer() -> Probe:
 
 
 def celery_workers() -> Probe:
-    from .celery_state import queue_depth, workers_answering
+    from monitoring.health.celery_state import queue_depth, workers_answering
 
     depth = queue_depth()
     workers = workers_answering()
@@ -70,7 +69,7 @@ def celery_workers() -> Probe:
 
 
 def beat_heartbeat() -> Probe:
-    from .selectors import beat_heartbeat_age_s
+    from monitoring.selectors import beat_heartbeat_age_s
 
     age = beat_heartbeat_age_s()
     data = {"age_s": None if age is None else round(age, 1), "max_age_s": settings.OPSITE_BEAT_MAX_AGE_S}
@@ -82,7 +81,7 @@ def beat_heartbeat() -> Probe:
 
 
 def alert_evaluation() -> Probe:
-    from .selectors import EVALUATOR, WATCHDOG, heartbeat_age_s
+    from monitoring.selectors import EVALUATOR, WATCHDOG, heartbeat_age_s
 
     bound = settings.OPSITE_ALERT_EVALUATOR_MAX_AGE_S
     evaluator, watchdog = heartbeat_age_s(EVALUATOR), heartbeat_age_s(WATCHDOG)

@@ -20,12 +20,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from common.background import BackgroundLoop
+from monitoring.models import NodeReport
 from realtime.selectors import local_socket_count
 
-from .models import NodeReport
-
 if TYPE_CHECKING:
-    from .traffic import Tally
+    from monitoring.requests.traffic import Tally
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def host_figures() -> dict[str, float]:
 
 
 def node_figures() -> dict[str, Any]:
-    from .traffic import get_recorder
+    from monitoring.requests.traffic import get_recorder
 
     tallies = {str(minute): t.as_fields() for minute, t in get_recorder().own_minutes().items()}
     return {**host_figures(), **_process_figures(), "sockets": local_socket_count(), "traffic": tallies}
@@ -67,7 +66,7 @@ def node_figures() -> dict[str, Any]:
 
 def reported_traffic(reports: list[NodeReport], minutes: set[int]) -> Tally:
     """The reports' own request tallies over the given minutes (epoch minutes), added up."""
-    from .traffic import Tally
+    from monitoring.requests.traffic import Tally
 
     tally = Tally()
     for report in reports:

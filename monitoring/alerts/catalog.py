@@ -1,0 +1,81 @@
+"""What alert rules can watch, as facts: each metric's key, label, unit, the scopes it can be
+watched at (overall, per host, per restaurant), whether it is read over a window or is a
+current value, and whether reading it needs the database (such rules are held, not evaluated,
+while the database is down). The readers are in ``monitoring.alerts.metrics``; this module
+imports nothing of the project, so a rule can be validated against it anywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    key: str
+    label: str
+    unit: str
+    scopes: tuple[str, ...]
+    reads_database: bool = False
+    windowed: bool = True  # False: a current value, the same for every window
+
+
+OVERALL_ONLY = ("overall",)
+HOSTS = ("overall", "host")
+RESTAURANTS = ("overall", "restaurant")
+CATALOG: dict[str, MetricInfo] = {
+    m.key: m
+    for m in (
+        MetricInfo("error_rate", "HTTP error rate (5xx)", "%", HOSTS),
+        MetricInfo("p95_ms", "p95 request latency", "ms", HOSTS),
+        MetricInfo("cpu_percent", "CPU use", "%", HOSTS, windowed=False),
+        MetricInfo("memory_percent", "memory use", "%", HOSTS, windowed=False),
+        MetricInfo("disk_percent", "data disk use", "%", HOSTS, windowed=False),
+        MetricInfo("queue_depth", "Celery queue depth", "messages", OVERALL_ONLY, windowed=False),
+        MetricInfo(
+            "beat_heartbeat_age_s", "beat heartbeat age", "s", OVERALL_ONLY, reads_database=True, windowed=False
+        ),
+        MetricInfo(
+            "alert_evaluator_age_s",
+            "time since the scheduled alert evaluation ran",
+            "s",
+            OVERALL_ONLY,
+            reads_database=True,
+            windowed=False,
+        ),
+        MetricInfo(
+            "backup_age_s", "age of the newest verified backup", "s", OVERALL_ONLY, reads_database=True, windowed=False
+        ),
+        MetricInfo(
+            "backup_failed",
+            "newest backup or verification failed",
+            "1 = yes",
+            OVERALL_ONLY,
+            reads_database=True,
+            windowed=False,
+        ),
+        MetricInfo("sockets", "open staff sockets", "sockets", HOSTS, windowed=False),
+        MetricInfo("orders_per_minute", "orders opened per minute", "/min", RESTAURANTS, reads_database=True),
+        MetricInfo(
+            "orders_vs_normal_pct",
+            "orders per minute vs normal for the hour",
+            "%",
+            ("restaurant",),
+            reads_database=True,
+        ),
+        MetricInfo("failed_payment_pct", "failed payment rate", "%", RESTAURANTS, reads_database=True),
+        MetricInfo("frontend_errors_per_minute", "frontend error reports per minute", "/min", RESTAURANTS),
+        MetricInfo("task_missed_runs", "missed scheduled runs", "runs", OVERALL_ONLY, reads_database=True),
+        MetricInfo("task_duplicate_runs", "duplicate scheduled runs", "runs", OVERALL_ONLY, reads_database=True),
+        MetricInfo("database_down", "database unreachable", "1 = yes", OVERALL_ONLY, windowed=False),
+    )
+}
+
+
+def scope_problem(metric: str, scope: str) -> dict[str, str]:
+    """What is wrong with watching ``metric`` at ``scope`` (field: message); empty when nothing."""
+    info = CATALOG.get(metric)
+    if info is None:
+        return {"metric": f"unknown metric; one of {', '.join(CATALOG)}"}
+    if scope not in info.scopes:
+        return {"scope": f"{metric} can be watched {', '.join(info.scopes)}"}
+    return {}

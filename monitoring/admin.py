@@ -14,16 +14,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from monitoring.admin_base import ReadOnlyAdmin
-from monitoring.models import (
-    FrontendErrorGroup,
-    Heartbeat,
-    MetricSnapshot,
-    NodeReport,
-    Profile,
-    ProfileArm,
-    QueryFingerprint,
-    RestaurantSnapshot,
-)
+from monitoring.dashboard.models import MetricSnapshot, NodeReport, RestaurantSnapshot
+from monitoring.health.models import Heartbeat
+from monitoring.requests.models import FrontendErrorGroup, Profile, ProfileArm, QueryFingerprint
 from monitoring.requests.pgstat import statement_deltas
 from monitoring.requests.queries import explain, n_plus_one_suspects, top_queries
 from monitoring.requests.traffic import FRONTEND, window

@@ -47,7 +47,7 @@ class MonitoringConfig(AppConfig):
 
 
 def _close_dashboards(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    from monitoring.services import ops_access_revoked_publish
+    from monitoring.dashboard.services import ops_access_revoked_publish
 
     if user is not None:
         session_key = getattr(getattr(request, "session", None), "session_key", None)
@@ -55,7 +55,7 @@ def _close_dashboards(sender: Any, request: Any, user: Any, **kwargs: Any) -> No
 
 
 def _push_backup(sender: Any, frame: dict[str, Any], **kwargs: Any) -> None:
-    from monitoring.services import ops_event_publish
+    from monitoring.dashboard.services import ops_event_publish
 
     ops_event_publish(frame=frame)
 

@@ -65,8 +65,8 @@ class OpsiteCollector(Collector):
 
 
 def _traffic() -> Iterator[Metric]:
+    from monitoring.requests.selectors import WINDOWS
     from monitoring.requests.traffic import window
-    from monitoring.selectors import WINDOWS
 
     rate = GaugeMetricFamily(
         "opsite_http_request_rate", "Requests per second over the window, all processes", labels=["route", "window"]
@@ -90,7 +90,7 @@ def _traffic() -> Iterator[Metric]:
 
 
 def _orders() -> Iterator[Metric]:
-    from monitoring.selectors import orders_today
+    from monitoring.dashboard.selectors import orders_today
 
     today = orders_today()
     orders = GaugeMetricFamily("opsite_orders_today", "Orders opened since midnight UTC", labels=["restaurant"])
@@ -118,7 +118,7 @@ def _sockets() -> Iterator[Metric]:
 
 def _celery() -> Iterator[Metric]:
     from monitoring.health.celery_state import queue_depth
-    from monitoring.selectors import EVALUATOR, beat_heartbeat_age_s, heartbeat_age_s
+    from monitoring.health.selectors import EVALUATOR, beat_heartbeat_age_s, heartbeat_age_s
 
     depth = queue_depth()
     if depth is not None:
@@ -138,8 +138,9 @@ def _celery() -> Iterator[Metric]:
 def _alerts_and_caches() -> Iterator[Metric]:
     from django.db.models import Count
 
+    from monitoring.alerts.models import Alert
     from monitoring.dashboard.figures import cache_stats
-    from monitoring.models import Alert, TaskRun
+    from monitoring.ledger.models import TaskRun
 
     states = GaugeMetricFamily("opsite_alerts", "Alerts per state and severity", labels=["state", "severity"])
     rows = Alert.objects.filter(rule__enabled=True).values_list("state", "rule__severity").annotate(n=Count("id"))

@@ -5,9 +5,9 @@ from monitoring.alerts.evaluation import alerts_evaluate
 from monitoring.alerts.watchdog import evaluator_record
 from monitoring.dashboard.snapshots import snapshot_collect, snapshot_prune, snapshot_rollup
 from monitoring.dashboard.warming import cache_warm
+from monitoring.health.selectors import BEAT
+from monitoring.health.services import heartbeat_record
 from monitoring.ledger.runs import runs_audit
-from monitoring.selectors import BEAT
-from monitoring.services import heartbeat_record
 
 
 @shared_task(name="monitoring.beat_heartbeat", time_limit=30, soft_time_limit=20, ignore_result=True)

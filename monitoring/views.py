@@ -20,12 +20,13 @@ from common.http import ApiError, read_json_body
 from monitoring import lifecycle, prometheus
 from monitoring.auth import can_view_dashboard, ops_access
 from monitoring.dashboard import figures as dashboard
+from monitoring.dashboard.selectors import orders_today
 from monitoring.health import dependencies
 from monitoring.health import probes as health
 from monitoring.requests import frontend
+from monitoring.requests.selectors import traffic_summary
+from monitoring.requests.services import frontend_error_record
 from monitoring.requests.traffic import FRONTEND, get_recorder
-from monitoring.selectors import orders_today, traffic_summary
-from monitoring.services import frontend_error_record
 from realtime.auth import restaurant_from_request
 
 REPORT_MAX_BYTES = 256 * 1024

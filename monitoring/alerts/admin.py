@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from monitoring.admin_base import ReadOnlyAdmin
 from monitoring.alerts.metrics import METRICS
-from monitoring.models import Alert, AlertRule, MuteWindow, Notification, NotificationChannel, Silence, TaskRun
+from monitoring.alerts.models import Alert, AlertRule, MuteWindow, Notification, NotificationChannel, Silence
+from monitoring.ledger.models import TaskRun
 
 
 @admin.register(AlertRule)

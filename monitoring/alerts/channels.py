@@ -8,7 +8,7 @@ import httpx
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 
-from monitoring.models import NotificationChannel
+from monitoring.alerts.models import NotificationChannel
 
 
 def summary(payload: dict[str, Any]) -> str:

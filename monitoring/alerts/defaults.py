@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from monitoring.models import AlertRule, NotificationChannel, Severity
+from monitoring.alerts.models import AlertRule, NotificationChannel, Severity
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from monitoring.alerts.channels import TRANSPORTS
-from monitoring.models import Notification, NotificationChannel
+from monitoring.alerts.models import Notification, NotificationChannel
 
 log = logging.getLogger(__name__)
 Status = Notification.Status

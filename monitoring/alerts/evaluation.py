@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from monitoring.alerts.matching import Quiet
 from monitoring.alerts.metrics import METRICS, Labels, Reading, Values
-from monitoring.models import Alert, AlertRule, Notification
+from monitoring.alerts.models import Alert, AlertRule, Notification
 
 log = logging.getLogger(__name__)
 State = Alert.State
@@ -225,7 +225,7 @@ class Evaluator:
             self.notify(rule, alert, kind)
 
     def notify(self, rule: AlertRule, alert: Alert, kind: str) -> None:
-        from monitoring.services import ops_event_publish
+        from monitoring.dashboard.services import ops_event_publish
 
         payload = alert_payload(alert, rule, kind)
         labels = _labels_for(rule, tuple(alert.labels.items()))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from monitoring.models import MuteWindow, Silence
+from monitoring.alerts.models import MuteWindow, Silence
 
 
 def matches(matchers: dict[str, object], labels: dict[str, str]) -> bool:

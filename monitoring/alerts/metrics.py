@@ -86,14 +86,14 @@ def _queue_depth(reading: Reading) -> Values:
 
 
 def _beat_age(reading: Reading) -> Values:
-    from monitoring.selectors import beat_heartbeat_age_s
+    from monitoring.health.selectors import beat_heartbeat_age_s
 
     age = beat_heartbeat_age_s()
     return {OVERALL: NEVER if age is None else age}
 
 
 def _evaluator_age(reading: Reading) -> Values:
-    from monitoring.selectors import EVALUATOR, heartbeat_age_s
+    from monitoring.health.selectors import EVALUATOR, heartbeat_age_s
 
     age = heartbeat_age_s(EVALUATOR)
     return {OVERALL: NEVER if age is None else age}
@@ -152,7 +152,7 @@ def _orders_per_minute(reading: Reading) -> Values:
 def _orders_vs_normal(reading: Reading) -> Values:
     """Orders per minute now as a percentage of the same hour of day over the last 7 days
     (from the hour snapshots); no data without that history."""
-    from monitoring.models import Resolution, RestaurantSnapshot
+    from monitoring.dashboard.models import Resolution, RestaurantSnapshot
 
     current = _orders_per_minute(Reading("restaurant", reading.window_s, reading.now))
     hour = reading.now.replace(minute=0, second=0, microsecond=0)
@@ -198,7 +198,7 @@ def _frontend_errors(reading: Reading) -> Values:
 
 
 def _task_runs(reading: Reading, status: str) -> Values:
-    from monitoring.models import TaskRun
+    from monitoring.ledger.models import TaskRun
 
     since = reading.now - timedelta(seconds=reading.window_s)
     return {OVERALL: float(TaskRun.objects.filter(status=status, scheduled_for__gte=since).count())}

@@ -23,9 +23,9 @@ from django.utils import timezone
 from common.background import BackgroundLoop
 from monitoring.alerts.delivery import notifications_send_due
 from monitoring.alerts.evaluation import alerts_evaluate
-from monitoring.models import Heartbeat
-from monitoring.selectors import EVALUATOR, WATCHDOG, heartbeat_age_s
-from monitoring.services import heartbeat_record
+from monitoring.health.models import Heartbeat
+from monitoring.health.selectors import EVALUATOR, WATCHDOG, heartbeat_age_s
+from monitoring.health.services import heartbeat_record
 
 log = logging.getLogger(__name__)
 

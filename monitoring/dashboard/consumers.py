@@ -20,7 +20,7 @@ from django.conf import settings
 
 from monitoring.auth import can_view_dashboard
 from monitoring.dashboard.figures import live_figures
-from monitoring.services import OPS_GROUP
+from monitoring.dashboard.services import OPS_GROUP
 from realtime.selectors import fresh_user, session_still_valid
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,12 @@ from django.utils import timezone
 
 from common.cache import cached, hit_ratios
 from common.clock import floor_to
-from monitoring.models import CLUSTER, Alert, FrontendErrorGroup, MetricSnapshot, Resolution, TaskRun
-from monitoring.selectors import ORDERS_CACHE, orders_today, traffic_summary
+from monitoring.alerts.models import Alert
+from monitoring.dashboard.models import CLUSTER, MetricSnapshot, Resolution
+from monitoring.dashboard.selectors import ORDERS_CACHE, orders_today
+from monitoring.ledger.models import TaskRun
+from monitoring.requests.models import FrontendErrorGroup
+from monitoring.requests.selectors import traffic_summary
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from common.background import BackgroundLoop
-from monitoring.models import NodeReport
+from monitoring.dashboard.models import NodeReport
 from realtime.selectors import local_socket_count
 
 if TYPE_CHECKING:

@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from common.clock import floor_to
 from common.redis import get_redis
+from monitoring.dashboard.models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
 from monitoring.dashboard.nodes import live_nodes_by_host, newest, reported_traffic
-from monitoring.models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
 from monitoring.requests.histogram import quantiles
 from monitoring.requests.traffic import Tally
 

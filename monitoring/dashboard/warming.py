@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 
 from monitoring.dashboard.figures import RANGES, series_json, tables_json
+from monitoring.dashboard.selectors import orders_today
 from monitoring.health.probes import detailed_report
-from monitoring.selectors import orders_today
 
 
 def cache_warm() -> dict[str, float]:

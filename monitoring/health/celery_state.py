@@ -26,7 +26,7 @@ def queue_depth(queue: str = "celery") -> int | None:
 
 
 def _workers_reporting() -> int | None:
-    from monitoring.models import NodeReport
+    from monitoring.dashboard.models import NodeReport
 
     try:
         return NodeReport.objects.filter(role="worker", expires_at__gt=timezone.now()).count() or None

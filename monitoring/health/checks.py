@@ -69,7 +69,7 @@ def celery_workers() -> Probe:
 
 
 def beat_heartbeat() -> Probe:
-    from monitoring.selectors import beat_heartbeat_age_s
+    from monitoring.health.selectors import beat_heartbeat_age_s
 
     age = beat_heartbeat_age_s()
     data = {"age_s": None if age is None else round(age, 1), "max_age_s": settings.OPSITE_BEAT_MAX_AGE_S}
@@ -81,7 +81,7 @@ def beat_heartbeat() -> Probe:
 
 
 def alert_evaluation() -> Probe:
-    from monitoring.selectors import EVALUATOR, WATCHDOG, heartbeat_age_s
+    from monitoring.health.selectors import EVALUATOR, WATCHDOG, heartbeat_age_s
 
     bound = settings.OPSITE_ALERT_EVALUATOR_MAX_AGE_S
     evaluator, watchdog = heartbeat_age_s(EVALUATOR), heartbeat_age_s(WATCHDOG)

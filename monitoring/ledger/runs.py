@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.clock import floor_to
-from monitoring.models import TaskRun
+from monitoring.ledger.models import TaskRun
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from common.background import BackgroundLoop
 from common.context import current_request
-from monitoring.models import Profile, ProfileArm
+from monitoring.requests.models import Profile, ProfileArm
 
 log = logging.getLogger(__name__)
 PROFILERS = frozenset(Profile.Profiler.values)

@@ -133,7 +133,7 @@ class QueryAggregator:
 def _catalogue(samples: dict[str, str], n_plus_one: dict[tuple[int, str, str], int]) -> None:
     from django.utils import timezone
 
-    from monitoring.models import QueryFingerprint
+    from monitoring.requests.models import QueryFingerprint
 
     if not samples:
         return
@@ -281,7 +281,7 @@ def install_observer(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
 
 def top_queries(minutes: int, limit: int = 20) -> list[dict[str, Any]]:
     """The heaviest fingerprints over a window, with their text from the catalogue."""
-    from monitoring.models import QueryFingerprint
+    from monitoring.requests.models import QueryFingerprint
 
     last = int(time.time()) // 60
     totals, _ = get_query_store().read(last - minutes + 1, last)

@@ -109,8 +109,8 @@ def test_the_image_is_pinned_and_runs_as_a_user() -> None:
 def test_grafana_queries_use_metric_names_opsite_serves(client: Any, settings: Any, make_staff: Any) -> None:
     import json
 
+    from monitoring.health.services import heartbeat_record
     from monitoring.requests.traffic import get_recorder
-    from monitoring.services import heartbeat_record
     from tests.realtime.conftest import event, ingest_sync
 
     settings.OPS_API_TOKENS = ["grafana-test"]

@@ -416,7 +416,7 @@ def test_the_alert_list_acknowledges_and_silences(admin_client, sink):
 
 
 def test_metrics_show_alert_states_and_cache_hit_ratios(client, settings):
-    from monitoring.selectors import orders_today
+    from monitoring.dashboard.selectors import orders_today
 
     settings.OPS_API_TOKENS = ["t0ken"]
     rule(for_s=0)

@@ -15,7 +15,7 @@ import pytest
 from monitoring.health import dependencies
 from monitoring.health import probes as health
 from monitoring.health.probes import HealthCheck, Probe
-from monitoring.services import heartbeat_record
+from monitoring.health.services import heartbeat_record
 from tests.conftest import ROOT, free_port, server_env
 
 pytestmark = pytest.mark.django_db

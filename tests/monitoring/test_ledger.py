@@ -92,8 +92,8 @@ def test_missed_slots_are_recorded_for_crontab_and_interval_jobs(settings):
 
 def test_warming_fills_what_the_dashboard_reads_and_new_data_invalidates_it(make_restaurant):
     from monitoring.dashboard.figures import SERIES_CACHE, cache_stats, series_json
+    from monitoring.dashboard.selectors import ORDERS_CACHE, orders_today
     from monitoring.dashboard.warming import cache_warm
-    from monitoring.selectors import ORDERS_CACHE, orders_today
     from realtime.services import order_event_ingest
 
     took = cache_warm()

@@ -77,7 +77,7 @@ def test_rabbitmq_as_the_broker(start_server, start_celery, needs_rabbitmq):
     and a task sent through RabbitMQ runs."""
     from celery import Celery
 
-    from monitoring.selectors import beat_heartbeat_age_s
+    from monitoring.health.selectors import beat_heartbeat_age_s
 
     broker = {"CELERY_BROKER_URL": needs_rabbitmq}
     web = start_server({"OPS_API_TOKENS": TOKEN, **broker})

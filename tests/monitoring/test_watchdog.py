@@ -14,8 +14,8 @@ from django.db import connection
 
 from common.scheduling import sync_periodic_tasks
 from monitoring.alerts.watchdog import watchdog_pass
+from monitoring.health.selectors import BEAT, EVALUATOR, WATCHDOG
 from monitoring.models import Alert, AlertRule, Heartbeat, Notification, NotificationChannel
-from monitoring.selectors import BEAT, EVALUATOR, WATCHDOG
 from tests.conftest import Sink
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,7 +91,7 @@ def test_one_process_of_many_takes_the_lease(settings):
 def test_beat_killed_notifies_a_real_webhook_within_a_minute(
     sink, start_server, start_celery, tmp_path, needs_redis, needs_postgres
 ):
-    from monitoring.services import heartbeat_record
+    from monitoring.health.services import heartbeat_record
 
     sync_periodic_tasks()
     beat_rule(sink)

@@ -205,8 +205,8 @@ def test_a_fresh_process_answers_its_first_request_then_others_then_stops(
 @pytest.mark.parametrize("kind", ["gunicorn", "uvicorn"])
 def test_a_fresh_process_reports_itself_and_watches_alerts_before_any_request(kind, cold_server):
     """Its loops start with the process, not with a first request."""
+    from monitoring.health.selectors import WATCHDOG
     from monitoring.models import Heartbeat, NodeReport
-    from monitoring.selectors import WATCHDOG
 
     cold_server(kind, False, {"OPSITE_NODE_REPORT_S": "1", "OPSITE_ALERT_WATCHDOG_S": "1"})
     deadline = time.monotonic() + 30

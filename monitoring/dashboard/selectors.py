@@ -6,40 +6,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Max
-from django.utils import timezone
 
 from common.cache import cached
 from common.labels import OTHER
 from common.replicas import on_replica
-from monitoring.models import Heartbeat
-
-BEAT = "beat"
-EVALUATOR = "alerts.evaluator"  # written by each scheduled alert evaluation
-WATCHDOG = "alerts.watchdog"  # the watchdog's lease: when it last stood in for the evaluator
-WINDOWS = {"1m": 1, "5m": 5, "1h": 60}
-
-
-def heartbeat_age_s(name: str, *, now: datetime | None = None) -> float | None:
-    at = Heartbeat.objects.filter(name=name).values_list("at", flat=True).first()
-    return None if at is None else ((now or timezone.now()) - at).total_seconds()
-
-
-def beat_heartbeat_age_s() -> float | None:
-    return heartbeat_age_s(BEAT)
-
-
-def traffic_summary(*, per_route: bool = True) -> dict[str, Any]:
-    from monitoring.requests.traffic import ALL_ROUTES, window
-
-    summary: dict[str, Any] = {}
-    for label, minutes in WINDOWS.items():
-        stats = window(minutes)
-        entry: dict[str, Any] = {"overall": stats.pop(ALL_ROUTES).as_dict()}
-        if per_route:
-            entry["routes"] = {route: s.as_dict() for route, s in sorted(stats.items())}
-        summary[label] = entry
-    return summary
-
 
 ORDERS_CACHE = "orders-today"
 

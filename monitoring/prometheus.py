@@ -11,11 +11,16 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
+
+from monitoring.auth import ops_access
 
 
 class OpsiteCollector(Collector):
@@ -228,3 +233,10 @@ def install() -> CollectorRegistry:
 def exposition() -> bytes:
     registry: Any = _registry or install()
     return bytes(generate_latest(registry))
+
+
+@never_cache
+@require_GET
+@ops_access(allow_networks=True)
+def metrics(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,5 +1,5 @@
-"""Admin for rules, alerts (acknowledge, silence), silences, mute windows, channels, the
-notification log and the run ledger. Imported by monitoring/admin.py."""
+"""Admin for rules, alerts (acknowledge, silence), silences, mute windows, channels and the
+notification log. Imported by monitoring/admin.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from django.utils import timezone
 from monitoring.admin_base import ReadOnlyAdmin
 from monitoring.alerts.metrics import METRICS
 from monitoring.alerts.models import Alert, AlertRule, MuteWindow, Notification, NotificationChannel, Silence
-from monitoring.ledger.models import TaskRun
 
 
 @admin.register(AlertRule)
@@ -99,11 +98,3 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_filter = ["status", "kind", "channel"]
     list_select_related = ["alert__rule", "channel"]
     date_hierarchy = "created_at"
-
-
-@admin.register(TaskRun)
-class TaskRunAdmin(ReadOnlyAdmin):
-    list_display = ["job", "scheduled_for", "status", "started_at", "duration_ms", "node"]
-    list_filter = ["status", "job"]
-    date_hierarchy = "scheduled_for"
-    search_fields = ["job", "task_id"]

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from common.http import ApiError
+from monitoring.auth import can_view_dashboard
+from monitoring.dashboard import figures
+
+
+def dashboard_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Anonymous: the login page (or 401 for the JSON endpoints); without the permission: 403."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            if request.path.startswith("/ops/api/"):
+                return JsonResponse({"error": "unauthorized", "message": "log in first"}, status=401)
+            return redirect_to_login(request.get_full_path())
+        if not can_view_dashboard(request.user):
+            if request.path.startswith("/ops/api/"):
+                return JsonResponse({"error": "forbidden", "message": "needs the dashboard permission"}, status=403)
+            raise PermissionDenied("viewing the performance dashboard needs the dashboard permission")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@never_cache
+@require_GET
+@dashboard_access
+def ops_dashboard(request: HttpRequest) -> HttpResponse:
+    context = {
+        **admin.site.each_context(request),
+        "title": "Performance dashboard",
+        "ranges": list(figures.RANGES),
+        "hosts": figures.known_hosts(),
+        "push_s": settings.OPSITE_DASHBOARD_PUSH_S,
+        "tiles": figures.page_tiles(),
+    }
+    return render(request, "monitoring/ops.html", context)
+
+
+@never_cache
+@require_GET
+@dashboard_access
+def ops_series(request: HttpRequest) -> HttpResponse:
+    range_key = request.GET.get("range", "24h")
+    if range_key not in figures.RANGES:
+        return ApiError(400, "invalid", f"range must be one of {', '.join(figures.RANGES)}").response()
+    hosts = [h for h in request.GET.getlist("host") if h]
+    body = figures.series_json(range_key=range_key, hosts=hosts or None)
+    return HttpResponse(body, content_type="application/json")
+
+
+@never_cache
+@require_GET
+@dashboard_access
+def ops_tables(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(figures.tables_json(), content_type="application/json")
+
+
+@never_cache
+@require_GET
+@dashboard_access
+def ops_live(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(figures.live_figures.get())

@@ -53,7 +53,7 @@ def test_two_beats_sending_one_slot_run_it_once():
 
 
 def test_a_beat_message_runs_through_the_ledger():
-    from monitoring.tasks import beat_heartbeat_task
+    from monitoring.health.tasks import beat_heartbeat_task
 
     every(30, name="monitoring: beat heartbeat (test)")
     for task_id in ("first", "again"):  # the second is a redelivery of the same slot
@@ -173,9 +173,9 @@ def test_beat_stamps_the_moment_it_sent_a_periodic_run():
 
 
 def test_the_task_body_does_not_run_for_a_duplicate():
+    from monitoring.health.tasks import beat_heartbeat_task
     from monitoring.ledger.runs import SENT_AT_HEADER
     from monitoring.models import Heartbeat
-    from monitoring.tasks import beat_heartbeat_task
 
     every(30, name="monitoring: beat heartbeat (body)")
     sent = T0.timestamp()

@@ -8,9 +8,9 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
+from monitoring.health.tasks import beat_heartbeat_task
 from monitoring.models import Profile, ProfileArm
 from monitoring.requests.profiling import profile_retention, watcher
-from monitoring.tasks import beat_heartbeat_task
 
 pytestmark = pytest.mark.django_db
 

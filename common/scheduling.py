@@ -15,6 +15,8 @@ from typing import Any
 
 from django.apps import apps as django_apps
 
+from common.migrations import table_exists
+
 
 @dataclass(frozen=True)
 class PeriodicJob:
@@ -82,8 +84,13 @@ def sync_periodic_tasks() -> int:
     return created
 
 
-def on_post_migrate(sender: Any, **kwargs: Any) -> None:
-    # Run once, after the last app migrated, when beat's tables exist.
+def on_post_migrate(sender: Any, using: str = "default", **kwargs: Any) -> None:
+    # Run once, after the last app migrated, and only once beat's tables exist: a migrate to an
+    # older migration of one app also ends with this signal for every app.
     if getattr(sender, "label", None) != "django_celery_beat":
+        return
+    from django_celery_beat.models import PeriodicTask
+
+    if not table_exists(PeriodicTask, using):
         return
     sync_periodic_tasks()

@@ -60,7 +60,10 @@ def _push_backup(sender: Any, frame: dict[str, Any], **kwargs: Any) -> None:
     ops_event_publish(frame=frame)
 
 
-def _default_rules(sender: AppConfig, **kwargs: object) -> None:
+def _default_rules(sender: AppConfig, using: str = "default", **kwargs: object) -> None:
+    from common.migrations import table_exists
     from monitoring.alerts.defaults import ensure_default_rules
+    from monitoring.alerts.models import AlertRule
 
-    ensure_default_rules()
+    if table_exists(AlertRule, using):
+        ensure_default_rules()

@@ -502,7 +502,7 @@ def test_a_metric_that_cannot_be_read_is_no_data_and_the_other_rules_go_on(sink)
     def unreadable(reading: Any) -> dict:
         raise RuntimeError("the source is gone")
 
-    broken = Metric("broken_metric", "broken", "", ("overall",), unreadable)
+    broken = Metric("broken_metric", "broken", "", ("overall",), read=unreadable)
     with mock.patch.dict(METRICS, {"broken_metric": broken}):
         rule(webhook(sink, "hook-2"), name="broken", metric="broken_metric", scope="overall", for_s=0)
         rule(webhook(sink), for_s=0)

@@ -28,8 +28,7 @@ from common.clock import floor_to
 from common.redis import get_redis
 from monitoring.dashboard.models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
 from monitoring.dashboard.nodes import live_nodes_by_host, newest, reported_traffic
-from monitoring.requests.histogram import quantiles
-from monitoring.requests.traffic import Tally
+from monitoring.requests.traffic import Tally, stats_of
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +47,16 @@ def settled_minute(now: datetime) -> datetime:
 
 
 def _traffic_fields(tally: Tally, seconds: int) -> dict[str, Any]:
-    q = quantiles(tally.buckets, [0.5, 0.95, 0.99])
-    n = tally.count
+    stats = stats_of(tally, seconds)  # the same arithmetic as every other reader of traffic
     return {
-        "requests": n,
+        "requests": stats.requests,
         "errors": tally.errors,
-        "slow_requests": tally.slow,
-        "request_rate": n / seconds,
-        "error_rate": tally.errors / n if n else 0.0,
-        "p50_ms": q[0.5],
-        "p95_ms": q[0.95],
-        "p99_ms": q[0.99],
+        "slow_requests": stats.slow,
+        "request_rate": stats.rate_per_s,
+        "error_rate": stats.error_rate,
+        "p50_ms": stats.p50_ms,
+        "p95_ms": stats.p95_ms,
+        "p99_ms": stats.p99_ms,
         "latency_histogram": {str(k): v for k, v in sorted(tally.buckets.items())},
     }
 

@@ -5,6 +5,19 @@ thread flushes the counts every few seconds in one Redis pipeline. Every minute 
 per route, so any number of processes on any number of hosts add into the same numbers, and a
 window (1 m, 5 m, 1 h) is the merge of its minutes. Without Redis (the embedded default, one
 web process) the minutes stay in the process.
+
+One function, ``stats_of``, turns merged tallies into rate, error rates and percentiles (from
+the merged latency histogram, never an average of percentiles). Its readers take their
+tallies from one of two stores, each for a reason:
+
+- the shared minutes (``window``): the whole installation, current to the last flush (a few
+  seconds). Read by the live tiles and ``/health/stats`` (``traffic_summary``), ``/metrics``
+  and the alert rules at overall scope;
+- the node reports (``monitoring.dashboard.nodes.reported_traffic``): each process reports
+  its own tallies of its last minutes with its host, so figures per host exist. Read by the
+  alert rules at host scope and by the minute snapshots (host rows and the installation's
+  row, which is the sum of the hosts', so the history adds up); hour and six-hour rollups
+  merge the snapshots' histograms and go through ``stats_of`` again.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from common.validation import non_negative_int
 
-from . import selectors
+from . import protocol, selectors
 from .hub import FeedHub, get_hub
 from .models import Restaurant
 from .services.feed import feed_group
@@ -141,15 +141,14 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
     async def _resume(self, head_seq: int, epoch: str) -> int:
         """Replay what the client missed, or tell it to reset; return the seq it now has."""
         last_seq, client_epoch = self._requested_position()
-        if last_seq is None:
-            return head_seq
-        stale = (client_epoch and client_epoch != epoch) or last_seq > head_seq
-        if stale or head_seq - last_seq > settings.OPSITE_FEED_REPLAY_MAX:
+        plan = protocol.resume(last_seq=last_seq, client_epoch=client_epoch, head_seq=head_seq, epoch=epoch,
+                               replay_max=settings.OPSITE_FEED_REPLAY_MAX)  # fmt: skip
+        if plan is protocol.Resume.RESET:
             await self.send(json.dumps({"type": "reset", "seq": head_seq, "epoch": epoch}))
-            return head_seq
-        assert self.restaurant is not None
-        for _, text in await _frames_after(restaurant=self.restaurant, after_seq=last_seq, upto_seq=head_seq):
-            await self.send(text)
+        elif plan is protocol.Resume.REPLAY:
+            assert self.restaurant is not None and last_seq is not None
+            for _, text in await _frames_after(restaurant=self.restaurant, after_seq=last_seq, upto_seq=head_seq):
+                await self.send(text)
         return head_seq
 
     async def _catch_up(self, upto_seq: int | None) -> None:
@@ -159,7 +158,8 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
             upto_seq, epoch = await _stream_head(self.restaurant.pk)
         else:
             epoch = self.restaurant.epoch
-        if upto_seq - self.last_seq > settings.OPSITE_FEED_REPLAY_MAX:
+        plan = protocol.catch_up(last_seq=self.last_seq, upto_seq=upto_seq, replay_max=settings.OPSITE_FEED_REPLAY_MAX)
+        if plan is protocol.CatchUp.RESET:
             await self.send(json.dumps({"type": "reset", "seq": upto_seq, "epoch": epoch}))
             self.last_seq = upto_seq
             return
@@ -177,9 +177,10 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
             kind = item[0]
             if kind == "frames":
                 for seq, text in item[1]:
-                    if seq <= self.last_seq:
+                    step = protocol.on_frame(last_seq=self.last_seq, seq=seq)
+                    if step is protocol.Frame.DUPLICATE:
                         continue
-                    if seq > self.last_seq + 1:
+                    if step is protocol.Frame.GAP:
                         await self._catch_up(seq - 1)
                     await self.send(text)
                     self.last_seq = seq

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 MAX_JSON_DEPTH = 32
 _COUNT = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is true), within a bigint
@@ -88,3 +91,27 @@ def string_field(
 def non_negative_int(raw: str) -> int | None:
     """A query parameter such as a sequence number or a limit; None when it is not one."""
     return int(raw) if _COUNT.fullmatch(raw) else None
+
+
+def clean_batch(
+    payload: Any, *, limit: int, noun: str, clean_one: Callable[[Any], tuple[T | None, dict[str, str]]]
+) -> tuple[list[T], dict[str, str], bool]:
+    """One item, or a list of 1 to ``limit``, each cleaned by ``clean_one`` (the item, or None
+    and its errors by field). Errors are named by field, after ``[index].`` in a list
+    (``[index]`` alone for the item as a whole). Returns the clean items, every error, and
+    whether a list was sent; a list that is empty or too long is a ValueError."""
+    is_batch = isinstance(payload, list)
+    items = payload if is_batch else [payload]
+    if not items:
+        raise ValueError(f"an empty list: send one {noun} or a list of 1 to {limit}")
+    if len(items) > limit:
+        raise ValueError(f"at most {limit} {noun}s in one request")
+    cleaned: list[T] = []
+    errors: dict[str, str] = {}
+    for index, raw in enumerate(items):
+        item, problems = clean_one(raw)
+        prefix = f"[{index}]." if is_batch else ""
+        errors.update({f"{prefix}{name}".rstrip("."): message for name, message in problems.items()})
+        if item is not None and not problems:
+            cleaned.append(item)
+    return cleaned, errors, is_batch

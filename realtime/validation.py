@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from common.validation import string_field
+from common.validation import clean_batch, string_field
 
 from .models import OrderEvent
 
@@ -157,21 +157,10 @@ def clean_event(raw: Any) -> tuple[CleanEvent | None, dict[str, str]]:
 
 def clean_events(payload: Any, *, max_batch: int) -> tuple[list[CleanEvent], bool]:
     """Clean one event or a list; return the events and whether a list was sent."""
-    is_batch = isinstance(payload, list)
-    raws = payload if is_batch else [payload]
-    if is_batch and not raws:
-        raise InvalidEvents({"": "an empty list"})
-    if len(raws) > max_batch:
-        raise InvalidEvents({"": f"at most {max_batch} events in one request"})
-    cleaned: list[CleanEvent] = []
-    errors: dict[str, str] = {}
-    for index, raw in enumerate(raws):
-        event, event_errors = clean_event(raw)
-        if event is None:
-            prefix = f"[{index}]." if is_batch else ""
-            errors.update({f"{prefix}{name}".rstrip("."): msg for name, msg in event_errors.items()})
-        else:
-            cleaned.append(event)
+    try:
+        cleaned, errors, is_batch = clean_batch(payload, limit=max_batch, noun="event", clean_one=clean_event)
+    except ValueError as exc:
+        raise InvalidEvents({"": str(exc)}) from exc
     if errors:
         raise InvalidEvents(errors)
     return cleaned, is_batch

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from common.labels import LabelBudget
-from common.validation import string_field
+from common.validation import clean_batch, string_field
 
 MAX_METRICS = 100
 MAX_ERRORS = 50
@@ -21,27 +21,17 @@ SCREENS = LabelBudget("frontend-screens", lambda: settings.OPSITE_FRONTEND_MAX_S
 Report = dict[str, Any]
 
 
-def _clean_batch(
-    payload: Any, limit: int, clean_one: Callable[[dict[str, Any], dict[str, str]], Report]
-) -> tuple[list[Report], dict[str, str]]:
-    """One report or a list of up to ``limit``; field errors are named ``[index].field`` in a list."""
-    is_batch = isinstance(payload, list)
-    items = payload if is_batch else [payload]
-    if not items or len(items) > limit:
-        raise ValueError(f"send one report or a list of 1 to {limit}")
-    cleaned: list[Report] = []
-    all_errors: dict[str, str] = {}
-    for index, raw in enumerate(items):
-        prefix = f"[{index}]." if is_batch else ""
+def _report(
+    clean_fields: Callable[[dict[str, Any], dict[str, str]], Report],
+) -> Callable[[Any], tuple[Report | None, dict[str, str]]]:
+    def clean_one(raw: Any) -> tuple[Report | None, dict[str, str]]:
         if not isinstance(raw, dict):
-            all_errors[prefix.rstrip(".")] = "must be a JSON object"
-            continue
+            return None, {"": "must be a JSON object"}
         errors: dict[str, str] = {}
-        report = clean_one(raw, errors)
-        all_errors.update({prefix + k: v for k, v in errors.items()})
-        if not errors:
-            cleaned.append(report)
-    return cleaned, all_errors
+        report = clean_fields(raw, errors)
+        return (None if errors else report), errors
+
+    return clean_one
 
 
 def _metric(raw: dict[str, Any], errors: dict[str, str]) -> Report:
@@ -77,8 +67,10 @@ def _error(raw: dict[str, Any], errors: dict[str, str]) -> Report:
 
 
 def clean_metrics(payload: Any) -> tuple[list[Report], dict[str, str]]:
-    return _clean_batch(payload, MAX_METRICS, _metric)
+    cleaned, errors, _ = clean_batch(payload, limit=MAX_METRICS, noun="report", clean_one=_report(_metric))
+    return cleaned, errors
 
 
 def clean_errors(payload: Any) -> tuple[list[Report], dict[str, str]]:
-    return _clean_batch(payload, MAX_ERRORS, _error)
+    cleaned, errors, _ = clean_batch(payload, limit=MAX_ERRORS, noun="report", clean_one=_report(_error))
+    return cleaned, errors

@@ -1,4 +1,6 @@
-"""Small pieces shared by the JSON APIs."""
+"""Small pieces shared by the JSON APIs: every error a client gets is built here, as an HTTP
+response (``ApiError``) or a WebSocket frame (``error_frame``), with the same two fields: a
+machine-readable code and a sentence for a person."""
 
 from __future__ import annotations
 
@@ -24,6 +26,11 @@ class ApiError(Exception):
         if "retry_after" in self.extra:
             response["Retry-After"] = str(self.extra["retry_after"])
         return response
+
+
+def error_frame(code: str, message: str) -> str:
+    """A WebSocket error frame; the socket stays open (a close code ends it instead)."""
+    return json.dumps({"type": "error", "code": code, "message": message})
 
 
 def client_address(request: HttpRequest) -> str:

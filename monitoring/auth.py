@@ -8,9 +8,9 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
-from common.http import address_in, bearer_token
+from common.http import ApiError, address_in, bearer_token
 
 
 def has_ops_token(request: HttpRequest) -> bool:
@@ -38,11 +38,10 @@ def ops_access(*, allow_networks: bool = False) -> Callable[[Callable[..., HttpR
             if user is not None and user.is_authenticated:
                 if user.is_active and user.is_staff:
                     return view(request, *args, **kwargs)
-                return JsonResponse({"error": "forbidden", "message": "staff only"}, status=403)
-            response = JsonResponse(
-                {"error": "unauthorized", "message": "log in as staff or send Authorization: Bearer <ops token>"},
-                status=401,
-            )
+                return ApiError(403, "forbidden", "staff only").response()
+            response = ApiError(
+                401, "unauthorized", "log in as staff or send Authorization: Bearer <ops token>"
+            ).response()
             response["WWW-Authenticate"] = 'Bearer realm="opsite"'
             return response
 

@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from common.http import error_frame
 from common.validation import non_negative_int
 
 from . import protocol, selectors
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 
 PING = json.dumps({"type": "ping"})
 PONG = json.dumps({"type": "pong"})
-
-
-def _error(code: str, message: str) -> str:
-    return json.dumps({"type": "error", "code": code, "message": message})
 
 
 @database_sync_to_async
@@ -247,7 +244,7 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
         if self.bad_frames > settings.OPSITE_FEED_MAX_BAD_FRAMES:
             self._close_soon(CLOSE_BAD_REQUEST)
             return
-        self.offer(("text", _error(code, message)))
+        self.offer(("text", error_frame(code, message)))
 
     async def disconnect(self, code: int) -> None:
         await self._leave()

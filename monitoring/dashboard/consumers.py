@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from common.http import error_frame
 from monitoring.auth import can_view_dashboard
 from monitoring.dashboard.figures import live_figures
 from monitoring.dashboard.services import OPS_GROUP
@@ -41,10 +42,6 @@ def _still_allowed(user: Any, session: Any) -> bool:
     """Logged in with the same session and password, active, and still permitted."""
     now = fresh_user(user)
     return now is not None and session_still_valid(session=session, user=now) and can_view_dashboard(now)
-
-
-def _error(code: str, message: str) -> str:
-    return json.dumps({"type": "error", "code": code, "message": message})
 
 
 class OpsDashboardConsumer(AsyncWebsocketConsumer):
@@ -137,7 +134,7 @@ class OpsDashboardConsumer(AsyncWebsocketConsumer):
         if self.bad_frames > MAX_BAD_FRAMES:
             await self.close(CLOSE_BAD_REQUEST)
         else:
-            await self.send(_error(code, message))
+            await self.send(error_frame(code, message))
 
     async def ops_revoke(self, event: dict[str, Any]) -> None:
         """A user logged out: close that session's dashboards (all of the user's without a session)."""

@@ -25,11 +25,11 @@ def dashboard_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             if request.path.startswith("/ops/api/"):
-                return JsonResponse({"error": "unauthorized", "message": "log in first"}, status=401)
+                return ApiError(401, "unauthorized", "log in first").response()
             return redirect_to_login(request.get_full_path())
         if not can_view_dashboard(request.user):
             if request.path.startswith("/ops/api/"):
-                return JsonResponse({"error": "forbidden", "message": "needs the dashboard permission"}, status=403)
+                return ApiError(403, "forbidden", "needs the dashboard permission").response()
             raise PermissionDenied("viewing the performance dashboard needs the dashboard permission")
         return view(request, *args, **kwargs)
 

@@ -20,11 +20,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import F
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
 
 from common.background import BackgroundLoop
 from common.context import current_request
+from common.http import ApiError
 from monitoring.requests.models import Profile, ProfileArm
 
 log = logging.getLogger(__name__)
@@ -221,13 +222,9 @@ def profile_view_if_asked(
         return None
     if asked is not None:
         if asked not in PROFILERS:
-            return JsonResponse(
-                {"error": "invalid", "message": f"profiler must be one of {sorted(PROFILERS)}"}, status=400
-            )
+            return ApiError(400, "invalid", f"profiler must be one of {sorted(PROFILERS)}").response()
         if not may_profile(request.user):
-            return JsonResponse(
-                {"error": "forbidden", "message": "profiling needs the profile_requests permission"}, status=403
-            )
+            return ApiError(403, "forbidden", "profiling needs the profile_requests permission").response()
         profiler = asked
     else:
         claimed = claim("route", route)

@@ -66,6 +66,43 @@ def _moment(raw: Any, now: datetime) -> tuple[datetime | None, str]:
     return moment, ""
 
 
+def _amount(raw: Any, errors: dict[str, str]) -> Decimal | None:
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        errors["total_amount"] = "required, a decimal number as string or number"
+        return None
+    try:
+        amount = Decimal(str(raw))
+    except InvalidOperation:
+        errors["total_amount"] = "not a decimal number"
+        return None
+    if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
+        errors["total_amount"] = "must be between 0 and 999999999999.99"
+    elif amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        errors["total_amount"] = "at most 2 decimal places"
+    return amount
+
+
+def _occurred_at(raw: Any, errors: dict[str, str]) -> datetime:
+    now = timezone.now()
+    if raw is None:
+        return now
+    when, problem = _moment(raw, now)
+    if problem or when is None:
+        errors["occurred_at"] = problem
+        return now
+    return when
+
+
+def _data(raw: Any, errors: dict[str, str]) -> dict[str, Any]:
+    data = {} if raw is None else raw
+    if not isinstance(data, dict):
+        errors["data"] = "must be a JSON object"
+        return {}
+    if len(json.dumps(data, separators=(",", ":"))) > MAX_DATA_BYTES:
+        errors["data"] = "at most 16 KB"
+    return data
+
+
 def clean_event(raw: Any) -> tuple[CleanEvent | None, dict[str, str]]:
     """Return the cleaned event, or None and the field errors."""
     if not isinstance(raw, dict):
@@ -90,20 +127,7 @@ def clean_event(raw: Any) -> tuple[CleanEvent | None, dict[str, str]]:
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 128):
         errors["idempotency_key"] = "a string of 1 to 128 characters"
 
-    amount: Decimal | None = None
-    raw_amount = raw.get("total_amount")
-    if isinstance(raw_amount, bool) or not isinstance(raw_amount, (str, int, float)):
-        errors["total_amount"] = "required, a decimal number as string or number"
-    else:
-        try:
-            amount = Decimal(str(raw_amount))
-        except InvalidOperation:
-            errors["total_amount"] = "not a decimal number"
-        else:
-            if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
-                errors["total_amount"] = "must be between 0 and 999999999999.99"
-            elif amount.as_tuple().exponent < -2:  # type: ignore[operator]
-                errors["total_amount"] = "at most 2 decimal places"
+    amount = _amount(raw.get("total_amount"), errors)
 
     items = raw.get("items_count")
     if isinstance(items, bool) or not isinstance(items, int) or not 0 <= items <= 100_000:
@@ -115,24 +139,9 @@ def clean_event(raw: Any) -> tuple[CleanEvent | None, dict[str, str]]:
     payment_method = string_field(raw, "payment_method", 32, errors)
     table = string_field(raw, "table", 32, errors)
 
-    now = timezone.now()
-    occurred_at = now
-    raw_when = raw.get("occurred_at")
-    if raw_when is not None:
-        when, problem = _moment(raw_when, now)
-        if problem:
-            errors["occurred_at"] = problem
-        else:
-            assert when is not None
-            occurred_at = when
+    occurred_at = _occurred_at(raw.get("occurred_at"), errors)
 
-    data = raw.get("data", {})
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        errors["data"] = "must be a JSON object"
-    elif len(json.dumps(data, separators=(",", ":"))) > MAX_DATA_BYTES:
-        errors["data"] = "at most 16 KB"
+    data = _data(raw.get("data"), errors)
 
     if errors:
         return None, errors

@@ -1,3 +1,7 @@
+"""The monitoring app's start-up: its receivers and process hooks are wired in ``ready()``.
+This module is imported before any app's models are, so what it wires is imported inside
+``ready()`` and the receivers (start-up order, not a cycle)."""
+
 from typing import Any
 
 from django.apps import AppConfig

@@ -20,7 +20,19 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
+from backups.models import Backup
+from backups.selectors import last_finished, newest_verified_age_s
+from common.replicas import monitor, replica_aliases
+from monitoring.alerts.models import Alert
 from monitoring.auth import ops_access
+from monitoring.dashboard.figures import cache_stats
+from monitoring.dashboard.selectors import orders_today
+from monitoring.health.celery_state import queue_depth
+from monitoring.health.selectors import EVALUATOR, beat_heartbeat_age_s, heartbeat_age_s
+from monitoring.ledger.models import TaskRun
+from monitoring.requests.selectors import WINDOWS
+from monitoring.requests.traffic import window
+from realtime.presence import presence_summary
 
 
 class OpsiteCollector(Collector):
@@ -70,8 +82,6 @@ class OpsiteCollector(Collector):
 
 
 def _traffic() -> Iterator[Metric]:
-    from monitoring.requests.selectors import WINDOWS
-    from monitoring.requests.traffic import window
 
     rate = GaugeMetricFamily(
         "opsite_http_request_rate", "Requests per second over the window, all processes", labels=["route", "window"]
@@ -95,7 +105,6 @@ def _traffic() -> Iterator[Metric]:
 
 
 def _orders() -> Iterator[Metric]:
-    from monitoring.dashboard.selectors import orders_today
 
     today = orders_today()
     orders = GaugeMetricFamily("opsite_orders_today", "Orders opened since midnight UTC", labels=["restaurant"])
@@ -110,7 +119,6 @@ def _orders() -> Iterator[Metric]:
 
 
 def _sockets() -> Iterator[Metric]:
-    from realtime.presence import presence_summary
 
     summary = presence_summary()
     by_restaurant = GaugeMetricFamily("opsite_sockets", "Open staff sockets", labels=["restaurant"])
@@ -122,8 +130,6 @@ def _sockets() -> Iterator[Metric]:
 
 
 def _celery() -> Iterator[Metric]:
-    from monitoring.health.celery_state import queue_depth
-    from monitoring.health.selectors import EVALUATOR, beat_heartbeat_age_s, heartbeat_age_s
 
     depth = queue_depth()
     if depth is not None:
@@ -142,10 +148,6 @@ def _celery() -> Iterator[Metric]:
 
 def _alerts_and_caches() -> Iterator[Metric]:
     from django.db.models import Count
-
-    from monitoring.alerts.models import Alert
-    from monitoring.dashboard.figures import cache_stats
-    from monitoring.ledger.models import TaskRun
 
     states = GaugeMetricFamily("opsite_alerts", "Alerts per state and severity", labels=["state", "severity"])
     rows = Alert.objects.filter(rule__enabled=True).values_list("state", "rule__severity").annotate(n=Count("id"))
@@ -167,8 +169,6 @@ def _alerts_and_caches() -> Iterator[Metric]:
 
 
 def _backups() -> Iterator[Metric]:
-    from backups.models import Backup
-    from backups.selectors import last_finished, newest_verified_age_s
 
     age = newest_verified_age_s()
     if age is not None:
@@ -188,7 +188,6 @@ def _backups() -> Iterator[Metric]:
 
 
 def _replicas() -> Iterator[Metric]:
-    from common.replicas import monitor, replica_aliases
 
     aliases = replica_aliases()
     if not aliases:

@@ -25,6 +25,8 @@ from django.utils import timezone
 from monitoring.alerts.matching import Quiet
 from monitoring.alerts.metrics import METRICS, Labels, Reading, Values
 from monitoring.alerts.models import Alert, AlertRule, Notification
+from monitoring.dashboard.services import ops_event_publish
+from monitoring.health.probes import check_database_down
 
 log = logging.getLogger(__name__)
 State = Alert.State
@@ -97,8 +99,6 @@ class Evaluator:
 
     def database_down(self) -> bool:
         if self._database_down is None:
-            from monitoring.health.probes import check_database_down
-
             self._database_down = check_database_down()
         return self._database_down
 
@@ -225,7 +225,6 @@ class Evaluator:
             self.notify(rule, alert, kind)
 
     def notify(self, rule: AlertRule, alert: Alert, kind: str) -> None:
-        from monitoring.dashboard.services import ops_event_publish
 
         payload = alert_payload(alert, rule, kind)
         labels = _labels_for(rule, tuple(alert.labels.items()))

@@ -18,7 +18,18 @@ from typing import Any
 
 from django.db.models import Count, Q, Sum
 
+from backups.models import Backup
+from backups.selectors import last_finished, newest_verified_age_s
 from monitoring.alerts.catalog import CATALOG, MetricInfo
+from monitoring.dashboard.models import Resolution, RestaurantSnapshot
+from monitoring.dashboard.nodes import live_nodes_by_host, newest, reported_traffic
+from monitoring.health.celery_state import queue_depth
+from monitoring.health.probes import check_database_down
+from monitoring.health.selectors import EVALUATOR, beat_heartbeat_age_s, heartbeat_age_s
+from monitoring.ledger.models import TaskRun
+from monitoring.requests.traffic import ALL_ROUTES, FRONTEND_ERRORS, stats_of, window
+from realtime.models import OrderEvent, Restaurant
+from realtime.presence import presence_summary
 
 Labels = tuple[tuple[str, str], ...]
 Values = dict[Labels, float | None]
@@ -45,8 +56,6 @@ def _minutes(window_s: int) -> int:
 
 
 def _traffic(reading: Reading, figure: str) -> Values:
-    from monitoring.dashboard.nodes import live_nodes_by_host, reported_traffic
-    from monitoring.requests.traffic import ALL_ROUTES, stats_of, window
 
     if reading.scope == "overall":
         stats = window(_minutes(reading.window_s))[ALL_ROUTES]
@@ -68,8 +77,6 @@ def _figure(requests: int, error_rate: float, p95: float | None, figure: str) ->
 
 
 def _host_figure(reading: Reading, name: str) -> Values:
-    from monitoring.dashboard.nodes import live_nodes_by_host, newest
-
     values: Values = {(("host", host),): newest(reports).figures.get(name)
                       for host, reports in live_nodes_by_host(now=reading.now).items()}  # fmt: skip
     if reading.scope == "overall":
@@ -79,36 +86,30 @@ def _host_figure(reading: Reading, name: str) -> Values:
 
 
 def _queue_depth(reading: Reading) -> Values:
-    from monitoring.health.celery_state import queue_depth
 
     depth = queue_depth()
     return {OVERALL: None if depth is None else float(depth)}
 
 
 def _beat_age(reading: Reading) -> Values:
-    from monitoring.health.selectors import beat_heartbeat_age_s
 
     age = beat_heartbeat_age_s()
     return {OVERALL: NEVER if age is None else age}
 
 
 def _evaluator_age(reading: Reading) -> Values:
-    from monitoring.health.selectors import EVALUATOR, heartbeat_age_s
 
     age = heartbeat_age_s(EVALUATOR)
     return {OVERALL: NEVER if age is None else age}
 
 
 def _backup_age(reading: Reading) -> Values:
-    from backups.selectors import newest_verified_age_s
 
     age = newest_verified_age_s()
     return {OVERALL: NEVER if age is None else age}
 
 
 def _backup_failed(reading: Reading) -> Values:
-    from backups.models import Backup
-    from backups.selectors import last_finished
 
     newest = last_finished()
     failed = newest is not None and newest.status in (Backup.Status.FAILED, Backup.Status.VERIFY_FAILED)
@@ -116,7 +117,6 @@ def _backup_failed(reading: Reading) -> Values:
 
 
 def _sockets(reading: Reading) -> Values:
-    from realtime.presence import presence_summary
 
     summary = presence_summary()
     if reading.scope == "overall":
@@ -128,14 +128,11 @@ def _sockets(reading: Reading) -> Values:
 
 
 def _events(reading: Reading) -> Any:
-    from realtime.models import OrderEvent
-
     return OrderEvent.objects.filter(occurred_at__gte=reading.now - timedelta(seconds=reading.window_s),
                                      occurred_at__lte=reading.now)  # fmt: skip
 
 
 def _restaurants() -> dict[int, str]:
-    from realtime.models import Restaurant
 
     return dict(Restaurant.objects.values_list("pk", "slug"))
 
@@ -152,7 +149,6 @@ def _orders_per_minute(reading: Reading) -> Values:
 def _orders_vs_normal(reading: Reading) -> Values:
     """Orders per minute now as a percentage of the same hour of day over the last 7 days
     (from the hour snapshots); no data without that history."""
-    from monitoring.dashboard.models import Resolution, RestaurantSnapshot
 
     current = _orders_per_minute(Reading("restaurant", reading.window_s, reading.now))
     hour = reading.now.replace(minute=0, second=0, microsecond=0)
@@ -188,7 +184,6 @@ def _failed_payments(reading: Reading) -> Values:
 
 
 def _frontend_errors(reading: Reading) -> Values:
-    from monitoring.requests.traffic import ALL_ROUTES, FRONTEND_ERRORS, window
 
     stats = window(_minutes(reading.window_s), namespace=FRONTEND_ERRORS)
     if reading.scope == "overall":
@@ -198,14 +193,12 @@ def _frontend_errors(reading: Reading) -> Values:
 
 
 def _task_runs(reading: Reading, status: str) -> Values:
-    from monitoring.ledger.models import TaskRun
 
     since = reading.now - timedelta(seconds=reading.window_s)
     return {OVERALL: float(TaskRun.objects.filter(status=status, scheduled_for__gte=since).count())}
 
 
 def _database_down(reading: Reading) -> Values:
-    from monitoring.health.probes import check_database_down
 
     return {OVERALL: 1.0 if check_database_down() else 0.0}
 

@@ -24,14 +24,20 @@ from django.db import connection
 from django.db.models import Max, Sum
 from django.utils import timezone
 
+from backups.models import Backup
+from backups.selectors import newest_verified
 from common.cache import cached, hit_ratios
 from common.clock import floor_to
 from monitoring.alerts.models import Alert
 from monitoring.dashboard.models import CLUSTER, MetricSnapshot, Resolution
 from monitoring.dashboard.selectors import ORDERS_CACHE, orders_today
+from monitoring.health.probes import last_status
 from monitoring.ledger.models import TaskRun
 from monitoring.requests.models import FrontendErrorGroup
+from monitoring.requests.queries import n_plus_one_suspects, top_queries
 from monitoring.requests.selectors import traffic_summary
+from realtime.models import Restaurant
+from realtime.presence import presence_summary
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,6 @@ def series_json(*, range_key: str, hosts: list[str] | None = None, refresh: bool
 
 def restaurant_series(window: Window) -> dict[str, dict[str, list[Any]]]:
     """Orders and revenue per restaurant, summed per ``window.step`` seconds."""
-    from realtime.models import Restaurant
 
     sums = {"orders": "SUM(orders)", "revenue": "SUM(revenue)"}
     by_id = _by_key(_grouped("monitoring_restaurantsnapshot", "restaurant_id", sums, window), ("orders", "revenue"))
@@ -187,7 +192,6 @@ def restaurant_series(window: Window) -> dict[str, dict[str, list[Any]]]:
 
 
 def recent_backups(limit: int = 8) -> list[dict[str, Any]]:
-    from backups.models import Backup
 
     rows = Backup.objects.order_by("-started_at")[:limit]
     return [
@@ -229,7 +233,6 @@ TABLES_CACHE = "dashboard-tables"
 def tables_json(*, refresh: bool = False) -> str:
     """The dashboard's tables, recomputed each minute and whenever an alert moves, a scheduled
     run is recorded or a backup changes (each of those changes the key)."""
-    from backups.models import Backup
 
     minute = _epoch(timezone.now()) // 60
     changes = (
@@ -242,7 +245,6 @@ def tables_json(*, refresh: bool = False) -> str:
 
 
 def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
-    from monitoring.requests.queries import n_plus_one_suspects, top_queries
 
     errors = FrontendErrorGroup.objects.select_related("restaurant").order_by("-last_seen")[:10]
     return {
@@ -269,9 +271,6 @@ def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
 def dashboard_tiles(*, compute_health: bool = True) -> dict[str, Any]:
     """The headline figures: the admin index's tiles and the dashboard's live frame. Pages
     pass ``compute_health=False`` and show the last known health rather than wait for it."""
-    from backups.selectors import newest_verified
-    from monitoring.health.probes import last_status
-    from realtime.presence import presence_summary
 
     status = last_status(compute=compute_health) or "unknown"
     firing = list(Alert.objects.filter(state=Alert.State.FIRING, rule__enabled=True).values_list("rule__severity",

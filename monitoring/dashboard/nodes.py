@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from common.background import BackgroundLoop
 from monitoring.dashboard.models import NodeReport
+from monitoring.requests.traffic import Tally, get_recorder
 from realtime.selectors import local_socket_count
 
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ def host_figures() -> dict[str, float]:
 
 
 def node_figures() -> dict[str, Any]:
-    from monitoring.requests.traffic import get_recorder
 
     tallies = {str(minute): t.as_fields() for minute, t in get_recorder().own_minutes().items()}
     return {**host_figures(), **_process_figures(), "sockets": local_socket_count(), "traffic": tallies}
@@ -66,7 +66,6 @@ def node_figures() -> dict[str, Any]:
 
 def reported_traffic(reports: list[NodeReport], minutes: set[int]) -> Tally:
     """The reports' own request tallies over the given minutes (epoch minutes), added up."""
-    from monitoring.requests.traffic import Tally
 
     tally = Tally()
     for report in reports:

@@ -10,6 +10,8 @@ from django.db.models import Max
 from common.cache import cached
 from common.labels import OTHER
 from common.replicas import on_replica
+from realtime.models import OrderEvent
+from realtime.selectors import order_totals
 
 ORDERS_CACHE = "orders-today"
 
@@ -17,7 +19,6 @@ ORDERS_CACHE = "orders-today"
 def orders_today(*, refresh: bool = False) -> dict[str, Any]:
     """Today's orders and revenue per restaurant, cached until an event arrives (events are
     only ever added, so the newest event id says whether anything changed)."""
-    from realtime.models import OrderEvent
 
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     newest = OrderEvent.objects.aggregate(at=Max("pk"))["at"]
@@ -37,7 +38,6 @@ def _top_methods(by_method: dict[str, Any], keep: int) -> dict[str, str]:
 
 @on_replica
 def _orders_since(start: datetime) -> dict[str, Any]:
-    from realtime.selectors import order_totals
 
     totals = order_totals(since=start)
     return {

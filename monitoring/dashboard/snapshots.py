@@ -28,7 +28,10 @@ from common.clock import floor_to
 from common.redis import get_redis
 from monitoring.dashboard.models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
 from monitoring.dashboard.nodes import live_nodes_by_host, newest, reported_traffic
+from monitoring.health.celery_state import queue_depth
 from monitoring.requests.traffic import Tally, stats_of
+from realtime.models import Restaurant
+from realtime.selectors import order_totals
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +106,6 @@ def redis_figures() -> dict[str, int | None]:
 
 
 def _cluster_row(host_rows: list[dict[str, Any]], reports: list[NodeReport], minute: int) -> dict[str, Any]:
-    from monitoring.health.celery_state import queue_depth
 
     return {
         "host": CLUSTER,
@@ -135,8 +137,6 @@ def _upsert(model: type[Model], rows: Iterable[Model], unique: list[str]) -> Non
 
 
 def _restaurant_minute_rows(start: datetime) -> list[RestaurantSnapshot]:
-    from realtime.models import Restaurant
-    from realtime.selectors import order_totals
 
     totals = order_totals(since=start, until=start + timedelta(minutes=1))
     ids = dict(Restaurant.objects.filter(slug__in=totals).values_list("slug", "id"))

@@ -8,6 +8,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 from kombu.exceptions import ChannelError as KombuChannelError
 
+from monitoring.dashboard.models import NodeReport
 from opsite.celery import app
 
 
@@ -26,7 +27,6 @@ def queue_depth(queue: str = "celery") -> int | None:
 
 
 def _workers_reporting() -> int | None:
-    from monitoring.dashboard.models import NodeReport
 
     try:
         return NodeReport.objects.filter(role="worker", expires_at__gt=timezone.now()).count() or None

@@ -15,9 +15,14 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
 
+from backups.selectors import last_finished, newest_verified_age_s
 from common.aio import run_async
+from common.replicas import monitor, replica_aliases
 from monitoring.health import dependencies
+from monitoring.health.celery_state import queue_depth, workers_answering
 from monitoring.health.probes import DEGRADED, FAILED, OK, HealthCheck, Probe, register
+from monitoring.health.selectors import EVALUATOR, WATCHDOG, beat_heartbeat_age_s, heartbeat_age_s
+from realtime.presence import presence_summary
 
 
 def database() -> Probe:
@@ -56,7 +61,6 @@ def channel_layer() -> Probe:
 
 
 def celery_workers() -> Probe:
-    from monitoring.health.celery_state import queue_depth, workers_answering
 
     depth = queue_depth()
     workers = workers_answering()
@@ -69,7 +73,6 @@ def celery_workers() -> Probe:
 
 
 def beat_heartbeat() -> Probe:
-    from monitoring.health.selectors import beat_heartbeat_age_s
 
     age = beat_heartbeat_age_s()
     data = {"age_s": None if age is None else round(age, 1), "max_age_s": settings.OPSITE_BEAT_MAX_AGE_S}
@@ -81,7 +84,6 @@ def beat_heartbeat() -> Probe:
 
 
 def alert_evaluation() -> Probe:
-    from monitoring.health.selectors import EVALUATOR, WATCHDOG, heartbeat_age_s
 
     bound = settings.OPSITE_ALERT_EVALUATOR_MAX_AGE_S
     evaluator, watchdog = heartbeat_age_s(EVALUATOR), heartbeat_age_s(WATCHDOG)
@@ -109,7 +111,6 @@ def system() -> Probe:
 
 
 def sockets() -> Probe:
-    from realtime.presence import presence_summary
 
     summary = presence_summary()
     return Probe(OK, "", {"total": summary["total"], "nodes": len(summary["by_node"])})
@@ -128,7 +129,6 @@ def backup_storage() -> Probe:
 
 
 def backups() -> Probe:
-    from backups.selectors import last_finished, newest_verified_age_s
 
     age = newest_verified_age_s()
     last = last_finished()
@@ -141,7 +141,6 @@ def backups() -> Probe:
 
 
 def replicas() -> Probe:
-    from common.replicas import monitor, replica_aliases
 
     states = {alias: monitor.check(alias) for alias in replica_aliases()}
     data = {alias: {"ok": st.ok, "lag_s": st.lag_s, "detail": st.detail} for alias, st in states.items()}

@@ -11,6 +11,7 @@ from monitoring.auth import ops_access
 from monitoring.dashboard.selectors import orders_today
 from monitoring.health import dependencies, probes
 from monitoring.requests.selectors import traffic_summary
+from realtime.presence import presence_summary
 
 
 @never_cache
@@ -66,7 +67,6 @@ def health_dependencies(request: HttpRequest) -> JsonResponse:
 @require_GET
 @ops_access()
 def health_stats(request: HttpRequest) -> JsonResponse:
-    from realtime.presence import presence_summary
 
     return JsonResponse(
         {

@@ -28,6 +28,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from common.background import BackgroundLoop
 from common.context import current_request
 from common.redis import get_redis, redis_key
+from monitoring.requests.models import QueryFingerprint
 
 log = logging.getLogger("opsite.queries")
 
@@ -132,8 +133,6 @@ class QueryAggregator:
 
 def _catalogue(samples: dict[str, str], n_plus_one: dict[tuple[int, str, str], int]) -> None:
     from django.utils import timezone
-
-    from monitoring.requests.models import QueryFingerprint
 
     if not samples:
         return
@@ -281,7 +280,6 @@ def install_observer(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
 
 def top_queries(minutes: int, limit: int = 20) -> list[dict[str, Any]]:
     """The heaviest fingerprints over a window, with their text from the catalogue."""
-    from monitoring.requests.models import QueryFingerprint
 
     last = int(time.time()) // 60
     totals, _ = get_query_store().read(last - minutes + 1, last)

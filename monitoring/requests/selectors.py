@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitoring.requests.traffic import ALL_ROUTES, window
+
 WINDOWS = {"1m": 1, "5m": 5, "1h": 60}
 
 
 def traffic_summary(*, per_route: bool = True) -> dict[str, Any]:
-    from monitoring.requests.traffic import ALL_ROUTES, window
 
     summary: dict[str, Any] = {}
     for label, minutes in WINDOWS.items():

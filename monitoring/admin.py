@@ -2,7 +2,8 @@
 Django's admin looks for them."""
 
 from monitoring.alerts import admin as alerts_admin  # noqa: F401
-from monitoring.dashboard import admin as dashboard_admin  # noqa: F401
 from monitoring.health import admin as health_admin  # noqa: F401
+from monitoring.history import admin as history_admin  # noqa: F401
 from monitoring.ledger import admin as ledger_admin  # noqa: F401
+from monitoring.nodes import admin as nodes_admin  # noqa: F401
 from monitoring.requests import admin as requests_admin  # noqa: F401

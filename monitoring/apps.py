@@ -26,10 +26,11 @@ class MonitoringConfig(AppConfig):
 
         from backups.signals import backup_finished
         from common.context import install_log_record_factory
+        from monitoring.alerts.signals import alert_changed
         from monitoring.alerts.watchdog import watchdog_start
-        from monitoring.dashboard.nodes import node_forget, reporter
         from monitoring.health.checks import register_builtin
         from monitoring.ledger.runs import stamp_beat_message
+        from monitoring.nodes.reports import node_forget, reporter
         from monitoring.prometheus import install as install_prometheus
         from monitoring.requests.profiling import on_task_postrun, on_task_prerun
         from monitoring.requests.queries import install_observer
@@ -47,7 +48,8 @@ class MonitoringConfig(AppConfig):
         user_logged_out.connect(_close_dashboards, dispatch_uid="monitoring.dashboards_logged_out")
         post_migrate.connect(_default_rules, sender=self, dispatch_uid="monitoring.default_alert_rules")
         connection_created.connect(install_observer, dispatch_uid="monitoring.query_observer")
-        backup_finished.connect(_push_backup, dispatch_uid="monitoring.backup_finished")
+        backup_finished.connect(_push_to_dashboards, dispatch_uid="monitoring.backup_finished")
+        alert_changed.connect(_push_to_dashboards, dispatch_uid="monitoring.alert_changed")
 
 
 def _close_dashboards(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
@@ -58,7 +60,7 @@ def _close_dashboards(sender: Any, request: Any, user: Any, **kwargs: Any) -> No
         ops_access_revoked_publish(user_id=user.pk, session_key=session_key)
 
 
-def _push_backup(sender: Any, frame: dict[str, Any], **kwargs: Any) -> None:
+def _push_to_dashboards(sender: Any, frame: dict[str, Any], **kwargs: Any) -> None:
     from monitoring.dashboard.services import ops_event_publish
 
     ops_event_publish(frame=frame)

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
-from monitoring.dashboard.nodes import reporter
+from monitoring.nodes.reports import reporter
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,20 @@ def web_process_started() -> None:
 
 def starting_loops_on_first_use(app: Any) -> Any:
     """An ASGI app that starts the process's loops with its first connection: the fallback for a
-    server without the lifespan protocol (daphne, runserver) whose process serves only sockets."""
+    server without the lifespan protocol (daphne, runserver)."""
 
     async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
         reporter.start("web")
         await app(scope, receive, send)
+
+    return wrapped
+
+
+def wsgi_starting_loops_on_first_use(app: Any) -> Any:
+    """The same for a WSGI server without gunicorn's post_worker_init hook."""
+
+    def wrapped(environ: Any, start_response: Any) -> Any:
+        reporter.start("web")
+        return app(environ, start_response)
 
     return wrapped

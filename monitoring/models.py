@@ -3,9 +3,10 @@ alerts, ledger) and gathered here, where Django looks for an app's models. Table
 migrations are the app's, as before."""
 
 from monitoring.alerts.models import Alert, AlertRule, MuteWindow, Notification, NotificationChannel, Severity, Silence
-from monitoring.dashboard.models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
 from monitoring.health.models import Heartbeat
+from monitoring.history.models import CLUSTER, MetricSnapshot, Resolution, RestaurantSnapshot
 from monitoring.ledger.models import TaskRun
+from monitoring.nodes.models import NodeReport
 from monitoring.requests.models import FrontendErrorGroup, Profile, ProfileArm, QueryFingerprint
 
 __all__ = [

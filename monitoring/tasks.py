@@ -5,4 +5,5 @@ task between modules never orphans a scheduled job."""
 from monitoring.alerts import tasks as alerts_tasks  # noqa: F401
 from monitoring.dashboard import tasks as dashboard_tasks  # noqa: F401
 from monitoring.health import tasks as health_tasks  # noqa: F401
+from monitoring.history import tasks as history_tasks  # noqa: F401
 from monitoring.ledger import tasks as ledger_tasks  # noqa: F401

@@ -35,7 +35,7 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
 application = ProtocolTypeRouter(
     {
         "lifespan": lifespan,
-        "http": django_asgi_app,
+        "http": starting_loops_on_first_use(django_asgi_app),
         # the Host must be an allowed host, and the Origin this site's own (scheme, host, port)
         "websocket": starting_loops_on_first_use(
             SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))

@@ -25,7 +25,7 @@ from django.utils import timezone
 from monitoring.alerts.matching import Quiet
 from monitoring.alerts.metrics import METRICS, Labels, Reading, Values
 from monitoring.alerts.models import Alert, AlertRule, Notification
-from monitoring.dashboard.services import ops_event_publish
+from monitoring.alerts.signals import alert_changed
 from monitoring.health.probes import check_database_down
 
 log = logging.getLogger(__name__)
@@ -238,8 +238,8 @@ class Evaluator:
         Notification.objects.bulk_create(rows, ignore_conflicts=True)
         self.result.notifications += len(rows)
         if kind != Notification.Kind.REPEAT:
-            ops_event_publish(frame={"type": "alert.resolved" if kind == Notification.Kind.RESOLVED else "alert.fired",
-                                     **payload})  # fmt: skip
+            kind_name = "alert.resolved" if kind == Notification.Kind.RESOLVED else "alert.fired"
+            alert_changed.send(sender=Alert, frame={"type": kind_name, **payload})
 
 
 def alerts_evaluate(*, now: datetime | None = None) -> EvaluationResult:

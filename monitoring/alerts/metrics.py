@@ -21,12 +21,12 @@ from django.db.models import Count, Q, Sum
 from backups.models import Backup
 from backups.selectors import last_finished, newest_verified_age_s
 from monitoring.alerts.catalog import CATALOG, MetricInfo
-from monitoring.dashboard.models import Resolution, RestaurantSnapshot
-from monitoring.dashboard.nodes import live_nodes_by_host, newest, reported_traffic
 from monitoring.health.celery_state import queue_depth
 from monitoring.health.probes import check_database_down
 from monitoring.health.selectors import EVALUATOR, beat_heartbeat_age_s, heartbeat_age_s
+from monitoring.history.models import Resolution, RestaurantSnapshot
 from monitoring.ledger.models import TaskRun
+from monitoring.nodes.reports import live_nodes_by_host, newest, reported_traffic
 from monitoring.requests.traffic import ALL_ROUTES, FRONTEND_ERRORS, stats_of, window
 from realtime.models import OrderEvent, Restaurant
 from realtime.presence import presence_summary

@@ -29,9 +29,9 @@ from backups.selectors import newest_verified
 from common.cache import cached, hit_ratios
 from common.clock import floor_to
 from monitoring.alerts.models import Alert
-from monitoring.dashboard.models import CLUSTER, MetricSnapshot, Resolution
 from monitoring.dashboard.selectors import ORDERS_CACHE, orders_today
 from monitoring.health.probes import last_status
+from monitoring.history.models import CLUSTER, MetricSnapshot, Resolution
 from monitoring.ledger.models import TaskRun
 from monitoring.requests.models import FrontendErrorGroup
 from monitoring.requests.queries import n_plus_one_suspects, top_queries

@@ -10,12 +10,16 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from common.http import ApiError
-from monitoring.auth import can_view_dashboard
+from monitoring.auth import can_view_dashboard, ops_access
 from monitoring.dashboard import figures
+from monitoring.dashboard.selectors import orders_today
+from monitoring.requests.selectors import traffic_summary
+from realtime.presence import presence_summary
 
 
 def dashboard_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -75,3 +79,18 @@ def ops_tables(request: HttpRequest) -> HttpResponse:
 @dashboard_access
 def ops_live(request: HttpRequest) -> JsonResponse:
     return JsonResponse(figures.live_figures.get())
+
+
+@never_cache
+@require_GET
+@ops_access()
+def health_stats(request: HttpRequest) -> JsonResponse:
+    """Traffic, today's orders and open sockets in one read (for scripts and load balancers)."""
+    return JsonResponse(
+        {
+            "timestamp": timezone.now().isoformat(),
+            "requests": traffic_summary(per_route=request.GET.get("routes") != "0"),
+            "orders_today": orders_today(),
+            "sockets": presence_summary(),
+        }
+    )

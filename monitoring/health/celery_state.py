@@ -8,7 +8,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 from kombu.exceptions import ChannelError as KombuChannelError
 
-from monitoring.dashboard.models import NodeReport
+from monitoring.nodes.models import NodeReport
 from opsite.celery import app
 
 

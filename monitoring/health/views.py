@@ -8,10 +8,7 @@ from django.views.decorators.http import require_GET
 
 from monitoring import lifecycle
 from monitoring.auth import ops_access
-from monitoring.dashboard.selectors import orders_today
 from monitoring.health import dependencies, probes
-from monitoring.requests.selectors import traffic_summary
-from realtime.presence import presence_summary
 
 
 @never_cache
@@ -61,18 +58,3 @@ def health_dependencies(request: HttpRequest) -> JsonResponse:
     results = dependencies.check_all()
     status = "ok" if all(r["status"] == "ok" for r in results) else "degraded"
     return JsonResponse({"status": status, "dependencies": results})
-
-
-@never_cache
-@require_GET
-@ops_access()
-def health_stats(request: HttpRequest) -> JsonResponse:
-
-    return JsonResponse(
-        {
-            "timestamp": timezone.now().isoformat(),
-            "requests": traffic_summary(per_route=request.GET.get("routes") != "0"),
-            "orders_today": orders_today(),
-            "sockets": presence_summary(),
-        }
-    )

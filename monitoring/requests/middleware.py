@@ -19,7 +19,6 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
 from common.context import RequestState, current_request, request_id_from
-from monitoring.dashboard.nodes import reporter
 from monitoring.requests.profiling import profile_view_if_asked
 from monitoring.requests.queries import get_aggregator
 from monitoring.requests.traffic import get_recorder
@@ -123,7 +122,6 @@ class RequestMonitoringMiddleware:
         route = route_of(request)
         slow = ms >= self.slow_ms
         self.recorder.record(route, ms, response.status_code, slow=slow, exception=state.exception)
-        reporter.start("web")
         duration = f"{ms:.2f}"
         response["X-Request-ID"] = state.request_id
         response["Server-Timing"] = (

@@ -13,7 +13,7 @@ tallies from one of two stores, each for a reason:
 - the shared minutes (``window``): the whole installation, current to the last flush (a few
   seconds). Read by the live tiles and ``/health/stats`` (``traffic_summary``), ``/metrics``
   and the alert rules at overall scope;
-- the node reports (``monitoring.dashboard.nodes.reported_traffic``): each process reports
+- the node reports (``monitoring.nodes.reports.reported_traffic``): each process reports
   its own tallies of its last minutes with its host, so figures per host exist. Read by the
   alert rules at host scope and by the minute snapshots (host rows and the installation's
   row, which is the sum of the hosts', so the history adds up); hour and six-hour rollups

@@ -13,9 +13,9 @@ from playwright.sync_api import expect, sync_playwright
 
 from monitoring.alerts.defaults import ensure_default_rules
 from monitoring.alerts.evaluation import alerts_evaluate
-from monitoring.dashboard.nodes import node_report
-from monitoring.dashboard.snapshots import snapshot_collect
+from monitoring.history.snapshots import snapshot_collect
 from monitoring.ledger.runs import run_claim
+from monitoring.nodes.reports import node_report
 from tests.conftest import ARTIFACTS, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.processes]

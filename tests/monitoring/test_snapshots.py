@@ -11,9 +11,9 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from monitoring.dashboard.figures import dashboard_series
-from monitoring.dashboard.nodes import node_id, node_report
-from monitoring.dashboard.snapshots import settled_minute, snapshot_collect, snapshot_prune, snapshot_rollup
+from monitoring.history.snapshots import settled_minute, snapshot_collect, snapshot_prune, snapshot_rollup
 from monitoring.models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
+from monitoring.nodes.reports import node_id, node_report
 from monitoring.requests.histogram import RELATIVE_ERROR, bucket_of
 from monitoring.requests.traffic import Tally
 

@@ -24,7 +24,7 @@ from channels.db import database_sync_to_async
 from django.test import override_settings
 
 from common.scheduling import sync_periodic_tasks
-from monitoring.dashboard.snapshots import CLUSTER, snapshot_collect
+from monitoring.history.snapshots import CLUSTER, snapshot_collect
 from monitoring.models import MetricSnapshot, NodeReport
 from tests.balancer import Balancer
 

@@ -2,8 +2,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from monitoring.dashboard.nodes import node_report
-from monitoring.dashboard.snapshots import snapshot_collect, snapshot_prune, snapshot_rollup
+from monitoring.history.snapshots import snapshot_collect, snapshot_prune, snapshot_rollup
+from monitoring.nodes.reports import node_report
 
 
 class Command(BaseCommand):

@@ -26,9 +26,10 @@ from django.utils import timezone
 
 from common.clock import floor_to
 from common.redis import get_redis
-from monitoring.dashboard.models import CLUSTER, MetricSnapshot, NodeReport, Resolution, RestaurantSnapshot
-from monitoring.dashboard.nodes import live_nodes_by_host, newest, reported_traffic
 from monitoring.health.celery_state import queue_depth
+from monitoring.history.models import CLUSTER, MetricSnapshot, Resolution, RestaurantSnapshot
+from monitoring.nodes.models import NodeReport
+from monitoring.nodes.reports import live_nodes_by_host, newest, reported_traffic
 from monitoring.requests.traffic import Tally, stats_of
 from realtime.models import Restaurant
 from realtime.selectors import order_totals

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from common.background import BackgroundLoop
-from monitoring.dashboard.models import NodeReport
+from monitoring.nodes.models import NodeReport
 from monitoring.requests.traffic import Tally, get_recorder
 from realtime.selectors import local_socket_count
 

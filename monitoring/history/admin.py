@@ -10,7 +10,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import path
 
 from monitoring.admin_base import ReadOnlyAdmin
-from monitoring.dashboard.models import MetricSnapshot, NodeReport, RestaurantSnapshot
+from monitoring.history.models import MetricSnapshot, RestaurantSnapshot
 
 admin.site.index_template = "admin/opsite_index.html"  # the dashboard's tiles above the app list
 
@@ -82,9 +82,3 @@ class RestaurantSnapshotAdmin(SnapshotAdmin):
     list_select_related = ["restaurant"]
     csv_fields = ["taken_at", "restaurant__slug", "resolution", "orders", "paid", "revenue"]
     change_list_template = "admin/monitoring/snapshot_change_list.html"
-
-
-@admin.register(NodeReport)
-class NodeReportAdmin(ReadOnlyAdmin):
-    list_display = ["node", "host", "role", "reported_at", "expires_at"]
-    list_filter = ["role", "host"]

@@ -134,7 +134,7 @@ def main() -> None:
     from django.utils import timezone
 
     from monitoring.dashboard.figures import RANGES
-    from monitoring.dashboard.snapshots import snapshot_rollup
+    from monitoring.history.snapshots import snapshot_rollup
 
     if not args.reuse:
         started = time.perf_counter()

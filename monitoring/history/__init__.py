@@ -1,0 +1,1 @@
+"""The history behind the dashboard's charts: minute snapshots, hour and six-hour rollups."""

@@ -1,0 +1,1 @@
+"""Node reports: each process reports its host's figures and its own traffic tallies."""

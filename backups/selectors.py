@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django.db.models import Max
 from django.utils import timezone
 
 from .models import Backup
@@ -16,3 +19,21 @@ def newest_verified_age_s() -> float | None:
 
 def last_finished() -> Backup | None:
     return Backup.objects.exclude(status=Backup.Status.RUNNING).order_by("-started_at").first()
+
+
+FINISHED_STATUSES = tuple(s for s in Backup.Status.values if s != Backup.Status.RUNNING)
+
+
+def last_finished_failed() -> bool:
+    """Whether the newest finished backup failed, in its run or its verification."""
+    newest = last_finished()
+    return newest is not None and newest.status in (Backup.Status.FAILED, Backup.Status.VERIFY_FAILED)
+
+
+def recent(limit: int) -> list[Backup]:
+    return list(Backup.objects.order_by("-started_at")[:limit])
+
+
+def change_marker() -> dict[str, Any]:
+    """What changes whenever a backup starts, finishes or is verified (a cache key)."""
+    return Backup.objects.aggregate(n=Max("pk"), f=Max("finished_at"), v=Max("verified_at"))

@@ -20,8 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
-from backups.models import Backup
-from backups.selectors import last_finished, newest_verified_age_s
+from backups.selectors import FINISHED_STATUSES, last_finished, newest_verified_age_s
 from common.replicas import monitor, replica_aliases
 from monitoring.alerts.models import Alert
 from monitoring.auth import ops_access
@@ -32,7 +31,7 @@ from monitoring.health.selectors import EVALUATOR, beat_heartbeat_age_s, heartbe
 from monitoring.ledger.models import TaskRun
 from monitoring.requests.selectors import WINDOWS
 from monitoring.requests.traffic import window
-from realtime.presence import presence_summary
+from realtime.selectors import presence_summary
 
 
 class OpsiteCollector(Collector):
@@ -82,7 +81,6 @@ class OpsiteCollector(Collector):
 
 
 def _traffic() -> Iterator[Metric]:
-
     rate = GaugeMetricFamily(
         "opsite_http_request_rate", "Requests per second over the window, all processes", labels=["route", "window"]
     )
@@ -105,7 +103,6 @@ def _traffic() -> Iterator[Metric]:
 
 
 def _orders() -> Iterator[Metric]:
-
     today = orders_today()
     orders = GaugeMetricFamily("opsite_orders_today", "Orders opened since midnight UTC", labels=["restaurant"])
     revenue = GaugeMetricFamily(
@@ -119,7 +116,6 @@ def _orders() -> Iterator[Metric]:
 
 
 def _sockets() -> Iterator[Metric]:
-
     summary = presence_summary()
     by_restaurant = GaugeMetricFamily("opsite_sockets", "Open staff sockets", labels=["restaurant"])
     for slug, n in summary["by_restaurant"].items():
@@ -130,7 +126,6 @@ def _sockets() -> Iterator[Metric]:
 
 
 def _celery() -> Iterator[Metric]:
-
     depth = queue_depth()
     if depth is not None:
         yield GaugeMetricFamily("opsite_celery_queue_depth", "Messages waiting in the Celery queue", value=depth)
@@ -169,7 +164,6 @@ def _alerts_and_caches() -> Iterator[Metric]:
 
 
 def _backups() -> Iterator[Metric]:
-
     age = newest_verified_age_s()
     if age is not None:
         yield GaugeMetricFamily("opsite_backup_verified_age_seconds", "Age of the newest verified backup", value=age)
@@ -177,9 +171,8 @@ def _backups() -> Iterator[Metric]:
     status = GaugeMetricFamily(
         "opsite_backup_last_status", "1 for the status of the newest finished backup", labels=["status"]
     )
-    for choice in Backup.Status.values:
-        if choice != Backup.Status.RUNNING:
-            status.add_metric([choice], 1.0 if last is not None and last.status == choice else 0.0)
+    for choice in FINISHED_STATUSES:
+        status.add_metric([choice], 1.0 if last is not None and last.status == choice else 0.0)
     yield status
     if last is not None and last.size_bytes is not None:
         yield GaugeMetricFamily(
@@ -188,7 +181,6 @@ def _backups() -> Iterator[Metric]:
 
 
 def _replicas() -> Iterator[Metric]:
-
     aliases = replica_aliases()
     if not aliases:
         return

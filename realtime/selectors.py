@@ -1,17 +1,18 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import SessionBase
-from django.db.models import Count, Sum
+from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from . import hub
+from . import hub, presence
 from .frames import event_frame
 from .models import OrderEvent, Restaurant, StaffMembership
 from .services.restaurants import TOKEN_PREFIX, token_hash
@@ -130,3 +131,28 @@ def order_totals(*, since: datetime, until: datetime | None = None) -> dict[str,
 def local_socket_count() -> int:
     """Staff sockets open in this process (every event loop of it), for its node report."""
     return hub.local_socket_count()
+
+
+def presence_summary() -> dict[str, Any]:
+    """Open staff sockets per node and per restaurant, over every live node."""
+    return presence.presence_summary()
+
+
+def restaurant_slugs(ids: Iterable[int] | None = None) -> dict[int, str]:
+    """Slug by id, of the given restaurants (of all without ``ids``)."""
+    restaurants = Restaurant.objects.all() if ids is None else Restaurant.objects.filter(pk__in=list(ids))
+    return dict(restaurants.values_list("pk", "slug"))
+
+
+def restaurant_ids(slugs: Iterable[str]) -> dict[str, int]:
+    return dict(Restaurant.objects.filter(slug__in=list(slugs)).values_list("slug", "pk"))
+
+
+def events_between(start: datetime, end: datetime) -> QuerySet[OrderEvent]:
+    """Every restaurant's order events that occurred in [start, end]."""
+    return OrderEvent.objects.filter(occurred_at__gte=start, occurred_at__lte=end)
+
+
+def newest_event_id() -> int | None:
+    """Grows with every stored event: whether anything arrived since a cached answer."""
+    return OrderEvent.objects.aggregate(at=Max("pk"))["at"]

@@ -225,7 +225,6 @@ class Evaluator:
             self.notify(rule, alert, kind)
 
     def notify(self, rule: AlertRule, alert: Alert, kind: str) -> None:
-
         payload = alert_payload(alert, rule, kind)
         labels = _labels_for(rule, tuple(alert.labels.items()))
         quiet = self.quiet.reason(labels)

@@ -18,8 +18,7 @@ from typing import Any
 
 from django.db.models import Count, Q, Sum
 
-from backups.models import Backup
-from backups.selectors import last_finished, newest_verified_age_s
+from backups.selectors import last_finished_failed, newest_verified_age_s
 from monitoring.alerts.catalog import CATALOG, MetricInfo
 from monitoring.health.celery_state import queue_depth
 from monitoring.health.probes import check_database_down
@@ -28,8 +27,7 @@ from monitoring.history.models import Resolution, RestaurantSnapshot
 from monitoring.ledger.models import TaskRun
 from monitoring.nodes.reports import live_nodes_by_host, newest, reported_traffic
 from monitoring.requests.traffic import ALL_ROUTES, FRONTEND_ERRORS, stats_of, window
-from realtime.models import OrderEvent, Restaurant
-from realtime.presence import presence_summary
+from realtime.selectors import events_between, presence_summary, restaurant_slugs
 
 Labels = tuple[tuple[str, str], ...]
 Values = dict[Labels, float | None]
@@ -56,7 +54,6 @@ def _minutes(window_s: int) -> int:
 
 
 def _traffic(reading: Reading, figure: str) -> Values:
-
     if reading.scope == "overall":
         stats = window(_minutes(reading.window_s))[ALL_ROUTES]
         return {OVERALL: _figure(stats.requests, stats.error_rate, stats.p95_ms, figure)}
@@ -86,38 +83,30 @@ def _host_figure(reading: Reading, name: str) -> Values:
 
 
 def _queue_depth(reading: Reading) -> Values:
-
     depth = queue_depth()
     return {OVERALL: None if depth is None else float(depth)}
 
 
 def _beat_age(reading: Reading) -> Values:
-
     age = beat_heartbeat_age_s()
     return {OVERALL: NEVER if age is None else age}
 
 
 def _evaluator_age(reading: Reading) -> Values:
-
     age = heartbeat_age_s(EVALUATOR)
     return {OVERALL: NEVER if age is None else age}
 
 
 def _backup_age(reading: Reading) -> Values:
-
     age = newest_verified_age_s()
     return {OVERALL: NEVER if age is None else age}
 
 
 def _backup_failed(reading: Reading) -> Values:
-
-    newest = last_finished()
-    failed = newest is not None and newest.status in (Backup.Status.FAILED, Backup.Status.VERIFY_FAILED)
-    return {OVERALL: 1.0 if failed else 0.0}
+    return {OVERALL: 1.0 if last_finished_failed() else 0.0}
 
 
 def _sockets(reading: Reading) -> Values:
-
     summary = presence_summary()
     if reading.scope == "overall":
         return {OVERALL: float(summary["total"])}
@@ -128,13 +117,11 @@ def _sockets(reading: Reading) -> Values:
 
 
 def _events(reading: Reading) -> Any:
-    return OrderEvent.objects.filter(occurred_at__gte=reading.now - timedelta(seconds=reading.window_s),
-                                     occurred_at__lte=reading.now)  # fmt: skip
+    return events_between(reading.now - timedelta(seconds=reading.window_s), reading.now)
 
 
 def _restaurants() -> dict[int, str]:
-
-    return dict(Restaurant.objects.values_list("pk", "slug"))
+    return restaurant_slugs()
 
 
 def _orders_per_minute(reading: Reading) -> Values:
@@ -184,7 +171,6 @@ def _failed_payments(reading: Reading) -> Values:
 
 
 def _frontend_errors(reading: Reading) -> Values:
-
     stats = window(_minutes(reading.window_s), namespace=FRONTEND_ERRORS)
     if reading.scope == "overall":
         return {OVERALL: stats[ALL_ROUTES].requests / (reading.window_s / 60)}
@@ -193,13 +179,11 @@ def _frontend_errors(reading: Reading) -> Values:
 
 
 def _task_runs(reading: Reading, status: str) -> Values:
-
     since = reading.now - timedelta(seconds=reading.window_s)
     return {OVERALL: float(TaskRun.objects.filter(status=status, scheduled_for__gte=since).count())}
 
 
 def _database_down(reading: Reading) -> Values:
-
     return {OVERALL: 1.0 if check_database_down() else 0.0}
 
 

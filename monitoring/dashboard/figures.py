@@ -24,8 +24,8 @@ from django.db import connection
 from django.db.models import Max, Sum
 from django.utils import timezone
 
-from backups.models import Backup
-from backups.selectors import newest_verified
+from backups.selectors import change_marker as backup_changes
+from backups.selectors import newest_verified, recent
 from common.cache import cached, hit_ratios
 from common.clock import floor_to
 from monitoring.alerts.models import Alert
@@ -36,8 +36,7 @@ from monitoring.ledger.models import TaskRun
 from monitoring.requests.models import FrontendErrorGroup
 from monitoring.requests.queries import n_plus_one_suspects, top_queries
 from monitoring.requests.selectors import traffic_summary
-from realtime.models import Restaurant
-from realtime.presence import presence_summary
+from realtime.selectors import presence_summary, restaurant_slugs
 
 
 @dataclass(frozen=True)
@@ -186,14 +185,13 @@ def restaurant_series(window: Window) -> dict[str, dict[str, list[Any]]]:
 
     sums = {"orders": "SUM(orders)", "revenue": "SUM(revenue)"}
     by_id = _by_key(_grouped("monitoring_restaurantsnapshot", "restaurant_id", sums, window), ("orders", "revenue"))
-    slugs = dict(Restaurant.objects.filter(pk__in=by_id).values_list("pk", "slug"))
+    slugs = restaurant_slugs(by_id)
     return {slugs[pk]: series for pk, series in sorted(by_id.items(), key=lambda item: slugs.get(item[0], ""))
             if pk in slugs}  # fmt: skip
 
 
 def recent_backups(limit: int = 8) -> list[dict[str, Any]]:
-
-    rows = Backup.objects.order_by("-started_at")[:limit]
+    rows = recent(limit)
     return [
         {"id": b.pk, "status": b.status, "reason": b.reason, "started_at": b.started_at.isoformat(),
          "size_bytes": b.size_bytes, "verified_at": b.verified_at.isoformat() if b.verified_at else None,
@@ -238,14 +236,13 @@ def tables_json(*, refresh: bool = False) -> str:
     changes = (
         Alert.objects.aggregate(v=Sum("version"))["v"],
         TaskRun.objects.aggregate(n=Max("pk"))["n"],
-        Backup.objects.aggregate(n=Max("pk"), f=Max("finished_at"), v=Max("verified_at")),
+        backup_changes(),
     )
     return cached(TABLES_CACHE, (minute, *changes), lambda: json.dumps(dashboard_tables(), default=str), timeout=120,
                   refresh=refresh)  # fmt: skip
 
 
 def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
-
     errors = FrontendErrorGroup.objects.select_related("restaurant").order_by("-last_seen")[:10]
     return {
         "slow_queries": top_queries(minutes, limit=10),

@@ -5,13 +5,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Max
 
 from common.cache import cached
 from common.labels import OTHER
 from common.replicas import on_replica
-from realtime.models import OrderEvent
-from realtime.selectors import order_totals
+from realtime.selectors import newest_event_id, order_totals
 
 ORDERS_CACHE = "orders-today"
 
@@ -21,7 +19,7 @@ def orders_today(*, refresh: bool = False) -> dict[str, Any]:
     only ever added, so the newest event id says whether anything changed)."""
 
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    newest = OrderEvent.objects.aggregate(at=Max("pk"))["at"]
+    newest = newest_event_id()
     return cached(ORDERS_CACHE, (start, newest), lambda: _orders_since(start), timeout=3600, refresh=refresh)
 
 
@@ -38,7 +36,6 @@ def _top_methods(by_method: dict[str, Any], keep: int) -> dict[str, str]:
 
 @on_replica
 def _orders_since(start: datetime) -> dict[str, Any]:
-
     totals = order_totals(since=start)
     return {
         "since": start.isoformat(),

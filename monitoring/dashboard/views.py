@@ -19,7 +19,7 @@ from monitoring.auth import can_view_dashboard, ops_access
 from monitoring.dashboard import figures
 from monitoring.dashboard.selectors import orders_today
 from monitoring.requests.selectors import traffic_summary
-from realtime.presence import presence_summary
+from realtime.selectors import presence_summary
 
 
 def dashboard_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

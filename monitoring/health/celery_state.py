@@ -27,7 +27,6 @@ def queue_depth(queue: str = "celery") -> int | None:
 
 
 def _workers_reporting() -> int | None:
-
     try:
         return NodeReport.objects.filter(role="worker", expires_at__gt=timezone.now()).count() or None
     except DatabaseError:

@@ -22,7 +22,7 @@ from monitoring.health import dependencies
 from monitoring.health.celery_state import queue_depth, workers_answering
 from monitoring.health.probes import DEGRADED, FAILED, OK, HealthCheck, Probe, register
 from monitoring.health.selectors import EVALUATOR, WATCHDOG, beat_heartbeat_age_s, heartbeat_age_s
-from realtime.presence import presence_summary
+from realtime.selectors import presence_summary
 
 
 def database() -> Probe:
@@ -61,7 +61,6 @@ def channel_layer() -> Probe:
 
 
 def celery_workers() -> Probe:
-
     depth = queue_depth()
     workers = workers_answering()
     data: dict[str, Any] = {"queue_depth": depth, "workers": workers}
@@ -73,7 +72,6 @@ def celery_workers() -> Probe:
 
 
 def beat_heartbeat() -> Probe:
-
     age = beat_heartbeat_age_s()
     data = {"age_s": None if age is None else round(age, 1), "max_age_s": settings.OPSITE_BEAT_MAX_AGE_S}
     if age is None:
@@ -84,7 +82,6 @@ def beat_heartbeat() -> Probe:
 
 
 def alert_evaluation() -> Probe:
-
     bound = settings.OPSITE_ALERT_EVALUATOR_MAX_AGE_S
     evaluator, watchdog = heartbeat_age_s(EVALUATOR), heartbeat_age_s(WATCHDOG)
     data = {"evaluator_age_s": None if evaluator is None else round(evaluator, 1),
@@ -111,7 +108,6 @@ def system() -> Probe:
 
 
 def sockets() -> Probe:
-
     summary = presence_summary()
     return Probe(OK, "", {"total": summary["total"], "nodes": len(summary["by_node"])})
 
@@ -129,7 +125,6 @@ def backup_storage() -> Probe:
 
 
 def backups() -> Probe:
-
     age = newest_verified_age_s()
     last = last_finished()
     data = {"verified_age_s": None if age is None else round(age), "last_status": last.status if last else None}
@@ -141,7 +136,6 @@ def backups() -> Probe:
 
 
 def replicas() -> Probe:
-
     states = {alias: monitor.check(alias) for alias in replica_aliases()}
     data = {alias: {"ok": st.ok, "lag_s": st.lag_s, "detail": st.detail} for alias, st in states.items()}
     bad = [alias for alias, st in states.items() if not st.ok]

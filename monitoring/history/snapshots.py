@@ -31,8 +31,7 @@ from monitoring.history.models import CLUSTER, MetricSnapshot, Resolution, Resta
 from monitoring.nodes.models import NodeReport
 from monitoring.nodes.reports import live_nodes_by_host, newest, reported_traffic
 from monitoring.requests.traffic import Tally, stats_of
-from realtime.models import Restaurant
-from realtime.selectors import order_totals
+from realtime.selectors import order_totals, restaurant_ids
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +106,6 @@ def redis_figures() -> dict[str, int | None]:
 
 
 def _cluster_row(host_rows: list[dict[str, Any]], reports: list[NodeReport], minute: int) -> dict[str, Any]:
-
     return {
         "host": CLUSTER,
         "nodes": len(reports),
@@ -138,9 +136,8 @@ def _upsert(model: type[Model], rows: Iterable[Model], unique: list[str]) -> Non
 
 
 def _restaurant_minute_rows(start: datetime) -> list[RestaurantSnapshot]:
-
     totals = order_totals(since=start, until=start + timedelta(minutes=1))
-    ids = dict(Restaurant.objects.filter(slug__in=totals).values_list("slug", "id"))
+    ids = restaurant_ids(totals)
     return [
         RestaurantSnapshot(resolution=Resolution.MINUTE, taken_at=start, restaurant_id=ids[slug],
                            orders=t["orders"], paid=t["paid"], revenue=t["revenue"])

@@ -59,7 +59,6 @@ def host_figures() -> dict[str, float]:
 
 
 def node_figures() -> dict[str, Any]:
-
     tallies = {str(minute): t.as_fields() for minute, t in get_recorder().own_minutes().items()}
     return {**host_figures(), **_process_figures(), "sockets": local_socket_count(), "traffic": tallies}
 

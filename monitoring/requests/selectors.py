@@ -8,7 +8,6 @@ WINDOWS = {"1m": 1, "5m": 5, "1h": 60}
 
 
 def traffic_summary(*, per_route: bool = True) -> dict[str, Any]:
-
     summary: dict[str, Any] = {}
     for label, minutes in WINDOWS.items():
         stats = window(minutes)

@@ -22,7 +22,6 @@ def frontend_error_fingerprint(error_type: str, message: str, stack: str) -> str
 
 
 def frontend_error_record(*, report: dict[str, Any], restaurant: Any) -> FrontendErrorGroup:
-
     fp = frontend_error_fingerprint(report["error_type"], report["message"], report.get("stack", ""))
     get_recorder(FRONTEND_ERRORS).record(restaurant.slug if restaurant else "-", 0.0, 500)  # the error rate
     now = timezone.now()

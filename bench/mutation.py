@@ -23,6 +23,7 @@ import ast
 import contextlib
 import difflib
 import json
+import math
 import os
 import re
 import shutil
@@ -266,6 +267,15 @@ def _statement_starts(source: str) -> dict[int, int]:
     return starts
 
 
+def _test_timeout(name: str) -> int:
+    """Seconds a test may take under a mutant: four times the slowest of the group's tests in
+    the coverage run (at least 15), so a mutant that makes a test hang is killed in seconds,
+    not after the suite's own limit."""
+    timings = ElementTree.parse(OUT / name / "timings.xml").iter("testcase")  # noqa: S314 (pytest's own report)
+    slowest = max((float(case.get("time", 0)) for case in timings), default=30.0)
+    return max(15, math.ceil(4 * slowest))
+
+
 def run_tests(name: str) -> int:
     """The test command cosmic-ray runs for one mutant, in the group's tree: the tests that run
     the mutated line, fastest first (all of the group's for a line run while importing); 0 when
@@ -285,7 +295,7 @@ def run_tests(name: str) -> int:
                 chosen += [t for t in by_line[module][str(line)] or group.tests if t not in chosen]
     if not chosen:
         return 0  # nothing runs the mutated line: it survives
-    command = _pytest(group, chosen)
+    command = [*_pytest(group, chosen), f"--timeout={_test_timeout(name)}"]  # the last --timeout counts
     warm = _run_warm(name, command[3:])
     if warm is not None:
         return warm

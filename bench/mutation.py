@@ -19,9 +19,11 @@ Lines that are only logging or an error message's wording carry ``# pragma: no m
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import difflib
 import json
+import math
 import os
 import re
 import shutil
@@ -252,6 +254,29 @@ def _run_warm(name: str, args: list[str]) -> int | None:
     return int(answer)
 
 
+def _statement_starts(source: str) -> dict[int, int]:
+    """Each line of a statement that spans several (a compound one: of its header) mapped to
+    the statement's first line, the one coverage records as run."""
+    starts: dict[int, int] = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.stmt) and node.end_lineno is not None:
+            inner = [
+                c.lineno for f in ("body", "orelse", "finalbody", "handlers") for c in getattr(node, f, None) or []
+            ]
+            for line in range(node.lineno, min([node.end_lineno + 1, *inner])):
+                starts[line] = node.lineno
+    return starts
+
+
+def _test_timeout(name: str) -> int:
+    """Seconds a test may take under a mutant: four times the slowest of the group's tests in
+    the coverage run (at least 15), so a mutant that makes a test hang is killed in seconds,
+    not after the suite's own limit."""
+    timings = ElementTree.parse(OUT / name / "timings.xml").iter("testcase")  # noqa: S314 (pytest's own report)
+    slowest = max((float(case.get("time", 0)) for case in timings), default=30.0)
+    return max(15, math.ceil(4 * slowest))
+
+
 def run_tests(name: str) -> int:
     """The test command cosmic-ray runs for one mutant, in the group's tree: the tests that run
     the mutated line, fastest first (all of the group's for a line run while importing); 0 when
@@ -260,16 +285,18 @@ def run_tests(name: str) -> int:
     by_line = json.loads((OUT / name / "tests-by-line.json").read_text())
     chosen: list[str] = []
     for module in group.modules:
-        pristine = (OUT / name / "pristine" / module).read_text().splitlines()
+        source = (OUT / name / "pristine" / module).read_text()
+        pristine, starts = source.splitlines(), _statement_starts(source)
         mutated = Path(module).read_text().splitlines()
         for tag, i1, i2, _, _ in difflib.SequenceMatcher(None, pristine, mutated, autojunk=False).get_opcodes():
             for line in range(i1 + 1, max(i1 + 1, i2) + 1) if tag != "equal" else ():
+                line = starts.get(line, line)  # coverage counts a statement on its first line
                 if str(line) not in by_line.get(module, {}):
                     continue  # no test runs this line
                 chosen += [t for t in by_line[module][str(line)] or group.tests if t not in chosen]
     if not chosen:
         return 0  # nothing runs the mutated line: it survives
-    command = _pytest(group, chosen)
+    command = [*_pytest(group, chosen), f"--timeout={_test_timeout(name)}"]  # the last --timeout counts
     warm = _run_warm(name, command[3:])
     if warm is not None:
         return warm

@@ -328,6 +328,7 @@ class Sink:
     url: str
     received: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
+    during: Callable[[], None] | None = None  # called while a POST is being answered
 
 
 @pytest.fixture
@@ -338,6 +339,8 @@ def sink() -> Iterator[Sink]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             state.received.append(json.loads(body))
+            if state.during is not None:
+                state.during()
             self.send_response(state.status)
             self.end_headers()
 

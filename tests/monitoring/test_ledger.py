@@ -248,3 +248,102 @@ def test_a_failing_run_is_recorded_failed_with_its_error():
         failing_job.pop_request()
     run = TaskRun.objects.get(task_id="boom")
     assert run.status == "failed" and run.error == "ZeroDivisionError: the job broke" and run.finished_at
+
+
+def test_a_run_records_its_duration_and_at_most_2000_characters_of_error():
+    import time
+
+    from opsite.celery import app
+
+    @app.task(name="tests.ledger_slow_failing_job")
+    def slow_failing_job() -> None:
+        time.sleep(0.2)
+        raise ValueError("x" * 5000)
+
+    every(60, name="job: slow")
+    slow_failing_job.push_request(id="slow", periodic_task_name="job: slow", is_eager=False)
+    try:
+        with pytest.raises(ValueError):
+            slow_failing_job()
+    finally:
+        slow_failing_job.pop_request()
+    run = TaskRun.objects.get(task_id="slow")
+    assert run.duration_ms is not None and 200 <= run.duration_ms < 5000
+    assert len(run.error) == 2000 and run.error.startswith("ValueError: xxx")
+
+
+def test_an_eager_call_of_a_periodic_task_runs_unrecorded():
+    from monitoring.models import Heartbeat
+    from monitoring.tasks import beat_heartbeat_task
+
+    every(60, name="job: eager")
+    beat_heartbeat_task.push_request(id="eager", periodic_task_name="job: eager", is_eager=True)
+    try:
+        beat_heartbeat_task()
+    finally:
+        beat_heartbeat_task.pop_request()
+    assert Heartbeat.objects.filter(name="beat").exists() and not TaskRun.objects.exists()
+
+
+def hourly(name: str = "job: hourly", **crontab: str) -> PeriodicTask:
+    fields = {"minute": "0", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*",
+              "timezone": "UTC", **crontab}  # fmt: skip
+    cron, _ = CrontabSchedule.objects.get_or_create(**fields)
+    return PeriodicTask.objects.create(name=name, task="monitoring.beat_heartbeat", crontab=cron)
+
+
+def test_a_message_at_most_two_seconds_ahead_of_its_tick_belongs_to_it():
+    from monitoring.ledger import slot_of
+
+    job = hourly()
+    assert slot_of(job, T0 - timedelta(seconds=1.5)) == T0  # the sender's clock a little ahead
+    assert slot_of(job, T0 - timedelta(seconds=2.5)) == T0 - timedelta(hours=1)
+
+
+def test_a_crontab_tick_is_looked_for_up_to_32_days_back():
+    from monitoring.ledger import slot_of
+
+    new_year = datetime(2026, 1, 1, tzinfo=UTC)
+    job = hourly("job: yearly", hour="0", day_of_month="1", month_of_year="1")
+    assert slot_of(job, new_year + timedelta(days=31, hours=12)) == new_year
+    beyond = new_year + timedelta(days=32, hours=12)
+    assert slot_of(job, beyond) == beyond  # no tick that far back: the minute it was sent
+
+
+def test_a_crontab_in_another_time_zone_ticks_on_its_own_clock():
+    from monitoring.ledger import slot_of
+
+    job = hourly("job: new york", hour="9", timezone="America/New_York")
+    nine_in_new_york = datetime(2026, 5, 4, 13, 0, tzinfo=UTC)  # EDT is UTC-4
+    assert slot_of(job, nine_in_new_york + timedelta(minutes=20)) == nine_in_new_york
+
+
+def test_an_audit_writes_at_most_60_missed_runs_per_job_the_newest(settings):
+    settings.OPSITE_TASK_MISSED_GRACE_S = 90
+    PeriodicTask.objects.update(enabled=False)
+    each_minute()
+    run_claim(job="job: cron", task="t", task_id="cron-0", now=T0)
+    now = T0 + timedelta(minutes=100)
+    assert runs_audit(now=now, lookback=timedelta(hours=3)) == 60
+    missed = list(TaskRun.objects.filter(status="missed").order_by("scheduled_for").values_list("scheduled_for",
+                                                                                                  flat=True))  # fmt: skip
+    assert missed[-1] == T0 + timedelta(minutes=98) and missed[0] == T0 + timedelta(minutes=39)
+
+
+def test_an_audit_looks_two_hours_back_by_default(settings):
+    settings.OPSITE_TASK_MISSED_GRACE_S = 90
+    PeriodicTask.objects.update(enabled=False)
+    hourly()
+    run_claim(job="job: hourly", task="t", task_id="hourly-0", now=T0 - timedelta(hours=5))
+    assert runs_audit(now=T0 + timedelta(minutes=30)) == 2  # the ticks of 11:00 and 12:00, not before
+    assert sorted(TaskRun.objects.filter(status="missed").values_list("scheduled_for", flat=True)) == [
+        T0 - timedelta(hours=1), T0]  # fmt: skip
+
+
+def test_an_audit_goes_on_past_slots_already_recorded(settings):
+    settings.OPSITE_TASK_MISSED_GRACE_S = 90
+    PeriodicTask.objects.update(enabled=False)
+    each_minute()
+    run_claim(job="job: cron", task="t", task_id="cron-0", now=T0)
+    assert runs_audit(now=T0 + timedelta(minutes=3, seconds=30)) == 2  # 12:01 and 12:02
+    assert runs_audit(now=T0 + timedelta(minutes=5, seconds=30)) == 2  # 12:03 and 12:04, past the two known

@@ -65,12 +65,18 @@ GROUPS: dict[str, Group] = {
         ),
     ),
     "feed": Group(
-        ("realtime/consumers.py", "realtime/frames.py"),
-        ("tests/realtime/test_feed_socket.py", "tests/realtime/test_socket_robustness.py"),
+        ("realtime/consumers.py", "realtime/protocol.py", "realtime/frames.py"),
+        (
+            "tests/realtime/test_protocol.py",
+            "tests/realtime/test_feed_socket.py",
+            "tests/realtime/test_socket_robustness.py",
+        ),
     ),
     "ledger": Group(("monitoring/ledger/runs.py",), ("tests/monitoring/test_ledger.py",)),
     "alerts": Group(("monitoring/alerts/evaluation.py",), ("tests/monitoring/test_alerts.py",)),
-    "delivery": Group(("monitoring/alerts/delivery.py",), ("tests/monitoring/test_alerts.py",)),
+    "delivery": Group(
+        ("monitoring/alerts/delivery.py",), ("tests/monitoring/test_delivery.py", "tests/monitoring/test_alerts.py")
+    ),
     "backups": Group(("backups/services.py",), ("tests/backups/test_backups.py", "tests/backups/test_s3_and_admin.py")),
     "histogram": Group(
         ("monitoring/requests/histogram.py",),

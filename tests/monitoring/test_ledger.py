@@ -274,7 +274,7 @@ def test_a_run_records_its_duration_and_at_most_2000_characters_of_error():
 
 def test_an_eager_call_of_a_periodic_task_runs_unrecorded():
     from monitoring.models import Heartbeat
-    from monitoring.tasks import beat_heartbeat_task
+    from monitoring.health.tasks import beat_heartbeat_task
 
     every(60, name="job: eager")
     beat_heartbeat_task.push_request(id="eager", periodic_task_name="job: eager", is_eager=True)
@@ -293,7 +293,7 @@ def hourly(name: str = "job: hourly", **crontab: str) -> PeriodicTask:
 
 
 def test_a_message_at_most_two_seconds_ahead_of_its_tick_belongs_to_it():
-    from monitoring.ledger import slot_of
+    from monitoring.ledger.runs import slot_of
 
     job = hourly()
     assert slot_of(job, T0 - timedelta(seconds=1.5)) == T0  # the sender's clock a little ahead
@@ -301,7 +301,7 @@ def test_a_message_at_most_two_seconds_ahead_of_its_tick_belongs_to_it():
 
 
 def test_a_crontab_tick_is_looked_for_up_to_32_days_back():
-    from monitoring.ledger import slot_of
+    from monitoring.ledger.runs import slot_of
 
     new_year = datetime(2026, 1, 1, tzinfo=UTC)
     job = hourly("job: yearly", hour="0", day_of_month="1", month_of_year="1")
@@ -311,7 +311,7 @@ def test_a_crontab_tick_is_looked_for_up_to_32_days_back():
 
 
 def test_a_crontab_in_another_time_zone_ticks_on_its_own_clock():
-    from monitoring.ledger import slot_of
+    from monitoring.ledger.runs import slot_of
 
     job = hourly("job: new york", hour="9", timezone="America/New_York")
     nine_in_new_york = datetime(2026, 5, 4, 13, 0, tzinfo=UTC)  # EDT is UTC-4

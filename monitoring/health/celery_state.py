@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from amqp.exceptions import NotFound as AmqpNotFound
+from celery import current_app as app  # the project's Celery app (opsite/celery.py), set as current
 from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 from kombu.exceptions import ChannelError as KombuChannelError
 
 from monitoring.nodes.models import NodeReport
-from opsite.celery import app
 
 
 def queue_depth(queue: str = "celery") -> int | None:

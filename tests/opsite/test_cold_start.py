@@ -213,3 +213,40 @@ def test_a_fresh_process_reports_itself_and_watches_alerts_before_any_request(ki
     while not (NodeReport.objects.filter(role="web").exists() and Heartbeat.objects.filter(name=WATCHDOG).exists()):
         assert time.monotonic() < deadline, "no node report or watchdog pass from a process that served nothing"
         time.sleep(0.2)
+
+
+FIRST_USE = {
+    "asgi": (
+        "import asyncio\n"
+        "from channels.testing import HttpCommunicator\n"
+        "from opsite.asgi import application\n"
+        "from monitoring.nodes.reports import reporter\n"
+        "before = reporter.loop.started\n"
+        "request = HttpCommunicator(application, 'GET', '/health/live', headers=[(b'host', b'localhost')])\n"
+        "response = asyncio.run(request.get_response(timeout=10))\n"
+        "print(before, response['status'], reporter.loop.started)\n"
+    ),
+    "wsgi": (
+        "from wsgiref.util import setup_testing_defaults\n"
+        "from opsite.wsgi import application\n"
+        "from monitoring.nodes.reports import reporter\n"
+        "before = reporter.loop.started\n"
+        "environ = {'PATH_INFO': '/health/live', 'REQUEST_METHOD': 'GET'}\n"
+        "setup_testing_defaults(environ)\n"
+        "status = []\n"
+        "body = b''.join(application(environ, lambda s, h, *a: status.append(s)))\n"
+        "print(before, status[0].split()[0], reporter.loop.started)\n"
+    ),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("interface", sorted(FIRST_USE))
+def test_a_server_without_start_hooks_starts_the_loops_with_its_first_request(interface):
+    """daphne, runserver or another WSGI server: no lifespan, no post-fork hook; the process's
+    node report starts with the first request it serves."""
+    env = {**server_env(), "OPSITE_NODE_REPORT_S": "1"}
+    done = subprocess.run([sys.executable, "-c", FIRST_USE[interface]], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=50)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-3:] == ["False", "200", "True"], done.stdout

@@ -202,7 +202,7 @@ def test_a_sunday_job_belongs_to_its_sunday_tick():
                                                     month_of_year="*", timezone="UTC")  # fmt: skip
     PeriodicTask.objects.create(name="job: sunday", task="monitoring.beat_heartbeat", crontab=cron)
     sunday = datetime(2026, 5, 10, 10, 0, tzinfo=UTC)  # T0 is the Monday before
-    run = run_claim(job="job: sunday", task="t", task_id="sun", sent_at=sunday + timedelta(seconds=5))
+    run = run_claim(job="job: sunday", task="t", task_id="sun", sent_at=sunday + timedelta(minutes=17))  # late
     assert run is not None and run.scheduled_for == sunday
 
 
@@ -308,6 +308,7 @@ def test_a_crontab_tick_is_looked_for_up_to_32_days_back():
     assert slot_of(job, new_year + timedelta(days=31, hours=12)) == new_year
     beyond = new_year + timedelta(days=32, hours=12)
     assert slot_of(job, beyond) == beyond  # no tick that far back: the minute it was sent
+    assert slot_of(job, new_year + timedelta(days=32)) == new_year + timedelta(days=32)  # 32 days is too far
 
 
 def test_a_crontab_in_another_time_zone_ticks_on_its_own_clock():
@@ -340,10 +341,48 @@ def test_an_audit_looks_two_hours_back_by_default(settings):
         T0 - timedelta(hours=1), T0]  # fmt: skip
 
 
-def test_an_audit_goes_on_past_slots_already_recorded(settings):
+def test_an_audit_goes_on_past_a_slot_a_late_run_claims_meanwhile(settings, needs_postgres):
+    """Between the audit's read and its write, a late run claims 12:02 (the database refuses the
+    missed row as a duplicate of the slot): that slot is left to the run, the later ones are
+    written."""
+    from django.db import connection
+
     settings.OPSITE_TASK_MISSED_GRACE_S = 90
     PeriodicTask.objects.update(enabled=False)
     each_minute()
     run_claim(job="job: cron", task="t", task_id="cron-0", now=T0)
-    assert runs_audit(now=T0 + timedelta(minutes=3, seconds=30)) == 2  # 12:01 and 12:02
-    assert runs_audit(now=T0 + timedelta(minutes=5, seconds=30)) == 2  # 12:03 and 12:04, past the two known
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            CREATE FUNCTION claimed_late() RETURNS trigger AS $$ BEGIN
+              IF NEW.status = 'missed' AND NEW.scheduled_for = '2026-05-04 12:02:00+00' THEN
+                RAISE EXCEPTION 'a run claimed this slot' USING ERRCODE = 'unique_violation';
+              END IF;
+              RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER claimed_late BEFORE INSERT ON monitoring_taskrun FOR EACH ROW EXECUTE FUNCTION claimed_late();
+        """)
+    try:
+        assert runs_audit(now=T0 + timedelta(minutes=5, seconds=30)) == 3  # 12:01, 12:03 and 12:04
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER claimed_late ON monitoring_taskrun; DROP FUNCTION claimed_late();")
+    missed = sorted(TaskRun.objects.filter(status="missed").values_list("scheduled_for", flat=True))
+    assert missed == [T0 + timedelta(minutes=m) for m in (1, 3, 4)]
+
+
+def test_an_audit_counts_the_slots_after_the_start_of_its_look_back(settings):
+    settings.OPSITE_TASK_MISSED_GRACE_S = 90
+    PeriodicTask.objects.update(enabled=False)
+    each_minute()
+    run_claim(job="job: cron", task="t", task_id="cron-0", now=T0 - timedelta(hours=3))
+    assert runs_audit(now=T0, lookback=timedelta(minutes=10)) == 8  # 11:51 to 11:58; not 11:50 itself
+
+
+def test_an_interval_job_without_any_run_in_the_window_is_audited_from_its_start(settings):
+    settings.OPSITE_TASK_MISSED_GRACE_S = 90
+    PeriodicTask.objects.update(enabled=False)
+    each_minute()
+    every(60)
+    run_claim(job="job: cron", task="t", task_id="cron-0", now=T0)  # the interval job never ran
+    assert runs_audit(now=T0 + timedelta(minutes=5, seconds=30)) > 0
+    assert TaskRun.objects.filter(job="job: every", status="missed").exists()

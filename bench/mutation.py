@@ -137,9 +137,13 @@ def _pytest(group: Group, tests: list[str], *, first_failure: bool = True) -> li
 
 def _coverage_map(name: str, group: Group, lane: Path, env: dict[str, str], log: Path) -> None:
     """Which tests run each line of the group's modules: a mutant then runs only those. A line
-    run only while importing (module constants, signatures) maps to the whole set."""
+    run only while importing (module constants, signatures) or only in a server process a test
+    started maps to the whole set."""
     rc = OUT / name / "coveragerc"
-    rc.write_text(f"[run]\ninclude = {', '.join(group.modules)}\ndata_file = {OUT / name / 'coverage.data'}\n")
+    # Server processes the tests start are measured too (their lines count as run while
+    # importing: every test of the group judges them).
+    rc.write_text(f"[run]\ninclude = {', '.join(group.modules)}\ndata_file = {OUT / name / 'coverage.data'}\n"
+                  "parallel = true\npatch = subprocess\n")  # fmt: skip
     timings = OUT / name / "timings.xml"
     command = [*_pytest(group, list(group.tests), first_failure=False), f"--junitxml={timings}"]
     plugin_env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parent)}
@@ -155,6 +159,7 @@ def _coverage_map(name: str, group: Group, lane: Path, env: dict[str, str], log:
     (OUT / name / "broken.json").write_text(json.dumps(broken))
     broken_functions = {b.split("[")[0] for b in broken}
     report = OUT / name / "coverage.json"
+    _run([command[0], "-m", "coverage", "combine", f"--rcfile={rc}"], lane, env, log)
     _run([command[0], "-m", "coverage", "json", f"--rcfile={rc}", "--show-contexts", "-o", str(report)], lane, env, log)
     seconds: dict[str, float] = defaultdict(float)  # per test function, its parameters together
     for case in ElementTree.parse(timings).iter("testcase"):  # noqa: S314 (pytest's own report)
@@ -166,7 +171,7 @@ def _coverage_map(name: str, group: Group, lane: Path, env: dict[str, str], log:
         for line, contexts in data.get("contexts", {}).items():
             ids = {c.split("[")[0] for c in contexts if c} - broken_functions
             # fastest first: most mutants are killed by the first test that fails
-            by_line[line] = sorted(ids, key=lambda n: seconds.get(n, 60.0)) if ids and "" not in contexts else []
+            by_line[line] = sorted(ids, key=lambda n: seconds.get(n, 60.0)) if ids else []
     (OUT / name / "tests-by-line.json").write_text(json.dumps(lines))
 
 

@@ -137,13 +137,10 @@ def _pytest(group: Group, tests: list[str], *, first_failure: bool = True) -> li
 
 def _coverage_map(name: str, group: Group, lane: Path, env: dict[str, str], log: Path) -> None:
     """Which tests run each line of the group's modules: a mutant then runs only those. A line
-    run only while importing (module constants, signatures) or only in a server process a test
-    started maps to the whole set."""
+    run only while importing (module constants, signatures) maps to the whole set; a line run
+    only in a server process a test started is not seen (its mutants survive untested)."""
     rc = OUT / name / "coveragerc"
-    # Server processes the tests start are measured too (their lines count as run while
-    # importing: every test of the group judges them).
-    rc.write_text(f"[run]\ninclude = {', '.join(group.modules)}\ndata_file = {OUT / name / 'coverage.data'}\n"
-                  "parallel = true\npatch = subprocess\n")  # fmt: skip
+    rc.write_text(f"[run]\ninclude = {', '.join(group.modules)}\ndata_file = {OUT / name / 'coverage.data'}\n")
     timings = OUT / name / "timings.xml"
     command = [*_pytest(group, list(group.tests), first_failure=False), f"--junitxml={timings}"]
     plugin_env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parent)}
@@ -159,7 +156,6 @@ def _coverage_map(name: str, group: Group, lane: Path, env: dict[str, str], log:
     (OUT / name / "broken.json").write_text(json.dumps(broken))
     broken_functions = {b.split("[")[0] for b in broken}
     report = OUT / name / "coverage.json"
-    _run([command[0], "-m", "coverage", "combine", f"--rcfile={rc}"], lane, env, log)
     _run([command[0], "-m", "coverage", "json", f"--rcfile={rc}", "--show-contexts", "-o", str(report)], lane, env, log)
     seconds: dict[str, float] = defaultdict(float)  # per test function, its parameters together
     for case in ElementTree.parse(timings).iter("testcase"):  # noqa: S314 (pytest's own report)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -26,6 +27,15 @@ def each_minute(name: str = "job: cron") -> PeriodicTask:
     cron, _ = CrontabSchedule.objects.get_or_create(minute="*", hour="*", day_of_week="*", day_of_month="*",
                                                     month_of_year="*", timezone="UTC")  # fmt: skip
     return PeriodicTask.objects.create(name=name, task="monitoring.beat_heartbeat", crontab=cron)
+
+
+def as_sent_by_beat(task: Any, task_id: str, job: str, *, is_eager: bool = False, **headers: object) -> None:
+    """Run ``task`` as a worker runs a message beat sent for ``job``."""
+    task.push_request(id=task_id, periodic_task_name=job, is_eager=is_eager, **headers)
+    try:
+        task()
+    finally:
+        task.pop_request()
 
 
 def test_two_beats_sending_one_slot_run_it_once():
@@ -57,12 +67,7 @@ def test_a_beat_message_runs_through_the_ledger():
 
     every(30, name="monitoring: beat heartbeat (test)")
     for task_id in ("first", "again"):  # the second is a redelivery of the same slot
-        beat_heartbeat_task.push_request(id=task_id, periodic_task_name="monitoring: beat heartbeat (test)",
-                                         is_eager=False)  # fmt: skip
-        try:
-            beat_heartbeat_task()
-        finally:
-            beat_heartbeat_task.pop_request()
+        as_sent_by_beat(beat_heartbeat_task, task_id, "monitoring: beat heartbeat (test)")
     runs = {r.task_id: r for r in TaskRun.objects.all()}
     assert runs["first"].status == "succeeded" and runs["first"].duration_ms is not None
     assert runs["again"].status == "duplicate"
@@ -181,12 +186,7 @@ def test_the_task_body_does_not_run_for_a_duplicate():
     sent = T0.timestamp()
     for task_id in ("first", "second-beat"):  # a second beat sent the same slot
         Heartbeat.objects.all().delete()
-        beat_heartbeat_task.push_request(id=task_id, periodic_task_name="monitoring: beat heartbeat (body)",
-                                         is_eager=False, **{SENT_AT_HEADER: sent})  # fmt: skip
-        try:
-            beat_heartbeat_task()
-        finally:
-            beat_heartbeat_task.pop_request()
+        as_sent_by_beat(beat_heartbeat_task, task_id, "monitoring: beat heartbeat (body)", **{SENT_AT_HEADER: sent})
         ran = Heartbeat.objects.filter(name="beat").exists()
         assert ran is (task_id == "first"), task_id  # the body wrote its heartbeat only the first time
 
@@ -240,12 +240,8 @@ def test_a_failing_run_is_recorded_failed_with_its_error():
         raise ZeroDivisionError("the job broke")
 
     every(60, name="job: failing")
-    failing_job.push_request(id="boom", periodic_task_name="job: failing", is_eager=False)
-    try:
-        with pytest.raises(ZeroDivisionError):
-            failing_job()
-    finally:
-        failing_job.pop_request()
+    with pytest.raises(ZeroDivisionError):
+        as_sent_by_beat(failing_job, "boom", "job: failing")
     run = TaskRun.objects.get(task_id="boom")
     assert run.status == "failed" and run.error == "ZeroDivisionError: the job broke" and run.finished_at
 
@@ -261,12 +257,8 @@ def test_a_run_records_its_duration_and_at_most_2000_characters_of_error():
         raise ValueError("x" * 5000)
 
     every(60, name="job: slow")
-    slow_failing_job.push_request(id="slow", periodic_task_name="job: slow", is_eager=False)
-    try:
-        with pytest.raises(ValueError):
-            slow_failing_job()
-    finally:
-        slow_failing_job.pop_request()
+    with pytest.raises(ValueError):
+        as_sent_by_beat(slow_failing_job, "slow", "job: slow")
     run = TaskRun.objects.get(task_id="slow")
     assert run.duration_ms is not None and 200 <= run.duration_ms < 5000
     assert len(run.error) == 2000 and run.error.startswith("ValueError: xxx")
@@ -277,11 +269,7 @@ def test_an_eager_call_of_a_periodic_task_runs_unrecorded():
     from monitoring.models import Heartbeat
 
     every(60, name="job: eager")
-    beat_heartbeat_task.push_request(id="eager", periodic_task_name="job: eager", is_eager=True)
-    try:
-        beat_heartbeat_task()
-    finally:
-        beat_heartbeat_task.pop_request()
+    as_sent_by_beat(beat_heartbeat_task, "eager", "job: eager", is_eager=True)
     assert Heartbeat.objects.filter(name="beat").exists() and not TaskRun.objects.exists()
 
 

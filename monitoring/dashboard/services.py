@@ -8,8 +8,6 @@ from django.db import transaction
 from common.aio import group_send_sync
 
 log = logging.getLogger(__name__)
-
-
 OPS_GROUP = "ops"  # every open ops dashboard (ws/ops/) listens here
 
 

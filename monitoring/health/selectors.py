@@ -7,8 +7,6 @@ from django.utils import timezone
 from monitoring.health.models import Heartbeat
 
 BEAT = "beat"
-
-
 EVALUATOR = "alerts.evaluator"  # written by each scheduled alert evaluation
 
 

@@ -8,8 +8,6 @@ from monitoring.health.models import Heartbeat
 
 BEAT = "beat"
 EVALUATOR = "alerts.evaluator"  # written by each scheduled alert evaluation
-
-
 WATCHDOG = "alerts.watchdog"  # the watchdog's lease: when it last stood in for the evaluator
 
 

@@ -43,6 +43,7 @@ _observing_disabled = threading.local()
 # "GROUP BY 1, 2" names select-list positions, not values: kept, or the statement means
 # something else (and EXPLAIN of the normalized text fails).
 _POSITIONS = re.compile(r"\b((?:GROUP|ORDER) BY )((?:\d+(?:\s+(?:ASC|DESC))?\s*,\s*)*\d+\b)", re.IGNORECASE)
+
 _HIDE_DIGITS = str.maketrans("0123456789", "".join(chr(0xE000 + d) for d in range(10)))  # private use
 _SHOW_DIGITS = {0xE000 + d: str(d) for d in range(10)}
 

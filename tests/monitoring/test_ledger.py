@@ -374,3 +374,16 @@ def test_an_interval_job_without_any_run_in_the_window_is_audited_from_its_start
     run_claim(job="job: cron", task="t", task_id="cron-0", now=T0)  # the interval job never ran
     assert runs_audit(now=T0 + timedelta(minutes=5, seconds=30)) > 0
     assert TaskRun.objects.filter(job="job: every", status="missed").exists()
+
+
+def test_an_interval_run_just_before_the_look_back_is_still_the_last_run(settings):
+    """The 11:59 run bounds the gap even though the audit looks back only to 12:00: the slots
+    after it, not after 12:00, are missed."""
+    settings.OPSITE_TASK_MISSED_GRACE_S = 90
+    PeriodicTask.objects.update(enabled=False)
+    every(60)
+    run_claim(job="job: every", task="t", task_id="before", sent_at=T0 - timedelta(seconds=30),
+              now=T0 - timedelta(seconds=30))  # fmt: skip
+    assert runs_audit(now=T0 + timedelta(minutes=5), lookback=timedelta(minutes=5)) == 3
+    missed = sorted(TaskRun.objects.filter(status="missed").values_list("scheduled_for", flat=True))
+    assert missed == [T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)]

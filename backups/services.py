@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from .engines import CHUNK, BackupError, Engine, engine_for
 from .models import Backup, BackupLock
+from .series import backup_observe
 from .signals import backup_finished
 from .storage import backup_storage, local_path, storage_label, stored_sha256
 
@@ -159,6 +160,7 @@ def backup_create(*, reason: str) -> Backup:
 
 def _announce(backup_id: int) -> None:
     backup = Backup.objects.get(pk=backup_id)
+    backup_observe(backup)
     error = backup.error[:ANNOUNCED_ERROR_CHARS]
     backup_finished.send(sender=Backup, frame={"type": "backup.finished", "id": backup.pk, "status": backup.status,
                                                "size_bytes": backup.size_bytes, "error": error})  # fmt: skip

@@ -7,9 +7,10 @@ import itertools
 import logging
 import os
 import re
-from collections import Counter
 from contextvars import ContextVar
 from typing import Any
+
+from .tracing import HEADER, TraceContext
 
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
@@ -17,22 +18,32 @@ VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 class RequestState:
     """One request as the monitoring sees it; made on every request, so kept minimal."""
 
-    __slots__ = ("exception", "queries", "query_ms", "request_id", "statements", "wrote")
+    __slots__ = ("exception", "queries", "query_ms", "request_id", "statements", "trace", "wrote")
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, trace: TraceContext | None = None) -> None:
         self.request_id = request_id
+        self.trace = trace
         self.queries = 0
         self.query_ms = 0.0
         self.exception = ""
-        self.statements: Counter[str] | None = None  # sql template -> times run, once a query ran
+        self.statements: dict[str, list[float]] | None = None  # sql -> [times run, ms], once a query ran
         self.wrote = False  # a write was routed to the primary: later reads stay there
 
     def count_statement(self, sql: str, ms: float) -> None:
         self.queries += 1
         self.query_ms += ms
         if self.statements is None:
-            self.statements = Counter()
-        self.statements[sql] += 1
+            self.statements = {}
+        tally = self.statements.get(sql)
+        if tally is None:
+            self.statements[sql] = [1, ms]
+        else:
+            tally[0] += 1
+            tally[1] += ms
+
+    @property
+    def trace_id(self) -> str:
+        return self.trace.trace_id if self.trace is not None else ""
 
 
 current_request: ContextVar[RequestState | None] = ContextVar("opsite_request", default=None)
@@ -62,7 +73,7 @@ def request_id_from(header: str | None) -> str:
 
 
 def install_log_record_factory() -> None:
-    """Every log record, whichever handler takes it, carries the current request's id."""
+    """Every log record, whichever handler takes it, carries the current request's id and trace id."""
     make_record = logging.getLogRecordFactory()
     if getattr(make_record, "opsite_request_id", False):
         return
@@ -70,8 +81,28 @@ def install_log_record_factory() -> None:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
         state = current_request.get()
-        record.request_id = state.request_id if state is not None else "-"
+        if state is None:
+            record.request_id = record.trace_id = "-"
+        else:
+            record.request_id = state.request_id
+            record.trace_id = state.trace.trace_id if state.trace is not None else "-"
         return record
 
     factory.opsite_request_id = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+def comment_sql(execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+    """An execute wrapper (installed innermost): the statement carries its request's trace, so
+    the database log and ``pg_stat_statements`` tie a slow statement to its request."""
+    state = current_request.get()
+    if state is not None and state.trace is not None and isinstance(sql, str):
+        sql += state.trace.sql_comment()
+    return execute(sql, params, many, context)
+
+
+def stamp_task_message(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """``before_task_publish``: a task sent from a request or a task continues its trace."""
+    state = current_request.get()
+    if headers is not None and state is not None and state.trace is not None:
+        headers.setdefault(HEADER, state.trace.traceparent)

@@ -25,11 +25,13 @@ class MonitoringConfig(AppConfig):
         )
 
         from backups.signals import backup_finished
-        from common.context import install_log_record_factory
+        from common.context import install_log_record_factory, stamp_task_message
         from monitoring.alerts.signals import alert_changed
         from monitoring.alerts.watchdog import watchdog_start
         from monitoring.health.checks import register_builtin
         from monitoring.ledger.runs import stamp_beat_message
+        from monitoring.ledger.series import on_task_postrun as count_task_run
+        from monitoring.ledger.series import on_task_prerun as start_task_context
         from monitoring.nodes.reports import node_forget, reporter
         from monitoring.prometheus import install as install_prometheus
         from monitoring.requests.profiling import on_task_postrun, on_task_prerun
@@ -39,6 +41,9 @@ class MonitoringConfig(AppConfig):
         install_prometheus()
         reporter.on_start.append(watchdog_start)
         register_builtin()
+        task_prerun.connect(start_task_context, weak=False, dispatch_uid="monitoring.task_context")
+        task_postrun.connect(count_task_run, weak=False, dispatch_uid="monitoring.task_series")
+        before_task_publish.connect(stamp_task_message, weak=False, dispatch_uid="monitoring.task_trace")
         task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="monitoring.profile_task_start")
         task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="monitoring.profile_task_stop")
         before_task_publish.connect(stamp_beat_message, weak=False, dispatch_uid="monitoring.ledger_stamp")

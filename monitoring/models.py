@@ -7,7 +7,7 @@ from monitoring.health.models import Heartbeat
 from monitoring.history.models import CLUSTER, MetricSnapshot, Resolution, RestaurantSnapshot
 from monitoring.ledger.models import TaskRun
 from monitoring.nodes.models import NodeReport
-from monitoring.requests.models import FrontendErrorGroup, Profile, ProfileArm, QueryFingerprint
+from monitoring.requests.models import FrontendErrorGroup, Profile, ProfileArm, QueryFingerprint, SlowRequest
 
 __all__ = [
     "CLUSTER",
@@ -27,5 +27,6 @@ __all__ = [
     "RestaurantSnapshot",
     "Severity",
     "Silence",
+    "SlowRequest",
     "TaskRun",
 ]

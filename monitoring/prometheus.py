@@ -1,5 +1,13 @@
-"""Prometheus exposition: django-prometheus's series (per process, multiprocess-safe) plus
-opsite's own, which are cluster-wide because they are read from the merged stores."""
+"""Prometheus exposition.
+
+- Per-process series (multiprocess-safe; sum them over targets): django-prometheus's cache and
+  database series, opsite's request, query, socket, ingest and delivery counters and histograms
+  (``common.series``), and the process and Python series of every process on the host.
+- Cluster-wide series (the same on every target; take ``max``): the gauges below, read from the
+  merged stores, and the shared counters and histograms of Celery tasks and backups.
+
+``Accept: application/openmetrics-text`` answers OpenMetrics, whose histogram buckets carry
+exemplars (request and trace ids) from any process of the host."""
 
 from __future__ import annotations
 
@@ -15,13 +23,16 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
 from backups.selectors import FINISHED_STATUSES, last_finished, newest_verified_age_s
 from common.replicas import monitor, replica_aliases
+from common.series import HostProcessCollector, WithExemplars, shared_families
+from monitoring import lifecycle
 from monitoring.alerts.models import Alert
 from monitoring.auth import ops_access
 from monitoring.dashboard.figures import cache_stats
@@ -78,6 +89,9 @@ class OpsiteCollector(Collector):
         yield from _backups()
         yield from _replicas()
         yield from _alerts_and_caches()
+        yield from shared_families()
+        yield GaugeMetricFamily("opsite_uptime_seconds", "Seconds since the answering process started",
+                                value=lifecycle.uptime_seconds())  # fmt: skip
 
 
 def _traffic() -> Iterator[Metric]:
@@ -214,6 +228,7 @@ def install() -> CollectorRegistry:
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
                 registry = CollectorRegistry()
                 MultiProcessCollector(registry)
+                registry.register(HostProcessCollector())
             else:
                 registry = REGISTRY
             registry.register(_collector)
@@ -221,13 +236,17 @@ def install() -> CollectorRegistry:
         return _registry
 
 
-def exposition() -> bytes:
+def exposition(accept: str = "") -> tuple[bytes, str]:
+    """The body and its content type: OpenMetrics (with exemplars) when the client accepts it,
+    else the Prometheus text format."""
     registry: Any = _registry or install()
-    return bytes(generate_latest(registry))
+    encoder, content_type = choose_encoder(accept)
+    return bytes(encoder(WithExemplars(registry))), content_type
 
 
 @never_cache
 @require_GET
 @ops_access(allow_networks=True)
 def metrics(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")
+    body, content_type = exposition(request.META.get("HTTP_ACCEPT", ""))
+    return HttpResponse(body, content_type=content_type)

@@ -16,11 +16,14 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from common.http import error_frame
+from common.series import exemplar_labels
+from common.sockets import CountedSocket
 from common.validation import non_negative_int
 
 from . import protocol, selectors
 from .hub import FeedHub, get_hub
 from .models import Restaurant
+from .series import DELIVERY
 from .services.feed import feed_group
 
 CLOSE_BAD_REQUEST = 4400
@@ -55,7 +58,8 @@ _stream_head = database_sync_to_async(selectors.stream_head)
 _frames_after = database_sync_to_async(selectors.feed_frames_after)
 
 
-class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
+class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
+    socket_kind = "feed"
     # No per-socket channel: the process-wide hub receives from the layer and fans out.
     channel_layer_alias = "__feed_hub_only__"
 
@@ -181,10 +185,19 @@ class StaffOrderFeedConsumer(AsyncWebsocketConsumer):
                         await self._catch_up(seq - 1)
                     await self.send(text)
                     self.last_seq = seq
+                    self._delivered(item[2])
             elif kind == "resync":
                 await self._catch_up(None)
             elif kind == "text":
                 await self.send(item[1])
+
+    @staticmethod
+    def _delivered(sent: dict[str, Any] | None) -> None:
+        if sent is not None:
+            DELIVERY.labels().observe(
+                max(0.0, time.time() - sent["at"]),
+                exemplar_labels(sent.get("request_id", ""), sent.get("trace_id", "")),
+            )
 
     async def _heartbeat(self) -> None:
         last_access_check = time.monotonic()

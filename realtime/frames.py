@@ -22,6 +22,7 @@ def event_payload(event: OrderEvent, restaurant_slug: str) -> dict[str, Any]:
         "table": event.table,
         "occurred_at": event.occurred_at.isoformat(),
         "data": event.data,
+        "trace_id": event.trace_id,
     }
 
 

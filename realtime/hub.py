@@ -173,7 +173,7 @@ class FeedHub:
         members = self.groups.get(message.get("group", ""), set())
         kind = message.get("type")
         if kind == "feed.events":
-            item = ("frames", message["frames"])
+            item = ("frames", message["frames"], message.get("sent"))
             for sub in list(members):
                 sub.offer(item)
         elif kind == "feed.revoke":

@@ -68,6 +68,7 @@ class OrderEvent(models.Model):
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(auto_now_add=True)
     data = models.JSONField(default=dict, blank=True)
+    trace_id = models.CharField(max_length=32, blank=True, default="")  # of the request that sent it (W3C)
     # Outbox: null until the event has been handed to the channel layer.
     published_at = models.DateTimeField(null=True, blank=True)
 

@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from common.context import current_request
 from common.http import ApiError, read_json_body
 from common.validation import non_negative_int
 
@@ -32,7 +33,11 @@ def order_events_ingest(request: HttpRequest) -> JsonResponse:
             raise ApiError(400, "invalid", "some fields are invalid", fields=exc.fields) from exc
     except ApiError as exc:
         return exc.response()
-    result = order_event_ingest(restaurant=restaurant, events=events)
+    state = current_request.get()
+    result = order_event_ingest(
+        restaurant=restaurant, events=events, trace_id=state.trace_id if state else "",
+        request_id=state.request_id if state else "",
+    )  # fmt: skip
     status = 201 if result.any_created else 200
     body = result.answers if is_batch else result.answers[0]
     return JsonResponse(body, status=status, safe=False)

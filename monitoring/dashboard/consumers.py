@@ -19,6 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from common.http import error_frame
+from common.sockets import CountedSocket
 from monitoring.auth import can_view_dashboard
 from monitoring.dashboard.figures import live_figures
 from monitoring.dashboard.services import OPS_GROUP
@@ -44,7 +45,9 @@ def _still_allowed(user: Any, session: Any) -> bool:
     return now is not None and session_still_valid(session=session, user=now) and can_view_dashboard(now)
 
 
-class OpsDashboardConsumer(AsyncWebsocketConsumer):
+class OpsDashboardConsumer(CountedSocket, AsyncWebsocketConsumer):
+    socket_kind = "ops"
+
     groups: list[str] = []
     pusher: asyncio.Task[None] | None = None
     guard: asyncio.Task[None] | None = None

@@ -1,4 +1,5 @@
-"""Request monitoring: request id, timing headers, per-route traffic, slow requests, N+1.
+"""Request monitoring: request id and trace context, timing headers, per-route traffic and
+Prometheus series, slow requests (logged and kept), N+1.
 
 Sync and async capable, so under ASGI it runs in the event loop with no thread hop; its work
 per request is a few dictionary updates in memory (the flush to Redis happens elsewhere).
@@ -10,7 +11,6 @@ import ipaddress
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,8 +19,11 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
 from common.context import RequestState, current_request, request_id_from
+from common.tracing import TraceContext
 from monitoring.requests.profiling import profile_view_if_asked
 from monitoring.requests.queries import get_aggregator
+from monitoring.requests.series import request_observe
+from monitoring.requests.slow import buffer as slow_requests
 from monitoring.requests.traffic import get_recorder
 
 log = logging.getLogger("opsite.requests")
@@ -68,6 +71,15 @@ class ProbeHostMiddleware:
         return self.get_response(request)
 
 
+def _state_for(request: HttpRequest) -> RequestState:
+    """The request's id (a well-formed inbound one kept) and its trace: the caller's
+    ``traceparent`` continued, or a new trace when it is absent or malformed (never refused)."""
+    meta = request.META
+    return RequestState(
+        request_id_from(meta.get("HTTP_X_REQUEST_ID")), TraceContext.from_header(meta.get("HTTP_TRACEPARENT"))
+    )
+
+
 class RequestMonitoringMiddleware:
     sync_capable = True
     async_capable = True
@@ -85,7 +97,7 @@ class RequestMonitoringMiddleware:
         if self.is_async:
             return self._acall(request)
         started = time.perf_counter()
-        state = RequestState(request_id_from(request.META.get("HTTP_X_REQUEST_ID")))
+        state = _state_for(request)
         token = current_request.set(state)
         try:
             response = self.get_response(request)
@@ -95,7 +107,7 @@ class RequestMonitoringMiddleware:
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()
-        state = RequestState(request_id_from(request.META.get("HTTP_X_REQUEST_ID")))
+        state = _state_for(request)
         token = current_request.set(state)
         try:
             response = await self.get_response(request)
@@ -121,20 +133,29 @@ class RequestMonitoringMiddleware:
         ms = (time.perf_counter() - started) * 1000
         route = route_of(request)
         slow = ms >= self.slow_ms
-        self.recorder.record(route, ms, response.status_code, slow=slow, exception=state.exception)
+        status = response.status_code
+        self.recorder.record(route, ms, status, slow=slow, exception=state.exception)
+        request_observe(
+            route=route, status=status, seconds=ms / 1000, queries=state.queries, query_s=state.query_ms / 1000,
+            request_id=state.request_id, trace_id=state.trace_id,
+        )  # fmt: skip
         duration = f"{ms:.2f}"
         response["X-Request-ID"] = state.request_id
+        if state.trace is not None:
+            response["traceparent"] = state.trace.traceparent
         response["Server-Timing"] = (
             f"app;dur={duration}, db;dur={state.query_ms:.2f}" if state.queries else "app;dur=" + duration
         )
         response["X-Response-Time"] = duration + "ms"
         if slow:
+            slow_requests.add(state=state, route=route, method=request.method or "", path=request.path,
+                              status=status, ms=ms)  # fmt: skip
             log.warning(
                 "slow request %s",
                 json.dumps(
                     {
-                        "request_id": state.request_id, "route": route, "method": request.method,
-                        "status": response.status_code, "ms": round(ms, 2), "queries": state.queries,
+                        "request_id": state.request_id, "trace_id": state.trace_id, "route": route,
+                        "method": request.method, "status": status, "ms": round(ms, 2), "queries": state.queries,
                         "query_ms": round(state.query_ms, 2),
                     }
                 ),
@@ -143,8 +164,8 @@ class RequestMonitoringMiddleware:
             self._check_n_plus_one(route, state.statements, state.request_id)
         return response
 
-    def _check_n_plus_one(self, route: str, statements: Counter[str], request_id: str) -> None:
-        for sql, times in statements.items():
+    def _check_n_plus_one(self, route: str, statements: dict[str, list[float]], request_id: str) -> None:
+        for sql, (times, _) in statements.items():
             if times >= self.n_plus_one:
                 fp = get_aggregator().add_n_plus_one(route, sql)
                 log.warning(

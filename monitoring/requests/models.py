@@ -102,3 +102,26 @@ class ProfileArm(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target} {self.name}: next {self.remaining} ({self.profiler})"
+
+
+class SlowRequest(models.Model):
+    """A request over OPSITE_SLOW_REQUEST_MS: its ids (the exemplars on /metrics point here), its
+    figures and its statements (normalized, never a value), slowest first."""
+
+    request_id = models.CharField(max_length=128, db_index=True)
+    trace_id = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    route = models.CharField(max_length=300, db_index=True)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=500)  # without the query string, which may carry a token
+    status_code = models.PositiveSmallIntegerField()
+    duration_ms = models.FloatField()
+    queries = models.PositiveIntegerField(default=0)
+    query_ms = models.FloatField(default=0.0)
+    statements = models.JSONField(default=list, blank=True)  # [{fingerprint, sql, count, ms}]
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.route} {self.duration_ms:.0f} ms ({self.request_id})"

@@ -26,7 +26,7 @@ from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from common.background import BackgroundLoop
-from common.context import current_request
+from common.context import comment_sql, current_request
 from common.redis import get_redis, redis_key
 from monitoring.requests.models import QueryFingerprint
 
@@ -272,9 +272,13 @@ def observe(
 
 
 def install_observer(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    """Connected to ``connection_created``: every new connection gets the observer once."""
+    """Connected to ``connection_created``: every new connection gets the observer once, and
+    (innermost, so the observer and its fingerprints see the statement without it) the trace
+    comment when OPSITE_SQL_COMMENTS is on."""
     if observe not in connection.execute_wrappers:
         connection.execute_wrappers.append(observe)
+    if settings.OPSITE_SQL_COMMENTS and comment_sql not in connection.execute_wrappers:
+        connection.execute_wrappers.append(comment_sql)
 
 
 def top_queries(minutes: int, limit: int = 20) -> list[dict[str, Any]]:

@@ -336,6 +336,11 @@ OPSITE_DASHBOARD_PUSH_S: float = env.float("OPSITE_DASHBOARD_PUSH_S", default=5.
 # /metrics reads the merged stores at most this often, so scrapes stay cheap.
 OPSITE_METRICS_CACHE_S: float = env.float("OPSITE_METRICS_CACHE_S", default=5.0)
 OPSITE_SLOW_REQUEST_MS: float = env.float("OPSITE_SLOW_REQUEST_MS", default=1000.0)
+OPSITE_SLOW_REQUEST_KEEP_DAYS: int = env.int("OPSITE_SLOW_REQUEST_KEEP_DAYS", default=7)
+# Each process shares its exemplars and GC figures with the host's others this often.
+OPSITE_EXEMPLAR_WRITE_S: float = env.float("OPSITE_EXEMPLAR_WRITE_S", default=2.0)
+# Every SQL statement of a request or task ends with its traceparent (sqlcommenter style).
+OPSITE_SQL_COMMENTS: bool = env.bool("OPSITE_SQL_COMMENTS", default=True)
 OPSITE_SLOW_QUERY_MS: float = env.float("OPSITE_SLOW_QUERY_MS", default=200.0)
 OPSITE_QUERY_SAMPLE_RATE: float = env.float("OPSITE_QUERY_SAMPLE_RATE", default=1.0)
 OPSITE_N_PLUS_ONE_THRESHOLD: int = env.int("OPSITE_N_PLUS_ONE_THRESHOLD", default=10)
@@ -357,7 +362,9 @@ LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s trace=%(trace_id)s] %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

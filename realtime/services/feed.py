@@ -24,12 +24,20 @@ def feed_group(restaurant_id: int) -> str:
     return f"feed.{restaurant_id}"
 
 
-def events_publish(*, restaurant: Restaurant, events: list[OrderEvent]) -> bool:
-    """Send committed events to the restaurant's feed; leave them in the outbox on failure."""
+def events_publish(
+    *, restaurant: Restaurant, events: list[OrderEvent], committed_at: float | None = None, request_id: str = ""
+) -> bool:
+    """Send committed events to the restaurant's feed; leave them in the outbox on failure.
+
+    ``committed_at`` (epoch seconds) is when the ingest transaction committed; an outbox
+    re-send has none and counts from its oldest event's arrival, so a delayed delivery shows as
+    one. The message's ``sent`` carries it with the ids the delivery-latency exemplars show."""
     frames = [[event.seq, event_frame(event, restaurant.slug)] for event in events]
+    at = committed_at if committed_at is not None else min(e.received_at for e in events).timestamp()
+    sent = {"at": at, "request_id": request_id, "trace_id": events[-1].trace_id}
     try:
         group = feed_group(restaurant.pk)
-        group_send_sync(group, {"type": "feed.events", "group": group, "frames": frames})
+        group_send_sync(group, {"type": "feed.events", "group": group, "frames": frames, "sent": sent})
     except Exception:
         log.warning("feed publish failed for %s; %d events stay in the outbox", restaurant.slug, len(events))
         return False

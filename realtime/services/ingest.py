@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 
 from ..models import OrderEvent, Restaurant
+from ..series import count_ingested
 from ..validation import CleanEvent
 from .feed import events_publish
 
@@ -39,7 +41,7 @@ def _reserve_seqs(restaurant: Restaurant, count: int) -> tuple[int, str]:
     return last_seq - count + 1, epoch
 
 
-def _ingest_once(restaurant: Restaurant, events: list[CleanEvent]) -> IngestResult:
+def _ingest_once(restaurant: Restaurant, events: list[CleanEvent], trace_id: str) -> IngestResult:
     keys = {e.idempotency_key for e in events if e.idempotency_key}
     earlier = OrderEvent.objects.filter(restaurant=restaurant, idempotency_key__in=keys)
     known: dict[str, dict[str, object]] = {
@@ -75,6 +77,7 @@ def _ingest_once(restaurant: Restaurant, events: list[CleanEvent]) -> IngestResu
                 table=e.table,
                 occurred_at=e.occurred_at,
                 data=e.data,
+                trace_id=trace_id,
             )
             for offset, e in enumerate(fresh)
         ]
@@ -96,15 +99,19 @@ def _ingest_once(restaurant: Restaurant, events: list[CleanEvent]) -> IngestResu
     return IngestResult(answers=answers, created=created)
 
 
-def order_event_ingest(*, restaurant: Restaurant, events: list[CleanEvent]) -> IngestResult:
+def order_event_ingest(
+    *, restaurant: Restaurant, events: list[CleanEvent], trace_id: str = "", request_id: str = ""
+) -> IngestResult:
     """Store events all or nothing; broadcast the new ones once the transaction has committed.
 
     A repeated idempotency key answers with the first answer and is not stored or sent again.
+    The events keep the sending request's trace id; the broadcast carries the moment of the
+    commit and the request's ids, for the delivery-latency series.
     """
     for attempt in range(ATTEMPTS):
         try:
             with transaction.atomic():
-                result = _ingest_once(restaurant, events)
+                result = _ingest_once(restaurant, events, trace_id)
             break
         except IntegrityError:
             # Another writer stored the same idempotency key first; read it and answer as a repeat.
@@ -112,5 +119,10 @@ def order_event_ingest(*, restaurant: Restaurant, events: list[CleanEvent]) -> I
                 raise
     if result.created:
         created = result.created
-        transaction.on_commit(lambda: events_publish(restaurant=restaurant, events=created))
+        count_ingested([event.type for event in created])
+        transaction.on_commit(
+            lambda: events_publish(
+                restaurant=restaurant, events=created, committed_at=time.time(), request_id=request_id
+            )
+        )
     return result

@@ -1,0 +1,62 @@
+"""WebSocket series for every socket kind: frames and bytes sent by frame type, connects, and
+closes by close code (codes outside the known set count as ``other``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prometheus_client import Counter
+
+from .series import bounded
+
+FRAMES = Counter("opsite_ws_frames_sent", "WebSocket frames sent, by socket kind and frame type", ["socket", "type"])
+FRAME_BYTES = Counter("opsite_ws_sent_bytes", "WebSocket bytes sent, by socket kind and frame type", ["socket", "type"])
+CONNECTS = Counter("opsite_ws_connects", "WebSocket connections opened, by socket kind", ["socket"])
+CLOSES = Counter("opsite_ws_closes", "WebSocket connections closed, by socket kind and close code", ["socket", "code"])
+
+FRAME_TYPES = frozenset({
+    "hello", "reset", "ping", "pong", "error", "metrics", "orders", "alert.fired", "alert.resolved",
+    "backup.finished", "order.created", "order.updated", "order.paid", "order.cancelled", "order.completed",
+})  # fmt: skip
+CLOSE_CODES = frozenset(
+    {"1000", "1001", "1005", "1006", "1011", "1012", "4008", "4400", "4401", "4403", "4408", "4429"}
+)
+_TYPE = re.compile(r'\{\s*"type"\s*:\s*"([A-Za-z._]{1,32})"')
+
+
+def frame_type(text: str) -> str:
+    found = _TYPE.match(text, 0, 64)
+    return bounded(found.group(1), FRAME_TYPES) if found else "other"
+
+
+class CountedSocket:
+    """Mixed into an AsyncWebsocketConsumer (before it): counts what the socket sends and how it ends."""
+
+    socket_kind = "socket"
+    _close_code: int | None = None
+    _children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        CONNECTS.labels(self.socket_kind).inc()
+        await super().websocket_connect(message)  # type: ignore[misc]
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        await super().send(text_data, bytes_data, close)  # type: ignore[misc]
+        kind = frame_type(text_data) if text_data is not None else "binary"
+        key = (self.socket_kind, kind)
+        children = CountedSocket._children.get(key)
+        if children is None:
+            children = CountedSocket._children[key] = (FRAMES.labels(*key), FRAME_BYTES.labels(*key))
+        children[0].inc()
+        children[1].inc(len(text_data.encode()) if text_data is not None else len(bytes_data or b""))
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        if self._close_code is None and isinstance(code, int) and not isinstance(code, bool):
+            self._close_code = code
+        await super().close(code, reason)  # type: ignore[misc]
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        code = self._close_code if self._close_code is not None else message.get("code", 1005)
+        CLOSES.labels(self.socket_kind, bounded(str(code), CLOSE_CODES)).inc()
+        await super().websocket_disconnect(message)  # type: ignore[misc]

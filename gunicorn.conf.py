@@ -26,12 +26,16 @@ def on_starting(server: Any) -> None:
     """Per-process metric files of an earlier run would be summed into this one's: start empty."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory and Path(directory).is_dir():
-        for stale in Path(directory).glob("*.db"):
-            stale.unlink(missing_ok=True)
+        for pattern in ("*.db", "opsite_*.json"):
+            for stale in Path(directory).glob(pattern):
+                stale.unlink(missing_ok=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
+        from common.series import forget_process
+
         multiprocess.mark_process_dead(worker.pid)
+        forget_process(worker.pid)

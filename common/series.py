@@ -32,7 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from prometheus_client import Histogram
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -229,9 +229,7 @@ class HostProcessCollector(Collector):
         for pid in sorted(host_pids()):
             collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)  # type: ignore[misc]
             for metric in collector.collect():
-                family = families.setdefault(
-                    metric.name, metric.__class__(metric.name, metric.documentation, metric.type)
-                )
+                family = families.setdefault(metric.name, Metric(metric.name, metric.documentation, metric.type))
                 family.samples.extend(s._replace(labels={**s.labels, "pid": str(pid)}) for s in metric.samples)
         yield from families.values()
         yield from _gc_families()

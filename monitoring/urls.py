@@ -19,4 +19,5 @@ urlpatterns = [
     path("ops/api/series", dashboard.ops_series, name="ops-series"),
     path("ops/api/tables", dashboard.ops_tables, name="ops-tables"),
     path("ops/api/live", dashboard.ops_live, name="ops-live"),
+    path("ops/api/slow-requests", dashboard.ops_slow_requests, name="ops-slow-requests"),
 ]

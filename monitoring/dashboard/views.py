@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
 
@@ -10,7 +11,9 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -19,6 +22,7 @@ from monitoring.auth import can_view_dashboard, ops_access
 from monitoring.dashboard import figures
 from monitoring.dashboard.selectors import orders_today
 from monitoring.requests.selectors import traffic_summary
+from monitoring.requests.slow import slow_requests_between
 from realtime.selectors import presence_summary
 
 
@@ -79,6 +83,33 @@ def ops_tables(request: HttpRequest) -> HttpResponse:
 @dashboard_access
 def ops_live(request: HttpRequest) -> JsonResponse:
     return JsonResponse(figures.live_figures.get())
+
+
+def _time_window(start: str, minutes: str) -> tuple[datetime, datetime]:
+    begin = parse_datetime(start) if start else None
+    if begin is None:
+        raise ValueError("start must be an ISO 8601 date and time, e.g. 2026-12-01T10:15:00Z")
+    if timezone.is_naive(begin):
+        begin = timezone.make_aware(begin, UTC)
+    if not minutes.isdigit() or not 1 <= int(minutes) <= 1440:
+        raise ValueError("minutes must be a whole number from 1 to 1440")
+    return begin, begin + timedelta(minutes=int(minutes))
+
+
+@never_cache
+@require_GET
+@dashboard_access
+def ops_slow_requests(request: HttpRequest) -> HttpResponse:
+    """The slowest kept requests from ``start`` (ISO 8601) over ``minutes`` (1 to 1440): what a
+    point on the latency chart leads to."""
+    try:
+        start, end = _time_window(request.GET.get("start", ""), request.GET.get("minutes", "1"))
+    except ValueError as exc:
+        return ApiError(400, "invalid", str(exc)).response()
+    rows = slow_requests_between(start=start, end=end, route=request.GET.get("route", "")[:300])
+    for row in rows:
+        row["admin_url"] = reverse("admin:monitoring_slowrequest_change", args=[row["id"]])
+    return JsonResponse({"start": start.isoformat(), "end": end.isoformat(), "requests": rows})
 
 
 @never_cache

@@ -29,7 +29,9 @@ def on_task_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> No
     if task_id is None or task is None:
         return
     outer = current_request.get()  # an eager task inside a request keeps the request's trace
-    header = getattr(task.request, HEADER, None) or (outer.trace.traceparent if outer and outer.trace else None)
+    # A worker's message puts custom headers on the request itself; an eager apply, in ``headers``.
+    header = (getattr(task.request, HEADER, None) or (getattr(task.request, "headers", None) or {}).get(HEADER)
+              or (outer.trace.traceparent if outer and outer.trace else None))  # fmt: skip
     state = RequestState(task_id, TraceContext.from_header(header))
     _running[task_id] = (current_request.set(state), time.perf_counter())
 

@@ -8,12 +8,12 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from monitoring.admin_base import ReadOnlyAdmin
-from monitoring.requests.models import FrontendErrorGroup, Profile, ProfileArm, QueryFingerprint
+from monitoring.requests.models import FrontendErrorGroup, Profile, ProfileArm, QueryFingerprint, SlowRequest
 from monitoring.requests.pgstat import statement_deltas
 from monitoring.requests.queries import explain, n_plus_one_suspects, top_queries
 from monitoring.requests.traffic import FRONTEND, window
@@ -142,3 +142,44 @@ class ProfileArmAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user  # type: ignore[assignment]
         super().save_model(request, obj, form, change)
+
+
+@admin.register(SlowRequest)
+class SlowRequestAdmin(ReadOnlyAdmin):
+    """Where an exemplar on /metrics (a request id or trace id) and a spike on the latency chart lead."""
+
+    list_display = [
+        "created_at",
+        "route",
+        "status_code",
+        "duration_ms",
+        "queries",
+        "query_ms",
+        "request_id",
+        "trace_id",
+    ]
+    list_filter = ["status_code", "method"]
+    search_fields = ["=request_id", "=trace_id", "route"]
+    date_hierarchy = "created_at"
+    exclude = ["statements"]
+    readonly_fields = ["request_id", "trace_id", "route", "method", "path", "status_code", "duration_ms", "queries",
+                       "query_ms", "created_at", "statement_table", "profiles"]  # fmt: skip
+
+    @admin.display(description="statements (slowest first; normalized, no values)")
+    def statement_table(self, obj: SlowRequest) -> str:
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            ((s["count"], f'{s["ms"]:.2f} ms', s["fingerprint"], s["sql"]) for s in obj.statements),
+        )  # fmt: skip
+        return format_html("<table><tr><th>runs</th><th>time</th><th>fingerprint</th><th>statement</th></tr>{}</table>",
+                           rows)  # fmt: skip
+
+    @admin.display(description="profiles of this request")
+    def profiles(self, obj: SlowRequest) -> str:
+        found = Profile.objects.filter(request_id=obj.request_id).values_list("pk", "profiler")
+        if not found:
+            return "none taken (arm a profile for this route in Profile arms)"
+        return format_html_join(
+            " · ", '<a href="{}">{} profile {}</a>',
+            ((reverse("admin:monitoring_profile_change", args=[pk]), profiler, pk) for pk, profiler in found),
+        )  # fmt: skip

@@ -42,8 +42,47 @@ def prometheus_config(tmp_path: Path, targets: dict[str, str]) -> Path:
     return path
 
 
-def api(url: str, path: str) -> Any:
-    return httpx.get(f"{url}/api/v1/{path}", timeout=5).json()["data"]
+def api(url: str, path: str, **params: Any) -> Any:
+    return httpx.get(f"{url}/api/v1/{path}", params=params, timeout=5).json()["data"]
+
+
+def _value(url: str, query: str) -> float | None:
+    found = api(url, "query", query=query)["result"]
+    return float(found[0]["value"][1]) if found else None
+
+
+def _native_series_across_both_targets(url: str, targets: dict[str, str]) -> None:
+    """Traffic with a trace on both targets (web: 4 gunicorn workers, ws: 2 uvicorn workers):
+    Prometheus rates the counters, takes percentiles from the buckets of both, sees every
+    worker's process series, and stores the exemplars that lead to our requests."""
+    trace = "7bf92f3577b34da6a3ce929d0e0e4736"
+    started = time.time()
+    for n in range(40):
+        for target in targets.values():
+            response = httpx.get(f"http://{target}/health/live", timeout=5, headers={
+                "traceparent": f"00-{trace}-00f067aa0ba902b7-01", "X-Request-ID": f"prom-req-{n:04d}"})  # fmt: skip
+            assert response.status_code == 200
+    deadline = time.monotonic() + 40
+    figures: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        figures = {
+            "instances": _value(url, 'count(count by (instance) (opsite_http_requests_total{route="GET /health/live"}))'),
+            "rate": _value(url, 'sum(rate(opsite_http_requests_total{route="GET /health/live"}[30s]))'),
+            "p95": _value(url, "histogram_quantile(0.95, sum by (le) (rate(opsite_http_request_latency_seconds_bucket[30s])))"),
+            "pids": _value(url, "count(process_resident_memory_bytes)"),
+            "exemplars": [e for series in api(url, "query_exemplars", query="opsite_http_request_latency_seconds_bucket",
+                                              start=str(started - 5), end=str(time.time() + 5))
+                          for e in series["exemplars"] if e["labels"].get("trace_id") == trace],
+        }  # fmt: skip
+        if figures["instances"] == 2 and figures["rate"] and figures["p95"] and (figures["pids"] or 0) >= 6 \
+                and figures["exemplars"]:  # fmt: skip
+            break
+        time.sleep(1)
+    assert figures["instances"] == 2, figures
+    assert figures["rate"] and figures["rate"] > 0, figures
+    assert figures["p95"] is not None and 0 < figures["p95"] < 10, figures
+    assert (figures["pids"] or 0) >= 6, figures  # 4 gunicorn workers + 2 uvicorn workers
+    assert figures["exemplars"] and figures["exemplars"][0]["labels"]["request_id"].startswith("prom-req-"), figures
 
 
 @pytest.mark.timeout(180)
@@ -63,7 +102,7 @@ def test_a_real_prometheus_scrapes_the_layout_from_its_first_second(run, tmp_pat
     url = f"http://127.0.0.1:{port}"
     prometheus = subprocess.Popen(
         [binary, f"--config.file={prometheus_config(tmp_path, targets)}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
+         f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage"],
         stdout=(tmp_path / "prometheus.log").open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -94,6 +133,7 @@ def test_a_real_prometheus_scrapes_the_layout_from_its_first_second(run, tmp_pat
         firing = {name for name, alert in state["alerts"].items() if alert["state"] == "firing"}
         assert {"OpsiteNoVerifiedBackup", "OpsiteBeatStopped"} <= firing, state["alerts"]
         assert "OpsiteDown" not in state["alerts"]
+        _native_series_across_both_targets(url, targets)
     finally:
         prometheus.terminate()
         prometheus.wait(timeout=20)

@@ -1,14 +1,20 @@
 """What request monitoring costs, and how the probes behave.
 
-1. Throughput of a trivial view (GET /health/live) with opsite's monitoring on vs off
-   (OPSITE_REQUEST_MONITORING=false), same server, one process: gunicorn (WSGI) and uvicorn
-   (ASGI), runs interleaved, wrk -c8. Target: on/off >= 0.95 for each.
-2. Probes: 200 requests/s for --probe-seconds to /health/live and /health/ready on gunicorn;
+1. Per-request cost of opsite's monitoring (request id and trace context, per-route tallies,
+   Prometheus counters and latency histogram with exemplars, query timing, SQL trace comments),
+   on vs off (OPSITE_REQUEST_MONITORING=false) in the same server: gunicorn, one worker, pinned
+   to one core, wrk -c8 on the other, runs interleaved. Two pages: the trivial GET /health/live
+   and a page running 20 queries. Printed: requests/s, the cost in µs per request
+   (1/on - 1/off) and as a share of the page's time. Targets: <= 20 µs per request, <= 2 % on
+   the 20-query page.
+2. Held out: opsite (monitoring on) vs a bare Django project (startproject's middleware, same
+   pages, same database settings) in the same server. Target: opsite >= 0.95 of its requests/s.
+3. Probes: 200 requests/s for --probe-seconds to /health/live and /health/ready on gunicorn;
    p99 latency and the number of Postgres connections before, during and after.
    Targets: live p99 <= 2 ms, ready p99 <= 10 ms, connections flat.
-3. Percentile accuracy of the log-bucket histograms on 1 M skewed samples. Target: within 2 %.
+4. Percentile accuracy of the log-bucket histograms on 1 M skewed samples. Target: within 2 %.
 
-    .venv/bin/python bench/monitoring_overhead.py [--seconds 10] [--rounds 3] [--probe-seconds 60]
+    .venv/bin/python bench/monitoring_overhead.py [--seconds 10] [--rounds 5] [--probe-seconds 60]
 Needs wrk (Debian package wrk).
 """
 
@@ -20,13 +26,22 @@ import math
 import random
 import shutil
 import statistics
+import sys
 import threading
 import time
 from collections import Counter
 
 import psycopg
-from _support import BENCH_DB, PG, bench_env, free_port, fresh_database, gunicorn, percentile, server, uvicorn
+from _support import BENCH_DB, PG, ROOT, bench_env, free_port, fresh_database, gunicorn, percentile, server
 from http_layouts import wrk
+
+PAGES = {"trivial": "/health/live", "20 queries": "/bench/twenty-queries"}
+SITES = {
+    "monitoring off": ("opsite.wsgi:application", "sites.opsite_settings", {"OPSITE_REQUEST_MONITORING": "false"}),
+    "monitoring on": ("opsite.wsgi:application", "sites.opsite_settings", {}),
+    "on, no SQL comments": ("opsite.wsgi:application", "sites.opsite_settings", {"OPSITE_SQL_COMMENTS": "false"}),
+    "bare Django": ("sites.bare_wsgi:application", "sites.bare_settings", {}),
+}
 
 
 def pinned(command: list[str], core: int) -> list[str]:
@@ -34,20 +49,41 @@ def pinned(command: list[str], core: int) -> list[str]:
     return ["taskset", "-c", str(core), *command] if shutil.which("taskset") else command
 
 
+def site_command(port: int, app: str) -> list[str]:
+    command = gunicorn(port)
+    if app != "opsite.wsgi:application":  # same worker class, threads and keep-alive; none of opsite's hooks
+        command[command.index("opsite.wsgi:application")] = app
+        command += ["-c", str(ROOT / "bench" / "sites" / "bare_gunicorn.conf.py")]
+    return command
+
+
+def rates(args: argparse.Namespace) -> dict[tuple[str, str], float]:
+    """Median requests/s per (site, page) over interleaved rounds."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.rounds):
+        for site, (app, settings_module, extra) in SITES.items():
+            port = free_port()
+            env = bench_env(DJANGO_SETTINGS_MODULE=settings_module, PYTHONPATH=f"{ROOT / 'bench'}:{ROOT}", **extra)
+            with server(pinned(site_command(port, app), 0), port=port, env=env) as url:
+                for page, path in PAGES.items():
+                    wrk(url + path, 2, 8, core=1)
+                    found.setdefault((site, page), []).append(wrk(url + path, args.seconds, 8, core=1))
+    return {key: statistics.median(values) for key, values in found.items()}
+
+
 def throughput(args: argparse.Namespace) -> None:
-    print(f"1. GET /health/live, one process, wrk -c8 -d{args.seconds}s, {args.rounds} interleaved rounds, "
-          "server and wrk pinned to separate cores")  # fmt: skip
-    for name, command_for in (("gunicorn (WSGI)", gunicorn), ("uvicorn (ASGI)", uvicorn)):
-        rates: dict[str, list[float]] = {"on": [], "off": []}
-        for _ in range(args.rounds):
-            for mode in ("off", "on"):
-                port = free_port()
-                env = bench_env(OPSITE_REQUEST_MONITORING="true" if mode == "on" else "false")
-                with server(pinned(command_for(port), 0), port=port, env=env) as url:
-                    wrk(url + "/health/live", 2, 8, core=1)
-                    rates[mode].append(wrk(url + "/health/live", args.seconds, 8, core=1))
-        on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
-        print(f"  {name:16s} off {off:7.0f} req/s   on {on:7.0f} req/s   on/off {on / off:.3f}  (target >= 0.95)")
+    print(f"1-2. gunicorn, one worker on one core, wrk -c8 -d{args.seconds}s on the other, "
+          f"{args.rounds} interleaved rounds (medians)")  # fmt: skip
+    found = rates(args)
+    for page in PAGES:
+        off, on, uncommented, bare = (found[(site, page)] for site in SITES)
+        cost_us = 1e6 / on - 1e6 / off
+        share = cost_us / (1e6 / off) * 100
+        target = "<= 20 µs" if page == "trivial" else "<= 2 %"
+        print(f"  {page:10s} off {off:7.0f} req/s  on {on:7.0f} req/s  monitoring costs {cost_us:6.1f} µs "
+              f"per request = {share:5.2f} % of the page (target {target})")  # fmt: skip
+        print(f"  {'':10s} of which the SQL trace comments: {1e6 / on - 1e6 / uncommented:6.1f} µs per request")
+        print(f"  {'':10s} bare Django {bare:7.0f} req/s  opsite/bare {on / bare:.3f} (target >= 0.95)")
 
 
 def connections() -> int:
@@ -83,7 +119,7 @@ def sample_connections(stop: threading.Event, into: list[int]) -> None:
 
 
 def probes(args: argparse.Namespace) -> None:
-    print(f"2. 200 probes/s for {args.probe_seconds:.0f} s on gunicorn (one sync worker each path)")
+    print(f"3. 200 probes/s for {args.probe_seconds:.0f} s on gunicorn (one sync worker each path)")
     for path, target in (("/health/live", 2), ("/health/ready", 10)):
         port = free_port()
         with server(gunicorn(port, workers=1), port=port, env=bench_env()):
@@ -110,7 +146,7 @@ def accuracy() -> None:
     histogram = Counter(bucket_of(v) for v in values)
     ordered = sorted(values)
     estimated = quantiles(histogram, [0.5, 0.95, 0.99])
-    print("3. percentiles from the histogram vs exact, 1 M skewed samples (log-normal + Pareto tail)")
+    print("4. percentiles from the histogram vs exact, 1 M skewed samples (log-normal + Pareto tail)")
     for q in (0.5, 0.95, 0.99):
         truth = ordered[max(1, math.ceil(q * len(ordered))) - 1]
         error = abs(estimated[q] - truth) / truth * 100
@@ -125,6 +161,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--probe-seconds", type=float, default=60)
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
     fresh_database()
     throughput(args)
     probes(args)

@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from .series import bounded
+from .series import CountedChild, bounded
 
 FRAMES = Counter("opsite_ws_frames_sent", "WebSocket frames sent, by socket kind and frame type", ["socket", "type"])
 FRAME_BYTES = Counter("opsite_ws_sent_bytes", "WebSocket bytes sent, by socket kind and frame type", ["socket", "type"])
@@ -47,7 +47,8 @@ class CountedSocket:
         key = (self.socket_kind, kind)
         children = CountedSocket._children.get(key)
         if children is None:
-            children = CountedSocket._children[key] = (FRAMES.labels(*key), FRAME_BYTES.labels(*key))
+            children = (CountedChild(FRAMES.labels(*key)), CountedChild(FRAME_BYTES.labels(*key)))
+            CountedSocket._children[key] = children
         children[0].inc()
         children[1].inc(len(text_data.encode()) if text_data is not None else len(bytes_data or b""))
 

@@ -45,13 +45,14 @@ def parse(header: str | None) -> tuple[str, str, str] | None:
 class TraceContext:
     """This process's span inside a trace: the inbound trace id kept, a span id of its own."""
 
-    __slots__ = ("flags", "parent_id", "span_id", "trace_id")
+    __slots__ = ("_comment", "flags", "parent_id", "span_id", "trace_id")
 
     def __init__(self, trace_id: str, parent_id: str, flags: str) -> None:
         self.trace_id = trace_id
         self.parent_id = parent_id
         self.span_id = new_span_id()
         self.flags = flags
+        self._comment = ""
 
     @classmethod
     def from_header(cls, header: str | None) -> TraceContext:
@@ -66,5 +67,8 @@ class TraceContext:
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
 
     def sql_comment(self) -> str:
-        # sqlcommenter: key='url-encoded value' pairs, sorted, in one trailing comment.
-        return f" /*traceparent='{quote(self.traceparent, safe='')}'*/"
+        # sqlcommenter: key='url-encoded value' pairs, sorted, in one trailing comment; made
+        # once per request, whose every statement carries it.
+        if not self._comment:
+            self._comment = f" /*traceparent='{quote(self.traceparent, safe='')}'*/"
+        return self._comment

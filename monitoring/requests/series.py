@@ -22,7 +22,7 @@ STATUS_CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class _Route:
-    """One route's series, resolved once: a request costs a few increments, no label lookups."""
+    """One route's series, resolved once: a request costs one batched update, no label lookups."""
 
     __slots__ = ("by_class", "errors", "latency", "queries", "query_seconds", "route")
 
@@ -51,10 +51,9 @@ def request_observe(
     series = _routes.get(route)
     if series is None:
         series = _routes[route] = _Route(route)
-    series.answered(status).inc()
+    counts = [(series.answered(status), 1.0)]
     if status >= 500:
-        series.errors.inc()
-    series.latency.observe(seconds, exemplar_labels(request_id, trace_id))
+        counts.append((series.errors, 1.0))
     if queries:
-        series.queries.inc(queries)
-        series.query_seconds.inc(query_s)
+        counts += ((series.queries, float(queries)), (series.query_seconds, query_s))
+    series.latency.observe_with(counts, seconds, exemplar_labels(request_id, trace_id))

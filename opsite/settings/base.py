@@ -337,6 +337,8 @@ OPSITE_DASHBOARD_PUSH_S: float = env.float("OPSITE_DASHBOARD_PUSH_S", default=5.
 OPSITE_METRICS_CACHE_S: float = env.float("OPSITE_METRICS_CACHE_S", default=5.0)
 OPSITE_SLOW_REQUEST_MS: float = env.float("OPSITE_SLOW_REQUEST_MS", default=1000.0)
 OPSITE_SLOW_REQUEST_KEEP_DAYS: int = env.int("OPSITE_SLOW_REQUEST_KEEP_DAYS", default=7)
+# Counts from the request and socket paths reach the exposition this often (batched).
+OPSITE_SERIES_APPLY_S: float = env.float("OPSITE_SERIES_APPLY_S", default=1.0)
 # Each process shares its exemplars and GC figures with the host's others this often.
 OPSITE_EXEMPLAR_WRITE_S: float = env.float("OPSITE_EXEMPLAR_WRITE_S", default=2.0)
 # Every SQL statement of a request or task ends with its traceparent (sqlcommenter style).

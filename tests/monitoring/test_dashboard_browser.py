@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -125,4 +127,56 @@ def test_live_tiles_reconnect_after_their_server_dies_without_a_reload(
         expect(page.locator("#ops-orders tbody")).to_contain_text(staff.restaurant.slug)
         assert page.evaluate("window.__marker") == "same page", "the page was reloaded"
         page.screenshot(path=str(ARTIFACTS / "ops-after-reconnect.png"), full_page=True)
+        browser.close()
+
+
+def click_point(page: Any, index: int) -> None:
+    """A real mouse click on the latency chart at the point ``index`` (negative from the end)."""
+    x, y = page.evaluate("""(i) => { const u = window.opsDashboard.charts.latency; const box = u.over.getBoundingClientRect();
+                                      const t = u.data[0].at(i); return [box.left + u.valToPos(t, "x"), box.top + 20]; }""",
+                         index)  # fmt: skip
+    page.mouse.move(x, y)
+    page.mouse.click(x, y)
+
+
+def test_a_point_on_the_latency_chart_leads_to_its_slow_requests(make_staff, start_server, chromium_path, needs_redis):
+    """Requests over the slow bound are kept by the server; a click on the latency chart lists
+    those of the point's minute, each linking to its record (statements, profile) in the admin."""
+    from monitoring.models import SlowRequest
+
+    get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-123456")
+    server = start_server({"OPSITE_SLOW_REQUEST_MS": "0", "OPSITE_METRICS_FLUSH_S": "0.5"})
+    for n in range(3):
+        httpx.get(f"{server.url}/health/ready", headers={"X-Request-ID": f"slow-now-{n:04d}"})
+    node_report(role="web")
+    now = timezone.now()
+    for minutes_ago in range(8, 0, -1):
+        snapshot_collect(now=now - timedelta(minutes=minutes_ago))
+    deadline = timezone.now() + timedelta(seconds=15)
+    while not SlowRequest.objects.filter(request_id="slow-now-0002").exists():
+        assert timezone.now() < deadline, "the server never wrote its slow requests"
+    kept = SlowRequest.objects.get(request_id="slow-now-0002")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        _log_in_to_ops(page, server.url)
+        table = page.locator("#ops-slow-requests tbody")
+        expect(table).to_contain_text("slow-now-0002", timeout=10_000)  # the last hour, by default
+        expect(page.locator('.ops-chart[data-chart="latency"] canvas')).to_have_count(1, timeout=10_000)
+        # a point whose minute holds none of them: the list empties and says which minute it is
+        click_point(page, 0)
+        expect(page.locator("#ops-slow-requests-title")).to_contain_text("+ 1 min")
+        expect(table).to_contain_text("nothing here")
+        # a point whose minute holds one: back-date the kept row into the newest point's minute
+        newest = page.evaluate("() => window.opsDashboard.charts.latency.data[0].at(-1)")
+        with ThreadPoolExecutor(1) as thread:  # the ORM refuses to run in Playwright's event loop thread
+            thread.submit(lambda: SlowRequest.objects.filter(pk=kept.pk).update(
+                created_at=datetime.fromtimestamp(newest + 5, tz=UTC))).result()  # fmt: skip
+        click_point(page, -1)
+        link = table.locator("a", has_text="slow-now-0002")
+        expect(link).to_have_count(1)
+        link.click()
+        expect(page.locator("body")).to_contain_text(re.compile(r"statements \(slowest first", re.IGNORECASE))
+        expect(page.locator("body")).to_contain_text("GET /health/ready")
         browser.close()

@@ -12,7 +12,7 @@ from django.test import AsyncClient
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from common import sockets
-from common.series import exemplars, shared
+from common.series import exemplars, pending, shared
 from monitoring.models import SlowRequest
 from monitoring.requests import series as request_series
 from monitoring.requests.slow import buffer as slow_requests
@@ -32,6 +32,7 @@ INBOUND = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 def value(name: str, **labels: str) -> float:
     """A sample of opsite's own per-process series, read without running the registry's other
     collectors (which read the database, not allowed from an event loop)."""
+    pending.apply()
     for metric in OWN:
         for family in metric.collect():
             for sample in family.samples:
@@ -95,6 +96,7 @@ def test_a_client_cannot_create_series(client):
     """Random paths and methods land in bounded labels: the route pattern or <unmatched>, OTHER."""
 
     def routes() -> set[str]:
+        pending.apply()
         return {s.labels["route"] for m in request_series.REQUESTS.collect() for s in m.samples}
 
     client.get("/health/live")

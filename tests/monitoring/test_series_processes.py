@@ -33,7 +33,7 @@ def two_workers(tmp_path) -> Iterator[tuple[str, list[psutil.Process], psutil.Pr
     directory.mkdir()
     port = free_port()
     env = {**server_env(), "OPS_API_TOKENS": TOKEN, "PROMETHEUS_MULTIPROC_DIR": str(directory),
-           "OPSITE_EXEMPLAR_WRITE_S": "0.3", "OPSITE_METRICS_CACHE_S": "0"}  # fmt: skip
+           "OPSITE_EXEMPLAR_WRITE_S": "0.3", "OPSITE_SERIES_APPLY_S": "0.2", "OPSITE_METRICS_CACHE_S": "0"}  # fmt: skip
     log = tmp_path / "gunicorn.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "opsite.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "2"],

@@ -52,7 +52,14 @@
     })));
     const opts = { width: box.clientWidth || 400, height: 200, series, axes: axes(unit), legend: { live: true },
                    scales: { x: { time: true, range: [state.series.since, state.series.until] } } };
-    state.charts[name] = new uPlot(opts, data, box);
+    const chart = state.charts[name] = new uPlot(opts, data, box);
+    if (name === "latency") {  // a point leads to the slow requests kept for its time
+      chart.over.addEventListener("click", () => {
+        const i = chart.cursor.idx;
+        if (i != null) loadSlowRequests(chart.data[0][i], state.series.step || 60).catch(console.error);
+      });
+      section.title = "click a point to list the slow requests of its time";
+    }
   }
 
   function renderSeries(s) {
@@ -100,7 +107,13 @@
       for (const [value, cls] of cells(row)) {
         const td = tr.insertCell();
         if (cls) td.className = cls;
-        if (cls === "code") {
+        if (cls === "link") {
+          const a = document.createElement("a");
+          a.textContent = value[0];
+          a.href = value[1];
+          td.appendChild(a);
+        }
+        else if (cls === "code") {
           const code = document.createElement("code");
           code.textContent = value.length > 160 ? value.slice(0, 157) + "…" : value;
           code.title = value;
@@ -125,6 +138,19 @@
       [Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(", ")], [a.value == null ? "–" : fmt(a.value), "num"], [when(a.since)]]);
     fillTable("ops-cache", Object.entries(t.cache), ([ns, c]) => [[ns], [c.hits, "num"], [c.misses, "num"],
       [c.ratio == null ? "–" : (c.ratio * 100).toFixed(1) + " %", "num"]]);
+  }
+
+  /* The slow requests kept for [start, start + step): by default the last hour. */
+  async function loadSlowRequests(start, step) {
+    const from = start == null ? new Date(Date.now() - 3600 * 1000) : new Date(start * 1000);
+    const minutes = start == null ? 60 : Math.min(1440, Math.max(1, Math.ceil(step / 60)));
+    const params = new URLSearchParams({ start: from.toISOString(), minutes: String(minutes) });
+    const found = await getJSON(`${root.dataset.slowUrl}?${params}`);
+    const title = document.getElementById("ops-slow-requests-title");
+    title.textContent = start == null ? "Slow requests (last hour; click the latency chart for a point's own)"
+      : `Slow requests ${from.toLocaleTimeString()} + ${minutes} min`;
+    fillTable("ops-slow-requests", found.requests, (r) => [[when(r.at)], [r.route], [r.status, "num"],
+      [r.ms.toFixed(0), "num"], [r.queries, "num"], [[r.request_id, r.admin_url], "link"]]);
   }
 
   function applyFigures(data) {
@@ -175,6 +201,7 @@
   function refresh() {
     loadSeries().catch((e) => console.error(e));
     loadTables().catch((e) => console.error(e));
+    loadSlowRequests(null).catch((e) => console.error(e));
   }
 
   root.querySelectorAll(".ops-range").forEach((button) => button.addEventListener("click", () => {

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import math
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -71,8 +73,22 @@ def rates(args: argparse.Namespace) -> dict[tuple[str, str], float]:
     return {key: statistics.median(values) for key, values in found.items()}
 
 
+def in_process(args: argparse.Namespace) -> None:
+    print(f"1. µs per request inside one process (handlers with and without the monitoring middleware, called in "
+          f"turn, {args.rounds * 4} rounds; min of rounds, median in brackets), server pinned to one core")  # fmt: skip
+    env = bench_env(DJANGO_SETTINGS_MODULE="sites.opsite_settings", PYTHONPATH=f"{ROOT / 'bench'}:{ROOT}")
+    command = pinned([sys.executable, str(ROOT / "bench" / "sites" / "inprocess.py"), str(args.rounds * 4)], 0)
+    found = json.loads(subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout)
+    for page, modes in found.items():
+        on, off = modes["on"], modes["off"]
+        cost, typical = on["min"] - off["min"], on["median"] - off["median"]
+        target = "<= 20 µs" if page == "trivial" else f"<= 2 %: {cost / off['min'] * 100:.2f} %"
+        print(f"  {page:10s} off {off['min']:8.1f} µs  on {on['min']:8.1f} µs  monitoring costs {cost:6.1f} µs "
+              f"({typical:6.1f})  target {target}")  # fmt: skip
+
+
 def throughput(args: argparse.Namespace) -> None:
-    print(f"1-2. gunicorn, one worker on one core, wrk -c8 -d{args.seconds}s on the other, "
+    print(f"2. over HTTP: gunicorn, one worker on one core, wrk -c8 -d{args.seconds}s on the other, "
           f"{args.rounds} interleaved rounds (medians)")  # fmt: skip
     found = rates(args)
     for page in PAGES:
@@ -164,6 +180,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     fresh_database()
+    in_process(args)
     throughput(args)
     probes(args)
     accuracy()

@@ -90,6 +90,16 @@ GROUPS: dict[str, Group] = {
         ("monitoring/auth.py", "realtime/auth.py"),
         ("tests/opsite/test_permissions.py", "tests/realtime/test_feed_socket.py", "tests/realtime/test_ingest.py"),
     ),
+    "series": Group(
+        ("common/series.py", "common/tracing.py", "common/sockets.py", "monitoring/requests/series.py"),
+        (
+            "tests/monitoring/test_series.py",
+            "tests/monitoring/test_tracing.py",
+            "tests/realtime/test_outbox.py",
+            # gunicorn workers, which the coverage map cannot see: run for the shared-directory lines
+            "tests/monitoring/test_series_processes.py",
+        ),
+    ),
 }
 
 # A selective set of operators, as in the selective-mutation literature: each comparison is

@@ -82,7 +82,6 @@ class ExemplarStore:
     def __init__(self) -> None:
         self.mine: dict[tuple[str, tuple[str, ...], int], tuple[dict[str, str], float, float]] = {}
         self.started = time.time()
-        self._written = 0.0
         self.loop = BackgroundLoop("opsite-series-files", self.write, lambda: settings.OPSITE_EXEMPLAR_WRITE_S)
         os.register_at_fork(after_in_child=self._forget)
 

@@ -88,3 +88,36 @@ def test_rabbitmq_as_the_broker(start_server, start_celery, needs_rabbitmq):
     assert celery["status"] == "ok" and celery["workers"] >= 1 and isinstance(celery["queue_depth"], int), celery
     age = beat_heartbeat_age_s()
     assert age is not None and age < 60, "the task sent through RabbitMQ did not run"
+
+
+def test_a_real_workers_task_runs_reach_every_web_processs_metrics(start_server, start_celery, tmp_path):
+    """A task sent while handling a request carries its traceparent to a real worker, whose log
+    lines (every statement is logged here) carry the trace and the task id; the run is counted
+    in the shared series, which a web process that never ran a task exposes."""
+    from common.context import RequestState, current_request
+    from common.tracing import TraceContext
+    from monitoring.health.tasks import beat_heartbeat_task
+
+    env = {"OPS_API_TOKENS": TOKEN, "OPSITE_METRICS_FLUSH_S": "0.3", "OPSITE_METRICS_CACHE_S": "0"}
+    web = start_server(env)
+    start_celery(*solo_worker("series"), extra_env={**env, "OPSITE_SLOW_QUERY_MS": "0", "LOG_LEVEL": "WARNING"})
+    trace = TraceContext.from_header("00-9af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    token = current_request.set(RequestState("series-req-0001", trace))
+    try:
+        sent = beat_heartbeat_task.delay()  # its result is not kept: the test waits on the series instead
+    finally:
+        current_request.reset(token)
+
+    line = f'opsite_celery_task_runs_total{{task="{beat_heartbeat_task.name}",outcome="success"}}'
+    deadline = time.monotonic() + 40
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{web.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
+        if line in text:
+            break
+        time.sleep(0.5)
+    assert line in text, [t for t in text.splitlines() if "celery_task" in t]
+    assert f'opsite_celery_task_duration_seconds_count{{task="{beat_heartbeat_task.name}"}}' in text
+    worker_log = "\n".join(p.read_text() for p in tmp_path.glob("celery-*.log"))
+    traced = [line for line in worker_log.splitlines() if f"[{sent.id} trace={trace.trace_id}]" in line]
+    assert traced and "slow query" in traced[0], worker_log[-3000:]

@@ -75,3 +75,37 @@ def test_a_sweep_sends_each_restaurants_events_to_its_own_feed(make_staff, needs
     _age_all()
     assert outbox_sweep() == 2
     assert not OrderEvent.objects.filter(published_at__isnull=True).exists()
+
+
+async def test_a_resent_event_keeps_its_ingest_trace_and_counts_its_delay(make_staff, needs_redis):
+    """The outbox re-send carries the stored trace id on its frame, and the delivery latency
+    counts from the event's arrival, so the delay shows in the series."""
+    from channels.db import database_sync_to_async
+    from django.db import transaction
+
+    from common.series import exemplars
+    from realtime.services.ingest import _ingest_once
+    from realtime.validation import clean_events
+
+    from .conftest import next_frame, staff_feed
+
+    trace = "1bf92f3577b34da6a3ce929d0e0e4736"
+
+    def store_unpublished() -> None:
+        """Stored as ingest stores it, as if its publish after commit had been lost."""
+        cleaned, _ = clean_events([event("R-1")], max_batch=1)
+        with transaction.atomic():
+            _ingest_once(staff.restaurant, cleaned, trace)
+        OrderEvent.objects.update(received_at=timezone.now() - timedelta(minutes=5))
+
+    staff, feed, _ = await staff_feed(make_staff)
+    try:
+        await database_sync_to_async(store_unpublished)()
+        assert await database_sync_to_async(outbox_sweep)() == 1
+        resent = await next_frame(feed)
+    finally:
+        await feed.disconnect()
+    assert resent["order_id"] == "R-1" and resent["trace_id"] == trace
+    newest = max((hit for key, hit in exemplars.merged().items() if key[0] == "opsite_feed_delivery_latency_seconds"),
+                 key=lambda hit: hit[2])  # fmt: skip
+    assert newest[0] == {"trace_id": trace} and newest[1] >= 290  # five minutes late, and counted so

@@ -1,21 +1,24 @@
 """What request monitoring costs, and how the probes behave.
 
-1. Per-request cost of opsite's monitoring (request id and trace context, per-route tallies,
-   Prometheus counters and latency histogram with exemplars, query timing, SQL trace comments),
-   on vs off (OPSITE_REQUEST_MONITORING=false) in the same server: gunicorn, one worker, pinned
-   to one core, wrk -c8 on the other, runs interleaved. Two pages: the trivial GET /health/live
-   and a page running 20 queries. Printed: requests/s, the cost in µs per request
-   (1/on - 1/off) and as a share of the page's time. Targets: <= 20 µs per request, <= 2 % on
-   the 20-query page.
-2. Held out: opsite (monitoring on) vs a bare Django project (startproject's middleware, same
-   pages, same database settings) in the same server. Target: opsite >= 0.95 of its requests/s.
+1. µs per request inside one process: WSGI handlers built from the same settings with opsite's
+   request monitoring (request id and trace context, per-route tallies, Prometheus counters and
+   latency histogram with exemplars, query timing, SQL trace comments), without it, and with a
+   no-op middleware in its place, called in turn on two pages (the trivial GET /health/live, a
+   page of 20 different queries); the minimum over many rounds. Targets: <= 20 µs per request,
+   <= 2 % on the 20-query page.
+1b. The same as instructions (valgrind's callgrind, which counts the same whatever the machine
+   is doing): instructions per trivial request with and without the monitoring.
+2. Over HTTP: gunicorn, one worker pinned to one core, wrk -c8 on the other, rounds interleaved:
+   requests/s with monitoring off, on, on without SQL comments, and a bare Django project
+   (startproject's middleware, same pages, same database settings). Held-out target: opsite
+   >= 0.95 of the bare project's requests/s.
 3. Probes: 200 requests/s for --probe-seconds to /health/live and /health/ready on gunicorn;
    p99 latency and the number of Postgres connections before, during and after.
    Targets: live p99 <= 2 ms, ready p99 <= 10 ms, connections flat.
 4. Percentile accuracy of the log-bucket histograms on 1 M skewed samples. Target: within 2 %.
 
     .venv/bin/python bench/monitoring_overhead.py [--seconds 10] [--rounds 5] [--probe-seconds 60]
-Needs wrk (Debian package wrk).
+Needs wrk (Debian package wrk); 1b needs valgrind.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import http.client
 import json
 import math
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -32,6 +36,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 from _support import BENCH_DB, PG, ROOT, bench_env, free_port, fresh_database, gunicorn, percentile, server
@@ -85,6 +90,45 @@ def in_process(args: argparse.Namespace) -> None:
         target = "<= 20 µs" if page == "trivial" else f"<= 2 %: {cost / off['min'] * 100:.2f} %"
         print(f"  {page:10s} off {off['min']:8.1f} µs  on {on['min']:8.1f} µs  monitoring costs {cost:6.1f} µs "
               f"({typical:6.1f})  target {target}")  # fmt: skip
+
+
+def callgrind_instructions(mode: str, n: int) -> int:
+    """Instructions the process runs (callgrind) to start, warm up and answer ``n`` trivial requests."""
+    env = bench_env(DJANGO_SETTINGS_MODULE="sites.opsite_settings", PYTHONPATH=f"{ROOT / 'bench'}:{ROOT}",
+                    LOG_LEVEL="ERROR", **QUIET_LOOPS)  # fmt: skip
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+               str(ROOT / "bench" / "sites" / "inprocess.py"), "--count", mode, "trivial", str(n)]  # fmt: skip
+    output = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stderr
+    found = re.search(r"Collected : (\d+)", output)
+    assert found, output[-2000:]
+    return int(found.group(1))
+
+
+# The periodic loops (profile arms, flushes) would be charged to the few requests valgrind's
+# slowness lets through; they cost the same per period however many requests there are.
+QUIET_LOOPS = {
+    "OPSITE_PROFILE_ARM_REFRESH_S": "3600",
+    "OPSITE_METRICS_FLUSH_S": "3600",
+    "OPSITE_SERIES_APPLY_S": "3600",
+}
+
+
+def instructions(args: argparse.Namespace) -> None:
+    """Instructions per trivial request (callgrind counts are the same run after run, whatever
+    else the machine does): (count at 600 requests - count at 100) / 500, per middleware chain."""
+    if shutil.which("valgrind") is None:
+        print("1b. skipped: valgrind is not installed")
+        return
+    print("1b. instructions per trivial request (callgrind; 600 - 100 requests, / 500), each mode in its own process")
+    per: dict[str, float] = {}
+    for mode in ("off", "noop", "on"):
+        with ThreadPoolExecutor(2) as pool:
+            low, high = pool.map(callgrind_instructions, (mode, mode), (100, 600))
+        per[mode] = (high - low) / 500
+    for mode, label in (("off", "without monitoring"), ("noop", "a middleware that does nothing"),
+                        ("on", "opsite's monitoring")):  # fmt: skip
+        extra = per[mode] - per["off"]
+        print(f"  {label:32s} {per[mode]:10.0f} instructions  {extra:+9.0f} ({extra / per['off'] * 100:+.1f} %)")
 
 
 def throughput(args: argparse.Namespace) -> None:
@@ -181,6 +225,7 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
     fresh_database()
     in_process(args)
+    instructions(args)
     throughput(args)
     probes(args)
     accuracy()

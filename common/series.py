@@ -66,13 +66,17 @@ def multiprocess_dir() -> Path | None:
     return Path(found) if found else None
 
 
+# What is left for the request id beside the label names and a 32-character trace id.
+_REQUEST_ID_ROOM = EXEMPLAR_RUNES_MAX - len("request_id") - len("trace_id") - 32
+
+
 def exemplar_labels(request_id: str, trace_id: str) -> dict[str, str]:
     """Both ids, the request id shortened so the set stays within the OpenMetrics limit."""
-    room = EXEMPLAR_RUNES_MAX - len("request_id") - len("trace_id") - len(trace_id)
-    labels = {"request_id": request_id[:room]} if request_id else {}
+    if request_id and trace_id:
+        return {"request_id": request_id[:_REQUEST_ID_ROOM], "trace_id": trace_id}
     if trace_id:
-        labels["trace_id"] = trace_id
-    return labels
+        return {"trace_id": trace_id}
+    return {"request_id": request_id[: _REQUEST_ID_ROOM + 32]} if request_id else {}
 
 
 class ExemplarStore:

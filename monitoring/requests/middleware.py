@@ -71,6 +71,24 @@ class ProbeHostMiddleware:
         return self.get_response(request)
 
 
+def _set_headers(response: HttpResponseBase, request_id: str, traceparent: str, timing: str, took: str) -> None:
+    """The four headers every answer carries. Their values are made here from digits, hex and
+    the request id's own safe alphabet (checked when it came in), so Django's per-header
+    encoding and newline checks are skipped: written into its header store directly, which
+    halves what the headers cost. Falls back to the public way if that store is not there."""
+    store = getattr(getattr(response, "headers", None), "_store", None)
+    if not isinstance(store, dict):
+        response["X-Request-ID"], response["Server-Timing"], response["X-Response-Time"] = request_id, timing, took
+        if traceparent:
+            response["traceparent"] = traceparent
+        return
+    store["x-request-id"] = ("X-Request-ID", request_id)
+    store["server-timing"] = ("Server-Timing", timing)
+    store["x-response-time"] = ("X-Response-Time", took)
+    if traceparent:
+        store["traceparent"] = ("traceparent", traceparent)
+
+
 def _state_for(request: HttpRequest) -> RequestState:
     """The request's id (a well-formed inbound one kept) and its trace: the caller's
     ``traceparent`` continued, or a new trace when it is absent or malformed (never refused)."""
@@ -140,13 +158,9 @@ class RequestMonitoringMiddleware:
             request_id=state.request_id, trace_id=state.trace_id,
         )  # fmt: skip
         duration = f"{ms:.2f}"
-        response["X-Request-ID"] = state.request_id
-        if state.trace is not None:
-            response["traceparent"] = state.trace.traceparent
-        response["Server-Timing"] = (
-            f"app;dur={duration}, db;dur={state.query_ms:.2f}" if state.queries else "app;dur=" + duration
-        )
-        response["X-Response-Time"] = duration + "ms"
+        timing = f"app;dur={duration}, db;dur={state.query_ms:.2f}" if state.queries else "app;dur=" + duration
+        traceparent = state.trace.traceparent if state.trace is not None else ""
+        _set_headers(response, state.request_id, traceparent, timing, duration + "ms")
         if slow:
             slow_requests.add(state=state, route=route, method=request.method or "", path=request.path,
                               status=status, ms=ms)  # fmt: skip

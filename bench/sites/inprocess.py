@@ -7,6 +7,7 @@ Run by bench/monitoring_overhead.py with DJANGO_SETTINGS_MODULE=sites.opsite_set
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import statistics
@@ -61,6 +62,7 @@ PAGES = {"trivial": "/health/live", "20 queries": "/bench/twenty-queries"}
 
 def main() -> None:
     django.setup()
+    gc.freeze()  # as a web process does once started (monitoring.lifecycle)
     if sys.argv[1:2] == ["--count"]:
         count_only(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return

@@ -86,24 +86,33 @@ def ops_live(request: HttpRequest) -> JsonResponse:
 
 
 def _time_window(start: str, minutes: str) -> tuple[datetime, datetime]:
-    begin = parse_datetime(start) if start else None
+    """[start, start + minutes); without a start, the last ``minutes``."""
+    if not minutes.isdigit() or not 1 <= int(minutes) <= 1440:
+        raise ValueError("minutes must be a whole number from 1 to 1440")
+    span = timedelta(minutes=int(minutes))
+    if not start:
+        return timezone.now() - span, timezone.now()
+    try:
+        begin = parse_datetime(start)
+    except ValueError:
+        begin = None
     if begin is None:
         raise ValueError("start must be an ISO 8601 date and time, e.g. 2026-12-01T10:15:00Z")
     if timezone.is_naive(begin):
         begin = timezone.make_aware(begin, UTC)
-    if not minutes.isdigit() or not 1 <= int(minutes) <= 1440:
-        raise ValueError("minutes must be a whole number from 1 to 1440")
-    return begin, begin + timedelta(minutes=int(minutes))
+    return begin, begin + span
 
 
 @never_cache
 @require_GET
 @dashboard_access
 def ops_slow_requests(request: HttpRequest) -> HttpResponse:
-    """The slowest kept requests from ``start`` (ISO 8601) over ``minutes`` (1 to 1440): what a
-    point on the latency chart leads to."""
+    """The slowest kept requests from ``start`` (ISO 8601) over ``minutes`` (1 to 1440; without a
+    start, the last hour): what a point on the latency chart leads to."""
+    start_at = request.GET.get("start", "")
+    minutes = request.GET.get("minutes") or ("1" if start_at else "60")
     try:
-        start, end = _time_window(request.GET.get("start", ""), request.GET.get("minutes", "1"))
+        start, end = _time_window(start_at, minutes)
     except ValueError as exc:
         return ApiError(400, "invalid", str(exc)).response()
     rows = slow_requests_between(start=start, end=end, route=request.GET.get("route", "")[:300])

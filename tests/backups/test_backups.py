@@ -53,7 +53,7 @@ def test_backup_and_verify_on_postgres(make_staff, needs_postgres):
     assert 0 < backup.dump_seconds <= took and 0 <= backup.upload_seconds <= took
     assert backup.engine == "postgresql" and backup.format == "pg_dump custom" and backup.compression == "zstd"
     assert backup.row_counts["public.realtime_orderevent"] == 25
-    assert backup.migrations["realtime"].startswith("0001") and "PostgreSQL" in backup.tool_version
+    assert backup.migrations["realtime"].startswith("0002") and "PostgreSQL" in backup.tool_version
     assert backup_storage().exists(backup.path) and backup.dump_seconds is not None
     assert not partial_path(backup).exists()
 
@@ -456,3 +456,24 @@ def test_retention_keeps_the_newest_verified_backup_even_when_told_to_keep_none(
     older = _backup_row(Backup.Status.VERIFIED, 20, backup_dir)
     assert retention_apply() == [older.pk]
     assert Backup.objects.filter(pk=newest.pk).exists()
+
+
+def test_backup_runs_durations_and_sizes_are_cluster_wide_series(make_staff, needs_postgres):
+    from common.series import shared, shared_families
+
+    def figures() -> dict[tuple[str, str], float]:
+        shared.flush()
+        return {(s.name, s.labels.get("status", "")): s.value for family in shared_families() for s in family.samples
+                if s.name.startswith("opsite_backup_")}  # fmt: skip
+
+    before = figures()
+    backup = backup_create(reason="test")
+    after = figures()
+
+    def grew(name: str) -> float:
+        return after.get((name, "succeeded"), 0.0) - before.get((name, "succeeded"), 0.0)
+
+    assert grew("opsite_backup_runs_total") == 1
+    assert grew("opsite_backup_duration_seconds_count") == 1
+    assert 0 < grew("opsite_backup_duration_seconds_sum") < 120
+    assert grew("opsite_backup_size_bytes_sum") == backup.size_bytes

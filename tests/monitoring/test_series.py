@@ -267,3 +267,21 @@ def test_a_slow_request_is_kept_with_its_statements_and_listed_for_its_time(clie
     page = fresh.get(f"/admin/monitoring/slowrequest/{row.pk}/change/")
     assert page.status_code == 200 and row.request_id in page.content.decode()
     assert fresh.get("/admin/monitoring/slowrequest/", {"q": row.trace_id}).content.decode().count(row.request_id) >= 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"start": "yesterday"}, "start must be an ISO 8601"),
+        ({"start": "2026-13-45T99:00:00"}, "start must be an ISO 8601"),
+        ({"minutes": "0"}, "minutes must be a whole number from 1 to 1440"),
+        ({"minutes": "1441"}, "minutes must be a whole number from 1 to 1440"),
+        ({"minutes": "-5"}, "minutes must be a whole number from 1 to 1440"),
+    ],
+)
+def test_the_slow_request_list_refuses_a_bad_window_with_a_message(client, django_user_model, query, message):
+    client.force_login(django_user_model.objects.create_superuser("root-window", "w@example.com", "pw-123456"))
+    response = client.get("/ops/api/slow-requests", query)
+    assert response.status_code == 400 and message in response.json()["message"]
+    assert client.get("/ops/api/slow-requests").status_code == 200  # no window: the last hour

@@ -94,11 +94,21 @@ def install_log_record_factory() -> None:
 
 def comment_sql(execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
     """An execute wrapper (installed innermost): the statement carries its request's trace, so
-    the database log and ``pg_stat_statements`` tie a slow statement to its request."""
+    the database log and ``pg_stat_statements`` tie a slow statement to its request.
+
+    psycopg parses each distinct statement text for its placeholders once and caches the
+    result; a comment that differs per request would make every statement a new text to parse.
+    So with a client-side binding cursor the values are bound first (what that cursor does
+    anyway, from the cached parse) and the comment is added to the bound statement."""
     state = current_request.get()
-    if state is not None and state.trace is not None and isinstance(sql, str):
-        sql += state.trace.sql_comment()
-    return execute(sql, params, many, context)
+    if state is None or state.trace is None or not isinstance(sql, str):
+        return execute(sql, params, many, context)
+    comment = state.trace.sql_comment()
+    if params is not None and not many:
+        mogrify = getattr(getattr(context.get("cursor"), "cursor", None), "mogrify", None)
+        if mogrify is not None:
+            return execute(mogrify(sql, params) + comment, None, many, context)
+    return execute(sql + comment, params, many, context)
 
 
 def stamp_task_message(headers: dict[str, Any] | None = None, **_: Any) -> None:

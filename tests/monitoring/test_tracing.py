@@ -138,3 +138,27 @@ def test_a_task_sent_while_handling_a_request_carries_its_traceparent():
     outside: dict[str, str] = {}
     stamp_task_message(headers=outside)
     assert outside == {}
+
+
+@pytest.mark.django_db
+def test_bound_values_and_escaped_percents_survive_the_comment(django_user_model):
+    """With a trace, statements are bound before the comment is added: a value holding % and a
+    statement holding an escaped %% must give the same rows as without."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("current_query() is Postgres'")
+    django_user_model.objects.create(username="fifty%off")
+    django_user_model.objects.create(username="fifty-off")
+    token = current_request.set(RequestState("req-percent-1", TraceContext.from_header(INBOUND)))
+    try:
+        found = list(django_user_model.objects.filter(username__contains="%off").values_list("username", flat=True))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM auth_user WHERE username LIKE 'fifty%%' AND username <> %s", ["x"])
+            (count,) = cursor.fetchone()
+            cursor.execute("SELECT current_query()")
+            (received,) = cursor.fetchone()
+    finally:
+        current_request.reset(token)
+    assert found == ["fifty%off"] and count == 2
+    assert received.endswith("-01'*/") and TRACE in received

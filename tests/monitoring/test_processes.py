@@ -101,13 +101,6 @@ def test_a_real_workers_task_runs_reach_every_web_processs_metrics(start_server,
     env = {"OPS_API_TOKENS": TOKEN, "OPSITE_METRICS_FLUSH_S": "0.3", "OPSITE_METRICS_CACHE_S": "0"}
     web = start_server(env)
     start_celery(*solo_worker("series"), extra_env={**env, "OPSITE_SLOW_QUERY_MS": "0", "LOG_LEVEL": "WARNING"})
-    trace = TraceContext.from_header("00-9af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-    token = current_request.set(RequestState("series-req-0001", trace))
-    try:
-        sent = beat_heartbeat_task.delay()  # its result is not kept: the test waits on the series instead
-    finally:
-        current_request.reset(token)
-
     from prometheus_client.parser import text_string_to_metric_families
 
     def runs_and_durations() -> tuple[float, float]:
@@ -119,12 +112,26 @@ def test_a_real_workers_task_runs_reach_every_web_processs_metrics(start_server,
         counted = sum(s.value for s in samples if s.name == "opsite_celery_task_duration_seconds_count")
         return runs, counted
 
+    def traced_lines() -> list[str]:
+        worker_log = "\n".join(p.read_text() for p in tmp_path.glob("celery-*.log"))
+        return [line for line in worker_log.splitlines() if f"[{sent.id} trace={trace.trace_id}]" in line]
+
+    from common.series import shared
+
+    shared.flush()  # this process's own counts from earlier tests, in the same store
+    before = runs_and_durations()
+    trace = TraceContext.from_header("00-9af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    token = current_request.set(RequestState("series-req-0001", trace))
+    try:
+        sent = beat_heartbeat_task.delay()  # its result is not kept: the test waits on the series instead
+    finally:
+        current_request.reset(token)
+
     deadline = time.monotonic() + 40
-    runs, counted = runs_and_durations()
-    while runs < 1 and time.monotonic() < deadline:
+    after = runs_and_durations()
+    while (after[0] <= before[0] or not traced_lines()) and time.monotonic() < deadline:
         time.sleep(0.5)
-        runs, counted = runs_and_durations()
-    assert runs >= 1 and counted >= 1, (runs, counted)
-    worker_log = "\n".join(p.read_text() for p in tmp_path.glob("celery-*.log"))
-    traced = [line for line in worker_log.splitlines() if f"[{sent.id} trace={trace.trace_id}]" in line]
-    assert traced and "slow query" in traced[0], worker_log[-3000:]
+        after = runs_and_durations()
+    assert after[0] >= before[0] + 1 and after[1] >= before[1] + 1, (before, after)
+    traced = traced_lines()
+    assert traced and "slow query" in traced[0], "\n".join(p.read_text() for p in tmp_path.glob("celery-*.log"))[-3000:]

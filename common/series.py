@@ -85,13 +85,11 @@ class ExemplarStore:
 
     def __init__(self) -> None:
         self.mine: dict[tuple[str, tuple[str, ...], int], tuple[dict[str, str], float, float]] = {}
-        self.started = time.time()
         self.loop = BackgroundLoop("opsite-series-files", self.write, lambda: settings.OPSITE_EXEMPLAR_WRITE_S)
         os.register_at_fork(after_in_child=self._forget)
 
     def _forget(self) -> None:
         self.mine = {}
-        self.started = time.time()
 
     def put(self, key: tuple[str, tuple[str, ...], int], labels: dict[str, str], value: float) -> None:
         self.mine[key] = (labels, value, time.time())
@@ -107,7 +105,6 @@ class ExemplarStore:
         if directory is None:
             return
         body = {
-            "started": self.started,
             "gc": gc.get_stats(),
             "exemplars": [[name, list(values), bucket, labels, value, at]
                           for (name, values, bucket), (labels, value, at) in list(self.mine.items())],

@@ -50,7 +50,11 @@ class CountedSocket:
             children = (CountedChild(FRAMES.labels(*key)), CountedChild(FRAME_BYTES.labels(*key)))
             CountedSocket._children[key] = children
         children[0].inc()
-        children[1].inc(len(text_data.encode()) if text_data is not None else len(bytes_data or b""))
+        if text_data is not None:  # the JSON frames are ASCII: their length is their size
+            size = len(text_data) if text_data.isascii() else len(text_data.encode())
+        else:
+            size = len(bytes_data or b"")
+        children[1].inc(size)
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         if self._close_code is None and isinstance(code, int) and not isinstance(code, bool):

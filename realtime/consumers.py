@@ -16,7 +16,6 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from common.http import error_frame
-from common.series import exemplar_labels
 from common.sockets import CountedSocket
 from common.validation import non_negative_int
 
@@ -35,6 +34,8 @@ CLOSE_TOO_SLOW = 4008
 CLOSE_SERVER_ERROR = 1011  # something failed on the server: the board reconnects and resumes
 
 log = logging.getLogger(__name__)
+
+DELIVERY_SERIES = DELIVERY.labels()
 
 PING = json.dumps({"type": "ping"})
 PONG = json.dumps({"type": "pong"})
@@ -192,12 +193,10 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
                 await self.send(item[1])
 
     @staticmethod
-    def _delivered(sent: dict[str, Any] | None) -> None:
-        if sent is not None:
-            DELIVERY.labels().observe(
-                max(0.0, time.time() - sent["at"]),
-                exemplar_labels(sent.get("request_id", ""), sent.get("trace_id", "")),
-            )
+    def _delivered(delivery: tuple[float, dict[str, str]] | None) -> None:
+        if delivery is not None:
+            committed_at, labels = delivery
+            DELIVERY_SERIES.observe(max(0.0, time.time() - committed_at), labels)
 
     async def _heartbeat(self) -> None:
         last_access_check = time.monotonic()

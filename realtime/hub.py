@@ -20,6 +20,8 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from common.series import exemplar_labels
+
 from .presence import get_presence
 
 log = logging.getLogger(__name__)
@@ -173,7 +175,12 @@ class FeedHub:
         members = self.groups.get(message.get("group", ""), set())
         kind = message.get("type")
         if kind == "feed.events":
-            item = ("frames", message["frames"], message.get("sent"))
+            sent = message.get("sent")
+            # when the events committed and the exemplar ids, made once for every socket here
+            delivery = (
+                (sent["at"], exemplar_labels(sent.get("request_id", ""), sent.get("trace_id", ""))) if sent else None
+            )
+            item = ("frames", message["frames"], delivery)
             for sub in list(members):
                 sub.offer(item)
         elif kind == "feed.revoke":

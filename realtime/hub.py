@@ -158,6 +158,10 @@ class FeedHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if _being_cancelled():
+                    # the layer's own clean-up on cancellation can raise something else in its
+                    # place; the hub asked this loop to stop, so it stops
+                    raise asyncio.CancelledError from exc
                 if not rejoin:
                     log.warning("channel layer receive failed: %s", exc)
                 rejoin = True
@@ -187,6 +191,11 @@ class FeedHub:
             for sub in list(members):
                 if sub.user_id == message["user_id"] and message.get("session_key") in (None, sub.session_key):
                     sub.revoke()
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FeedHub] = weakref.WeakKeyDictionary()

@@ -11,6 +11,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from common.redis_connection import cancellable_pool_options
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -152,6 +154,7 @@ def redis_channel_layers(urls: list[str], prefix: str) -> dict[str, Any]:
             "socket_connect_timeout": 2,
             "retry": AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
             "retry_on_error": [RedisConnectionError],
+            **cancellable_pool_options(url),
         }
         for url in urls
     ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
@@ -60,3 +61,32 @@ async def staff_feed(make_staff: Any, query: str = "") -> tuple[Any, WebsocketCo
     staff = await database_sync_to_async(make_staff)()
     feed = await open_feed(staff.cookie, staff.restaurant.slug, query)
     return staff, feed, await next_frame(feed)
+
+
+@pytest.fixture(autouse=True)
+async def _tasks_end_when_cancelled():
+    """Every task a test leaves behind must end when cancelled, as they are when a socket
+    process stops; one that ignores the cancellation fails here in seconds, with its stack,
+    instead of hanging the event loop's close."""
+    yield
+    import asyncio
+    import io
+
+    current = asyncio.current_task()
+    left = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in left:
+        task.cancel()
+    if not left:
+        return
+    _done, pending = await asyncio.wait(left, timeout=5)
+    if pending:
+        stacks = io.StringIO()
+        for task in pending:
+            print(f"{task!r}", file=stacks)
+            awaited: Any = task.get_coro()
+            while awaited is not None:
+                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+                if frame is not None:
+                    print(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}", file=stacks)
+                awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        pytest.fail(f"{len(pending)} task(s) did not end when cancelled:\n{stacks.getvalue()}")

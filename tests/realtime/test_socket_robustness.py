@@ -106,3 +106,52 @@ async def test_the_host_itself_must_be_allowed(make_staff, settings):
     staff = await database_sync_to_async(make_staff)()
     assert await _handshake("http://evil.example", "evil.example", staff.cookie, staff.restaurant.slug) is False
     assert await _handshake("http://ops.example.com", "ops.example.com", staff.cookie, staff.restaurant.slug) is True
+
+
+async def test_the_hub_stops_when_its_layers_clean_up_raises_in_place_of_the_cancellation(make_staff, monkeypatch):
+    """The Redis layer's receive can raise an error of its own while cleaning up after a
+    cancellation; the hub's receive loop must still end when its last socket leaves."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    real_receive = layer.receive
+
+    async def receive_raising_on_cancel(channel: str):
+        try:
+            return await real_receive(channel)
+        except asyncio.CancelledError:
+            raise AssertionError("receive lock still held") from None
+
+    monkeypatch.setattr(layer, "receive", receive_raising_on_cancel)
+    _staff, feed, _hello = await staff_feed(make_staff)
+    hub = get_hub()
+    tasks = list(hub._tasks)
+    assert tasks, "the hub started its loops"
+    await feed.disconnect()
+    async with asyncio.timeout(5):
+        while not all(task.done() for task in tasks):
+            await asyncio.sleep(0.05)
+    assert all(task.cancelled() for task in tasks)
+
+
+async def test_a_receive_on_the_layer_ends_when_cancelled_at_any_moment(needs_redis):
+    """A cancellation that lands as a command is being sent must not be lost (Python 3.11's
+    wait_for drops it, and the receive then waits for ever): 200 receives cancelled at random
+    moments in their first milliseconds all end."""
+    import random
+
+    from channels.layers import channel_layers, get_channel_layer
+
+    stuck = []
+    for attempt in range(200):
+        channel_layers.backends.clear()  # a new layer and connection each time: the send path is hit
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        receiving = asyncio.create_task(layer.receive(channel))
+        await asyncio.sleep(random.uniform(0, 0.005))
+        receiving.cancel()
+        _done, pending = await asyncio.wait([receiving], timeout=3)
+        if pending:
+            stuck.append(attempt)
+            break
+    assert not stuck, f"receive {stuck} ignored its cancellation"

@@ -6,6 +6,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from .models import Backup
+from .storage import backup_storage, storage_label
 
 
 def newest_verified() -> Backup | None:
@@ -37,3 +38,20 @@ def recent(limit: int) -> list[Backup]:
 def change_marker() -> dict[str, Any]:
     """What changes whenever a backup starts, finishes or is verified (a cache key)."""
     return Backup.objects.aggregate(n=Max("pk"), f=Max("finished_at"), v=Max("verified_at"))
+
+
+def storage_remote() -> bool:
+    """Whether backups are kept off this machine (an S3 bucket), not on a local disk."""
+    return bool(getattr(backup_storage(), "bucket_name", None))
+
+
+def storage_where() -> str:
+    return storage_label(backup_storage())
+
+
+def storage_check() -> str:
+    """One round trip to the backup store (a listing of its root); its label. Raises when it
+    cannot be reached or refuses."""
+    storage = backup_storage()
+    storage.listdir("")
+    return storage_label(storage)

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 from django.conf import settings
@@ -344,6 +345,10 @@ def sink() -> Iterator[Sink]:
             self.send_response(state.status)
             self.end_headers()
 
+        def do_GET(self) -> None:  # a health endpoint, for dependency checks
+            self.send_response(state.status)
+            self.end_headers()
+
         def log_message(self, *args: Any) -> None:
             pass
 
@@ -353,3 +358,32 @@ def sink() -> Iterator[Sink]:
     thread.start()
     yield state
     server.shutdown()
+
+
+@pytest.fixture
+def s3_server() -> Iterator[str]:
+    """A local S3-compatible server (moto in server mode), with an empty bucket."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "moto server did not start"
+            time.sleep(0.2)
+    boto3.client("s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test",
+                 region_name="us-east-1").create_bucket(Bucket="opsite-test")  # fmt: skip
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def s3_storages(endpoint: str) -> dict[str, Any]:
+    """STORAGES with backups in the test bucket of the S3 server at ``endpoint``."""
+    return {**settings.STORAGES, "backups": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": "opsite-test", "location": "backups", "endpoint_url": endpoint, "access_key": "test",
+        "secret_key": "test", "region_name": "us-east-1", "file_overwrite": False}}}  # fmt: skip

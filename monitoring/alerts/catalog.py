@@ -67,6 +67,16 @@ CATALOG: dict[str, MetricInfo] = {
         MetricInfo("task_missed_runs", "missed scheduled runs", "runs", OVERALL_ONLY, reads_database=True),
         MetricInfo("task_duplicate_runs", "duplicate scheduled runs", "runs", OVERALL_ONLY, reads_database=True),
         MetricInfo("database_down", "database unreachable", "1 = yes", OVERALL_ONLY, windowed=False),
+        MetricInfo(
+            "dependency_down",
+            "external dependency failing (each of OPSITE_DEPENDENCIES, and the S3 backup store)",
+            "1 = yes; overall: how many",
+            ("overall", "dependency"),
+            windowed=False,
+        ),
+        MetricInfo(
+            "health_status", "overall health", "0 healthy, 1 degraded, 2 unhealthy", OVERALL_ONLY, windowed=False
+        ),
     )
 }
 

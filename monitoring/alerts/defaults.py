@@ -21,12 +21,19 @@ class DefaultRule:
     for_s: int = 60
     severity: str = Severity.WARNING
     description: str = ""
+    comparison: str = AlertRule.Comparison.ABOVE
 
 
 # The heartbeat job runs every 15 s: a heartbeat 45 s old is three missed beats, and the
 # watchdog sees it within its period, so this fires well within a minute of beat stopping.
 BEAT_RULE = "Beat heartbeat older than 45 seconds"
 BEAT_RULE_THRESHOLD_S = 45
+
+DEPENDENCY_RULE = "Dependency failing"
+HEALTH_RULE = "Health not healthy for 10 minutes"
+HEALTH_DEGRADED_FOR_S = 600
+# the rules later versions added, given to installs that already have rules by a migration
+ADDED_LATER = (DEPENDENCY_RULE, HEALTH_RULE)
 
 DEFAULT_RULES = [
     DefaultRule("Error rate above 5 %", "error_rate", 5, recovery=4, for_s=60, severity=Severity.CRITICAL,
@@ -44,7 +51,16 @@ DEFAULT_RULES = [
                             "or stuck): the watchdog evaluates meanwhile."),
     DefaultRule("No verified backup in 26 hours", "backup_age_s", 26 * 3600, for_s=0, severity=Severity.CRITICAL),
     DefaultRule("Database unreachable", "database_down", 1, recovery=0.5, window_s=60, for_s=0,
-                severity=Severity.CRITICAL, description="While it fires, rules that read the database are held."),
+                severity=Severity.CRITICAL, comparison=AlertRule.Comparison.AT_LEAST,
+                description="While it fires, rules that read the database are held."),
+    DefaultRule(DEPENDENCY_RULE, "dependency_down", 1, scope="dependency", recovery=0.5, window_s=60, for_s=120,
+                comparison=AlertRule.Comparison.AT_LEAST,
+                description="An external service in OPSITE_DEPENDENCIES, or the S3 backup store, has failed its "
+                            "check for 2 minutes; /health/dependencies shows the error and the circuit."),
+    DefaultRule(HEALTH_RULE, "health_status", 1, recovery=0.5, window_s=60, for_s=HEALTH_DEGRADED_FOR_S,
+                comparison=AlertRule.Comparison.AT_LEAST,
+                description="/health/detailed has not been healthy for 10 minutes; it names the checks that "
+                            "are not ok (manage.py monitor --once prints them)."),
     DefaultRule("Scheduled runs missed", "task_missed_runs", 0, window_s=3600, for_s=0),
     DefaultRule("Scheduled runs duplicated", "task_duplicate_runs", 0, window_s=3600, for_s=0),
 ]  # fmt: skip
@@ -63,7 +79,7 @@ def ensure_default_rules() -> int:
     for spec in DEFAULT_RULES:
         rule = AlertRule.objects.create(
             name=spec.name, metric=spec.metric, scope=spec.scope, threshold=spec.threshold,
-            comparison=AlertRule.Comparison.ABOVE if spec.metric != "database_down" else AlertRule.Comparison.AT_LEAST,
+            comparison=spec.comparison,
             recovery_threshold=spec.recovery, window_s=spec.window_s, for_s=spec.for_s, severity=spec.severity,
             description=spec.description,
         )  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import F
@@ -87,4 +88,24 @@ def notifications_send_due(*, now: datetime | None = None, limit: int = 200) -> 
     for notification in list(due[:limit]):
         outcome = deliver(notification, now=now)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def channels_announce(payload: dict[str, Any]) -> dict[str, str]:
+    """Send one message that belongs to no alert (a status change seen by the monitor) to every
+    enabled channel now; what became of it on each: sent, failed with the error, or skipped
+    while the channel's circuit is open."""
+    now = timezone.now()
+    outcomes: dict[str, str] = {}
+    for channel in NotificationChannel.objects.filter(enabled=True).order_by("name"):
+        if not _circuit_allows(channel, now):
+            outcomes[channel.name] = "skipped: the channel's circuit is open"
+            continue
+        try:
+            TRANSPORTS[channel.kind].send(channel, payload)
+        except Exception as exc:
+            log.warning("announcement via %s failed: %s", channel.name, exc)
+            outcomes[channel.name] = f"failed: {type(exc).__name__}: {exc}"
+        else:
+            outcomes[channel.name] = "sent"
     return outcomes

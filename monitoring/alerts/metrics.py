@@ -20,8 +20,9 @@ from django.db.models import Count, Q, Sum
 
 from backups.selectors import last_finished_failed, newest_verified_age_s
 from monitoring.alerts.catalog import CATALOG, MetricInfo
+from monitoring.health import dependencies
 from monitoring.health.celery_state import queue_depth
-from monitoring.health.probes import check_database_down
+from monitoring.health.probes import DEGRADED, HEALTHY, UNHEALTHY, check_database_down, last_status
 from monitoring.health.selectors import EVALUATOR, beat_heartbeat_age_s, heartbeat_age_s
 from monitoring.history.models import Resolution, RestaurantSnapshot
 from monitoring.ledger.models import TaskRun
@@ -187,6 +188,25 @@ def _database_down(reading: Reading) -> Values:
     return {OVERALL: 1.0 if check_database_down() else 0.0}
 
 
+def _dependency_down(reading: Reading) -> Values:
+    results = dependencies.check_all()
+    storage = dependencies.check_backup_storage()
+    if storage is not None:
+        results.append(storage)
+    down = {row["name"]: 0.0 if row["status"] == "ok" else 1.0 for row in results}
+    if reading.scope == "overall":
+        return {OVERALL: sum(down.values())}
+    return {(("dependency", name),): value for name, value in down.items()}
+
+
+def _health_status(reading: Reading) -> Values:
+    """The newest detailed report's overall status on any process (computed when none is kept)."""
+    status = last_status(compute=True)
+    return {OVERALL: None if status is None else HEALTH_LEVELS.get(status)}
+
+
+HEALTH_LEVELS = {HEALTHY: 0.0, DEGRADED: 1.0, UNHEALTHY: 2.0}
+
 _READERS: dict[str, Callable[[Reading], Values]] = {
     "error_rate": lambda r: _traffic(r, "error_rate"),
     "p95_ms": lambda r: _traffic(r, "p95_ms"),
@@ -206,5 +226,7 @@ _READERS: dict[str, Callable[[Reading], Values]] = {
     "task_missed_runs": lambda r: _task_runs(r, "missed"),
     "task_duplicate_runs": lambda r: _task_runs(r, "duplicate"),
     "database_down": _database_down,
+    "dependency_down": _dependency_down,
+    "health_status": _health_status,
 }
 METRICS: dict[str, Metric] = {key: Metric(**vars(info), read=_READERS[key]) for key, info in CATALOG.items()}

@@ -43,6 +43,7 @@ class AlertRule(models.Model):
         OVERALL = "overall", "overall"
         HOST = "host", "per host"
         RESTAURANT = "restaurant", "per restaurant"
+        DEPENDENCY = "dependency", "per dependency"
 
     class Comparison(models.TextChoices):
         ABOVE = "gt", ">"

@@ -118,6 +118,11 @@ def backup_storage() -> Probe:
     usage = shutil.disk_usage(path)
     used = 100 * usage.used / usage.total
     data = {"path": str(path), "free_gb": round(usage.free / 2**30, 2), "used_percent": round(used, 1)}
+    remote = dependencies.check_backup_storage()  # S3: reached through its breaker; local: the disk
+    if remote is not None:
+        data.update({"store": remote["url"], "store_ms": remote["ms"], "circuit": remote["circuit"]})
+        if remote["status"] != OK:
+            return Probe(FAILED, f"{remote['url']}: {remote['detail']}", data)
     limit = settings.OPSITE_HEALTH_SYSTEM_PERCENT_MAX
     if used > limit:
         return Probe(DEGRADED, f"disk {used:.0f} % used, over {limit} %", data)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 
+from backups.selectors import storage_check, storage_remote, storage_where
 from common.redaction import redact_url
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -54,18 +56,18 @@ def _call(url: str) -> int:
         return int(response.status)
 
 
-def check_one(name: str, url: str) -> dict[str, Any]:
+def _checked(name: str, shown: str, call: Callable[[], tuple[bool, str]]) -> dict[str, Any]:
+    """Call ``call`` (ok, detail) through the dependency's circuit breaker; its result as a row."""
     now = time.monotonic()
     with _lock:
         breaker = _breakers.setdefault(name, CircuitBreaker())
         state = breaker.state(now)
     if state == OPEN:
-        return {"name": name, "url": redact_url(url), "status": "failed", "ms": 0.0, "circuit": OPEN,
+        return {"name": name, "url": shown, "status": "failed", "ms": 0.0, "circuit": OPEN,
                 "detail": f"circuit open after {breaker.failures} failures"}  # fmt: skip
     started = time.perf_counter()
     try:
-        code = _call(url)
-        ok, detail = code < 500, f"HTTP {code}"
+        ok, detail = call()
     except Exception as exc:
         ok, detail = False, f"{type(exc).__name__}: {exc}"
     ms = (time.perf_counter() - started) * 1000
@@ -75,8 +77,31 @@ def check_one(name: str, url: str) -> dict[str, Any]:
         else:
             breaker.failed(time.monotonic())
         circuit = breaker.state(time.monotonic())
-    return {"name": name, "url": redact_url(url), "status": "ok" if ok else "failed", "ms": round(ms, 2),
+    return {"name": name, "url": shown, "status": "ok" if ok else "failed", "ms": round(ms, 2),
             "circuit": circuit, "detail": detail}  # fmt: skip
+
+
+def check_one(name: str, url: str) -> dict[str, Any]:
+    def call() -> tuple[bool, str]:
+        code = _call(url)
+        return code < 500, f"HTTP {code}"
+
+    return _checked(name, redact_url(url), call)
+
+
+BACKUP_STORAGE = "backup_storage"
+
+
+def check_backup_storage() -> dict[str, Any] | None:
+    """The remote backup store (S3) as a dependency: a listing of its root, through its breaker;
+    None when backups are kept on a local disk (the disk is watched as a host figure)."""
+    if not storage_remote():
+        return None
+
+    def call() -> tuple[bool, str]:
+        return True, f"listed {storage_check()}"
+
+    return _checked(BACKUP_STORAGE, storage_where(), call)
 
 
 def check_all() -> list[dict[str, Any]]:

@@ -239,6 +239,8 @@ OPS_API_TOKENS: list[str] = env.list("OPS_API_TOKENS", default=[])
 OPSITE_BACKUP_DIR = Path(env.path("OPSITE_BACKUP_DIR", default=str(DATA_DIR / "backups")))
 OPSITE_BACKUP_S3_BUCKET: str = env.str("OPSITE_BACKUP_S3_BUCKET", default="")
 if OPSITE_BACKUP_S3_BUCKET:
+    from botocore.config import Config as S3ClientConfig
+
     STORAGES["backups"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -250,6 +252,10 @@ if OPSITE_BACKUP_S3_BUCKET:
             "secret_key": env.str("OPSITE_BACKUP_S3_SECRET_KEY", default="") or None,
             "default_acl": "private",
             "file_overwrite": False,
+            # an unreachable store fails a check or a backup in seconds, not after minutes
+            "client_config": S3ClientConfig(
+                connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}
+            ),
         },
     }
 else:

@@ -1,49 +1,20 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 
 import boto3
-import httpx
 import pytest
 from django.contrib.auth.models import Permission
 
 from backups.models import Backup
 from backups.services import backup_create, backup_verify
-from tests.conftest import free_port
-
-
-@pytest.fixture
-def s3_server() -> Iterator[str]:
-    """A local S3-compatible server (moto in server mode), with an empty bucket."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, "moto server did not start"
-            time.sleep(0.2)
-    boto3.client("s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test",
-                 region_name="us-east-1").create_bucket(Bucket="opsite-test")  # fmt: skip
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+from tests.conftest import s3_storages
 
 
 @pytest.mark.django_db(transaction=True)
 def test_backups_round_trip_through_s3(s3_server, settings, tmp_path, make_staff, needs_postgres):
     settings.OPSITE_BACKUP_DIR = tmp_path
-    settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
-        "bucket_name": "opsite-test", "location": "backups", "endpoint_url": s3_server, "access_key": "test",
-        "secret_key": "test", "region_name": "us-east-1", "file_overwrite": False}}}  # fmt: skip
+    settings.STORAGES = s3_storages(s3_server)
     make_staff()
     backup = backup_create(reason="test")
     assert backup.storage == "s3://opsite-test" and backup.status == Backup.Status.SUCCEEDED

@@ -80,3 +80,22 @@ def test_an_older_release_with_data_upgrades_and_keeps_it(scratch_database):
         "print(Heartbeat.objects.get(name='beat').node, TaskRun.objects.get().task_id, AlertRule.objects.count() > 0)"
     )
     assert manage(scratch_database, "shell", "--no-imports", "-c", read).split() == ["old-host", "id-1", "True"]
+
+
+def test_an_install_with_rules_gets_the_rules_added_later(scratch_database):
+    manage(scratch_database, "migrate", "monitoring", "0008", "--no-input")  # the defaults of that release
+    with psycopg.connect(scratch_database, autocommit=True) as db:
+        db.execute("DELETE FROM monitoring_alertrule WHERE name <> 'Error rate above 5 %'")  # an admin's choice
+    manage(scratch_database, "migrate", "--no-input")
+    with psycopg.connect(scratch_database) as db:
+        names = {name for (name,) in db.execute("SELECT name FROM monitoring_alertrule").fetchall()}
+    assert names == {"Error rate above 5 %", "Dependency failing", "Health not healthy for 10 minutes"}
+
+
+def test_a_fresh_install_gets_every_default_rule_once(scratch_database):
+    from monitoring.alerts.defaults import DEFAULT_RULES
+
+    manage(scratch_database, "migrate", "--no-input")
+    with psycopg.connect(scratch_database) as db:
+        names = [name for (name,) in db.execute("SELECT name FROM monitoring_alertrule").fetchall()]
+    assert sorted(names) == sorted(rule.name for rule in DEFAULT_RULES)

@@ -28,10 +28,12 @@ class MonitoringConfig(AppConfig):
         from common.context import install_log_record_factory, stamp_task_message
         from monitoring.alerts.signals import alert_changed
         from monitoring.alerts.watchdog import watchdog_start
+        from monitoring.dashboard.warming import warm_caches_at_start
         from monitoring.health.checks import register_builtin
         from monitoring.ledger.runs import stamp_beat_message
         from monitoring.ledger.series import on_task_postrun as count_task_run
         from monitoring.ledger.series import on_task_prerun as start_task_context
+        from monitoring.lifecycle import STARTED_HOOKS
         from monitoring.nodes.reports import node_forget, reporter
         from monitoring.prometheus import install as install_prometheus
         from monitoring.requests.profiling import on_task_postrun, on_task_prerun
@@ -40,6 +42,8 @@ class MonitoringConfig(AppConfig):
         install_log_record_factory()
         install_prometheus()
         reporter.on_start.append(watchdog_start)
+        if warm_caches_at_start not in STARTED_HOOKS:
+            STARTED_HOOKS.append(warm_caches_at_start)
         register_builtin()
         task_prerun.connect(start_task_context, weak=False, dispatch_uid="monitoring.task_context")
         task_postrun.connect(count_task_run, weak=False, dispatch_uid="monitoring.task_series")

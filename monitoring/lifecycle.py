@@ -87,6 +87,12 @@ def web_process_started() -> None:
     install_drain_handler()
     reporter.start("web")
     gc.freeze()
+    for hook in STARTED_HOOKS:
+        hook()
+
+
+# What else runs as a web process starts, registered by the apps (cache warming).
+STARTED_HOOKS: list[Callable[[], object]] = []
 
 
 def starting_loops_on_first_use(app: Any) -> Any:

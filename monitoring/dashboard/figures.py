@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from backups.selectors import change_marker as backup_changes
 from backups.selectors import newest_verified, recent
-from common.cache import cached, hit_ratios
+from common.cache import hit_ratios, read_through
 from common.clock import floor_to
 from monitoring.alerts.models import Alert
 from monitoring.dashboard.selectors import ORDERS_CACHE, orders_today
@@ -175,9 +175,9 @@ def series_json(*, range_key: str, hosts: list[str] | None = None, refresh: bool
     window_end = floor_to(timezone.now(), chosen.resolution)
     newest = MetricSnapshot.objects.filter(resolution=chosen.resolution).aggregate(at=Max("taken_at"))["at"]
     parts = (chosen.key, sorted(hosts or []), window_end, newest)
-    return cached(SERIES_CACHE, parts,
-                  lambda: json.dumps(dashboard_series(range_key=range_key, hosts=hosts, now=window_end)),
-                  timeout=2 * chosen.resolution + 60, refresh=refresh)  # fmt: skip
+    return read_through(SERIES_CACHE, parts,
+                        lambda: json.dumps(dashboard_series(range_key=range_key, hosts=hosts, now=window_end)),
+                        timeout=2 * chosen.resolution + 60, refresh=refresh)  # fmt: skip
 
 
 def restaurant_series(window: Window) -> dict[str, dict[str, list[Any]]]:
@@ -238,8 +238,8 @@ def tables_json(*, refresh: bool = False) -> str:
         TaskRun.objects.aggregate(n=Max("pk"))["n"],
         backup_changes(),
     )
-    return cached(TABLES_CACHE, (minute, *changes), lambda: json.dumps(dashboard_tables(), default=str), timeout=120,
-                  refresh=refresh)  # fmt: skip
+    return read_through(TABLES_CACHE, (minute, *changes), lambda: json.dumps(dashboard_tables(), default=str),
+                        timeout=120, refresh=refresh)  # fmt: skip
 
 
 def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 
-from common.cache import cached
+from common.cache import read_through
 from common.labels import OTHER
 from common.replicas import on_replica
 from realtime.selectors import newest_event_id, order_totals
@@ -20,7 +20,7 @@ def orders_today(*, refresh: bool = False) -> dict[str, Any]:
 
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     newest = newest_event_id()
-    return cached(ORDERS_CACHE, (start, newest), lambda: _orders_since(start), timeout=3600, refresh=refresh)
+    return read_through(ORDERS_CACHE, (start, newest), lambda: _orders_since(start), timeout=3600, refresh=refresh)
 
 
 def _top_methods(by_method: dict[str, Any], keep: int) -> dict[str, str]:

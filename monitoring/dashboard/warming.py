@@ -9,12 +9,20 @@ on, so warming after a deploy or on schedule only ever puts the current answer i
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connections
 
 from monitoring.dashboard.figures import RANGES, series_json, tables_json
 from monitoring.dashboard.selectors import orders_today
 from monitoring.health.probes import detailed_report
+
+log = logging.getLogger(__name__)
 
 
 def cache_warm() -> dict[str, float]:
@@ -34,3 +42,31 @@ def cache_warm() -> dict[str, float]:
         warm()
         took[name] = time.perf_counter() - started
     return took
+
+
+WARM_AT_START_KEY = "warm:at-start"
+
+
+def warm_caches_at_start() -> threading.Thread | None:
+    """Fill the warmed caches in the background as the first web process of a deployment
+    starts, so the first dashboard after a deploy or a cache flush is not the one that waits;
+    the other processes starting within ``OPSITE_CACHE_WARM_START_LOCK_S`` leave it to that one."""
+    if not settings.OPSITE_CACHE_WARM_ON_START:
+        return None
+
+    def run() -> None:
+        try:
+            if not cache.add(
+                WARM_AT_START_KEY, settings.OPSITE_NODE_NAME, timeout=settings.OPSITE_CACHE_WARM_START_LOCK_S
+            ):
+                return
+            took = cache_warm()
+            log.info("caches warmed at start: %d entries in %.0f ms", len(took), sum(took.values()) * 1000)
+        except Exception as exc:  # a cold cache is slower, never broken
+            log.warning("could not warm the caches at start: %s", exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, name="opsite-cache-warm", daemon=True)
+    thread.start()
+    return thread

@@ -302,6 +302,9 @@ OPSITE_TRUSTED_PROXIES: list[str] = env.list("OPSITE_TRUSTED_PROXIES", default=[
 OPSITE_INGEST_RATE_PER_MINUTE: int = env.int("OPSITE_INGEST_RATE_PER_MINUTE", default=6000)
 
 # Health.
+# The first web process of a deployment fills the warmed caches in the background at start.
+OPSITE_CACHE_WARM_ON_START: bool = env.bool("OPSITE_CACHE_WARM_ON_START", default=True)
+OPSITE_CACHE_WARM_START_LOCK_S: int = env.int("OPSITE_CACHE_WARM_START_LOCK_S", default=60)
 OPSITE_HEALTH_CHECK_TIMEOUT_S: float = env.float("OPSITE_HEALTH_CHECK_TIMEOUT_S", default=2.0)
 OPSITE_HEALTH_READY_TIMEOUT_S: float = env.float("OPSITE_HEALTH_READY_TIMEOUT_S", default=3.0)
 OPSITE_HEALTH_DETAILED_TIMEOUT_S: float = env.float("OPSITE_HEALTH_DETAILED_TIMEOUT_S", default=5.0)

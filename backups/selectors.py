@@ -6,7 +6,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from .models import Backup
-from .storage import backup_storage, storage_label
+from .storage import STORE_BREAKER as STORE_BREAKER  # the name the health check shows the circuit under
+from .storage import backup_storage, is_remote, remote_call, storage_label
 
 
 def newest_verified() -> Backup | None:
@@ -42,7 +43,7 @@ def change_marker() -> dict[str, Any]:
 
 def storage_remote() -> bool:
     """Whether backups are kept off this machine (an S3 bucket), not on a local disk."""
-    return bool(getattr(backup_storage(), "bucket_name", None))
+    return is_remote(backup_storage())
 
 
 def storage_where() -> str:
@@ -53,5 +54,5 @@ def storage_check() -> str:
     """One round trip to the backup store (a listing of its root); its label. Raises when it
     cannot be reached or refuses."""
     storage = backup_storage()
-    storage.listdir("")
+    remote_call(storage, lambda: storage.listdir(""))
     return storage_label(storage)

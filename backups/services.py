@@ -26,7 +26,7 @@ from .engines import CHUNK, BackupError, Engine, engine_for
 from .models import Backup, BackupLock
 from .series import backup_observe
 from .signals import backup_finished
-from .storage import backup_storage, local_path, storage_label, stored_sha256
+from .storage import backup_storage, local_path, remote_call, storage_label, stored_sha256
 
 log = logging.getLogger(__name__)
 LOCK = "backups"
@@ -173,8 +173,12 @@ def _store(storage: Any, name: str, partial: Path) -> str:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial, target)
         return name
-    with partial.open("rb") as source:
-        return str(storage.save(name, File(source, name=name)))
+
+    def upload() -> str:
+        with partial.open("rb") as source:
+            return str(storage.save(name, File(source, name=name)))
+
+    return remote_call(storage, upload)
 
 
 @contextmanager

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+from django.conf import settings
 from django.core.files.storage import Storage, storages
 
+from common.resilience import BreakerPolicy, call_through
+
 CHUNK = 1 << 20
+T = TypeVar("T")
+STORE_BREAKER = "backup_storage"  # the circuit of a remote (S3) store, shared by uploads and checks
 
 
 def backup_storage() -> Storage:
@@ -38,3 +45,17 @@ def storage_label(storage: Storage) -> str:
         return f"s3://{bucket}"
     location = getattr(storage, "location", "")
     return f"file://{location}" if location else type(storage).__name__
+
+
+def is_remote(storage: Storage) -> bool:
+    return bool(getattr(storage, "bucket_name", None))
+
+
+def remote_call(storage: Storage, call: Callable[[], T]) -> T:
+    """A call to the store, through its circuit breaker when the store is remote: after
+    ``OPSITE_DEPENDENCY_FAILURES`` failures in a row it fails at once for
+    ``OPSITE_DEPENDENCY_RESET_S`` instead of waiting on a store that is down."""
+    if not is_remote(storage):
+        return call()
+    policy = BreakerPolicy(settings.OPSITE_DEPENDENCY_FAILURES, settings.OPSITE_DEPENDENCY_RESET_S)
+    return call_through(STORE_BREAKER, call, breaker=policy)

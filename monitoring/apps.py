@@ -26,10 +26,12 @@ class MonitoringConfig(AppConfig):
 
         from backups.signals import backup_finished
         from common.context import install_log_record_factory, stamp_task_message
+        from monitoring.alerts.delivery import channel_circuits
         from monitoring.alerts.signals import alert_changed
         from monitoring.alerts.watchdog import watchdog_start
         from monitoring.dashboard.warming import warm_caches_at_start
         from monitoring.health.checks import register_builtin
+        from monitoring.health.dependencies import CIRCUIT_SOURCES
         from monitoring.ledger.runs import stamp_beat_message
         from monitoring.ledger.series import on_task_postrun as count_task_run
         from monitoring.ledger.series import on_task_prerun as start_task_context
@@ -42,6 +44,8 @@ class MonitoringConfig(AppConfig):
         install_log_record_factory()
         install_prometheus()
         reporter.on_start.append(watchdog_start)
+        if channel_circuits not in CIRCUIT_SOURCES:
+            CIRCUIT_SOURCES.append(channel_circuits)
         if warm_caches_at_start not in STARTED_HOOKS:
             STARTED_HOOKS.append(warm_caches_at_start)
         register_builtin()

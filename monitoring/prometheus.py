@@ -31,12 +31,14 @@ from prometheus_client.registry import REGISTRY, Collector
 
 from backups.selectors import FINISHED_STATUSES, last_finished, newest_verified_age_s
 from common.replicas import monitor, replica_aliases
+from common.resilience import STATE_CODES
 from common.series import HostProcessCollector, WithExemplars, shared_families
 from monitoring import lifecycle
 from monitoring.alerts.models import Alert
 from monitoring.auth import ops_access
 from monitoring.dashboard.figures import cache_stats
 from monitoring.dashboard.selectors import orders_today
+from monitoring.health import dependencies
 from monitoring.health.celery_state import queue_depth
 from monitoring.health.selectors import EVALUATOR, beat_heartbeat_age_s, heartbeat_age_s
 from monitoring.ledger.models import TaskRun
@@ -89,6 +91,7 @@ class OpsiteCollector(Collector):
         yield from _backups()
         yield from _replicas()
         yield from _alerts_and_caches()
+        yield from _circuits()
         yield from shared_families()
         yield GaugeMetricFamily("opsite_uptime_seconds", "Seconds since the answering process started",
                                 value=lifecycle.uptime_seconds())  # fmt: skip
@@ -175,6 +178,16 @@ def _alerts_and_caches() -> Iterator[Metric]:
         if counts["ratio"] is not None:
             ratio.add_metric([namespace], float(counts["ratio"]))
     yield from (states, runs, ratio)
+
+
+def _circuits() -> Iterator[Metric]:
+    state = GaugeMetricFamily("opsite_circuit_state", "Circuit breakers: 0 closed, 1 half-open (trial), 2 open",
+                              labels=["circuit"])  # fmt: skip
+    failures = GaugeMetricFamily("opsite_circuit_failures", "Failed calls in a row per circuit", labels=["circuit"])
+    for row in dependencies.all_circuits():
+        state.add_metric([row["name"]], STATE_CODES[row["state"]])
+        failures.add_metric([row["name"]], row["failures"])
+    yield from (state, failures)
 
 
 def _backups() -> Iterator[Metric]:

@@ -3,17 +3,23 @@ notification log. Imported by monitoring/admin.py."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 
+from common.resilience import circuit_reset
 from monitoring.admin_base import ReadOnlyAdmin
+from monitoring.alerts.delivery import channel_circuit, channel_circuit_reset
 from monitoring.alerts.metrics import METRICS
 from monitoring.alerts.models import Alert, AlertRule, MuteWindow, Notification, NotificationChannel, Silence
+from monitoring.health.dependencies import all_circuits
 
 
 @admin.register(AlertRule)
@@ -88,8 +94,53 @@ class MuteWindowAdmin(admin.ModelAdmin):
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "enabled", "consecutive_failures", "open_until"]
+    list_display = ["name", "kind", "enabled", "circuit", "consecutive_failures", "open_until"]
     list_filter = ["kind", "enabled"]
+    actions = ["close_circuits"]
+
+    @admin.display(description="circuit")
+    def circuit(self, obj: NotificationChannel) -> str:
+        return channel_circuit(obj, timezone.now()).replace("_", "-")
+
+    @admin.action(description="Close the circuit (the channel was fixed: send again now)")
+    def close_circuits(self, request: HttpRequest, queryset: QuerySet[NotificationChannel]) -> None:
+        for channel in queryset:
+            channel_circuit_reset(channel)
+        self.message_user(request, f"closed the circuit of {queryset.count()} channel(s)", messages.SUCCESS)
+
+    def get_urls(self) -> list[Any]:
+        extra = [path("circuits/", self.admin_site.admin_view(self.circuits_view), name="monitoring_circuits")]
+        return extra + super().get_urls()
+
+    def circuits_view(self, request: HttpRequest) -> HttpResponse:
+        """Every circuit breaker (dependencies, the S3 backup store, the channels) with a reset."""
+        if request.method == "POST":
+            if not self.has_change_permission(request):
+                raise PermissionDenied("closing a circuit needs the change_notificationchannel permission")
+            name = request.POST.get("circuit", "")
+            known = {row["name"] for row in all_circuits()}
+            if name not in known:
+                self.message_user(request, f"no circuit named {name!r}", messages.ERROR)
+            elif name.startswith("channel:"):
+                for channel in NotificationChannel.objects.filter(name=name.removeprefix("channel:")):
+                    channel_circuit_reset(channel)
+                self.message_user(request, f"closed {name}", messages.SUCCESS)
+            else:
+                circuit_reset(name)
+                self.message_user(request, f"closed {name}", messages.SUCCESS)
+            return HttpResponseRedirect(request.path)
+        if not self.has_view_permission(request):
+            raise PermissionDenied("viewing circuits needs the view_notificationchannel permission")
+        rows = [{**row, "open_until": _moment(row["open_until"])} for row in all_circuits()]
+        context = {**self.admin_site.each_context(request), "title": "Circuit breakers", "circuits": rows,
+                   "can_reset": self.has_change_permission(request)}  # fmt: skip
+        return TemplateResponse(request, "admin/monitoring/circuits.html", context)
+
+
+def _moment(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    return timezone.localtime(datetime.fromtimestamp(epoch, tz=UTC)).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 @admin.register(Notification)

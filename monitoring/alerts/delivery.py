@@ -9,6 +9,7 @@ claimed trial delivery decides whether it closes again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from datetime import datetime, timedelta
@@ -18,12 +19,14 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from common.resilience import CLOSED, HALF_OPEN, BreakerPolicy, RetryPolicy, circuit_state, retried
 from monitoring.alerts.channels import TRANSPORTS
 from monitoring.alerts.models import Notification, NotificationChannel
 
 log = logging.getLogger(__name__)
 Status = Notification.Status
 MAX_BACKOFF_S = 3600.0
+ANNOUNCE_RETRY = RetryPolicy(attempts=3, backoff_s=0.5)
 
 
 def backoff_s(attempt: int) -> float:
@@ -37,12 +40,20 @@ def _lease(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.OPSITE_ALERT_SEND_TIMEOUT_S * 2 + 5)
 
 
+def channel_breaker() -> BreakerPolicy:
+    return BreakerPolicy(settings.OPSITE_ALERT_CIRCUIT_FAILURES, settings.OPSITE_ALERT_CIRCUIT_RESET_S)
+
+
+def channel_circuit(channel: NotificationChannel, now: datetime) -> str:
+    return circuit_state(failures=channel.consecutive_failures, open_until=channel.open_until, now=now,
+                         policy=channel_breaker())  # fmt: skip
+
+
 def _circuit_allows(channel: NotificationChannel, now: datetime) -> bool:
     """Closed, or open and past its time with this caller winning the single trial."""
-    if channel.consecutive_failures < settings.OPSITE_ALERT_CIRCUIT_FAILURES or channel.open_until is None:
-        return True
-    if channel.open_until > now:
-        return False
+    state = channel_circuit(channel, now)
+    if state != HALF_OPEN:
+        return state == CLOSED
     trial = NotificationChannel.objects.filter(pk=channel.pk, open_until=channel.open_until)
     return bool(trial.update(open_until=_lease(now)))
 
@@ -101,11 +112,27 @@ def channels_announce(payload: dict[str, Any]) -> dict[str, str]:
         if not _circuit_allows(channel, now):
             outcomes[channel.name] = "skipped: the channel's circuit is open"
             continue
-        try:
-            TRANSPORTS[channel.kind].send(channel, payload)
+        try:  # no notification log behind it to retry later: a few attempts now
+            retried(functools.partial(TRANSPORTS[channel.kind].send, channel, payload), ANNOUNCE_RETRY)
         except Exception as exc:
             log.warning("announcement via %s failed: %s", channel.name, exc)
             outcomes[channel.name] = f"failed: {type(exc).__name__}: {exc}"
         else:
             outcomes[channel.name] = "sent"
     return outcomes
+
+
+def channel_circuits(*, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each enabled channel's breaker, as the shared breakers are shown."""
+    now = now or timezone.now()
+    rows = []
+    for channel in NotificationChannel.objects.filter(enabled=True).order_by("name"):
+        state = channel_circuit(channel, now)
+        until = channel.open_until.timestamp() if state != CLOSED and channel.open_until else None
+        rows.append({"name": f"channel:{channel.name}", "state": state, "failures": channel.consecutive_failures,
+                     "open_until": until})  # fmt: skip
+    return rows
+
+
+def channel_circuit_reset(channel: NotificationChannel) -> None:
+    NotificationChannel.objects.filter(pk=channel.pk).update(consecutive_failures=0, open_until=None)

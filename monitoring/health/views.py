@@ -56,5 +56,8 @@ def health_detailed(request: HttpRequest) -> JsonResponse:
 @ops_access()
 def health_dependencies(request: HttpRequest) -> JsonResponse:
     results = dependencies.check_all()
+    storage = dependencies.check_backup_storage()
+    if storage is not None:
+        results.append(storage)
     status = "ok" if all(r["status"] == "ok" for r in results) else "degraded"
-    return JsonResponse({"status": status, "dependencies": results})
+    return JsonResponse({"status": status, "dependencies": results, "circuits": dependencies.all_circuits()})

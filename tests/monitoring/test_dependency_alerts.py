@@ -9,12 +9,13 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from backups.selectors import STORE_BREAKER
+from common.resilience import circuit_reset, circuits
 from monitoring.alerts.defaults import DEPENDENCY_RULE, HEALTH_DEGRADED_FOR_S, HEALTH_RULE, ensure_default_rules
 from monitoring.alerts.delivery import notifications_send_due
 from monitoring.alerts.evaluation import alerts_evaluate
 from monitoring.alerts.metrics import METRICS, OVERALL, Reading
 from monitoring.alerts.models import Alert, AlertRule, NotificationChannel
-from monitoring.health import dependencies
 from monitoring.health.probes import STATUS_KEY, run_checks
 from tests.conftest import free_port, s3_storages
 
@@ -23,9 +24,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def _fresh_breakers():
-    dependencies._breakers.clear()
+    for row in circuits():
+        circuit_reset(row["name"])
     yield
-    dependencies._breakers.clear()
 
 
 def read(metric: str, scope: str = "overall") -> dict:
@@ -45,7 +46,7 @@ def test_the_s3_backup_store_is_a_dependency_when_backups_go_there(s3_server, se
     settings.STORAGES = s3_storages(s3_server)
     assert read("dependency_down", "dependency") == {(("dependency", "backup_storage"),): 0.0}
     settings.STORAGES = s3_storages(f"http://127.0.0.1:{free_port()}")  # the store is unreachable
-    dependencies._breakers.clear()
+    circuit_reset(STORE_BREAKER)
     assert read("dependency_down", "dependency") == {(("dependency", "backup_storage"),): 1.0}
     result = run_checks(["backup_storage"], overall_timeout_s=30)["backup_storage"]
     assert result.status == "failed" and "s3://opsite-test" in result.detail

@@ -387,3 +387,15 @@ def s3_storages(endpoint: str) -> dict[str, Any]:
     return {**settings.STORAGES, "backups": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
         "bucket_name": "opsite-test", "location": "backups", "endpoint_url": endpoint, "access_key": "test",
         "secret_key": "test", "region_name": "us-east-1", "file_overwrite": False}}}  # fmt: skip
+
+
+def manage_py(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``manage.py <args>`` in a fresh process on the test database, as cron or a shell runs it."""
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env or server_env(),
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def refused_in_one_line(done: subprocess.CompletedProcess[str], says: str) -> bool:
+    """Whether a command failed and its last line of errors says ``says``."""
+    lines = done.stderr.strip().splitlines()
+    return done.returncode != 0 and bool(lines) and says in lines[-1]

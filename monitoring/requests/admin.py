@@ -13,9 +13,11 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from monitoring.admin_base import ReadOnlyAdmin
+from monitoring.requests.advisor import AdvisorUnavailable, duplicate_indexes, suggest, unused_indexes
 from monitoring.requests.models import FrontendErrorGroup, Profile, ProfileArm, QueryFingerprint, SlowRequest
 from monitoring.requests.pgstat import statement_deltas
 from monitoring.requests.queries import explain, n_plus_one_suspects, top_queries
+from monitoring.requests.report import statement_report
 from monitoring.requests.traffic import FRONTEND, window
 
 
@@ -25,7 +27,7 @@ class QueryFingerprintAdmin(ReadOnlyAdmin):
     list_filter = ["last_n_plus_one"]
     search_fields = ["fingerprint", "normalized", "n_plus_one_route"]
     readonly_fields = ["fingerprint", "normalized", "first_seen", "last_seen", "n_plus_one_route", "last_n_plus_one"]
-    actions = ["explain_selected"]
+    actions = ["explain_selected", "suggest_indexes"]
 
     @admin.display(description="statement")
     def short_sql(self, obj: QueryFingerprint) -> str:
@@ -41,9 +43,38 @@ class QueryFingerprintAdmin(ReadOnlyAdmin):
             else:
                 self.message_user(request, f"{row.fingerprint}:\n{plan}", messages.INFO)
 
+    @admin.action(description="Suggest indexes (tried with HypoPG, or a rolled-back trial index)")
+    def suggest_indexes(self, request: HttpRequest, queryset: QuerySet[QueryFingerprint]) -> None:
+        for row in queryset[:5]:
+            try:
+                tips = suggest(row.normalized)
+            except (AdvisorUnavailable, ValueError) as exc:
+                self.message_user(request, f"{row.fingerprint}: {exc}", messages.WARNING)
+                continue
+            if not tips:
+                self.message_user(request, f"{row.fingerprint}: no index would lower its cost by 10 % or more")
+            for tip in tips:
+                self.message_user(request, f"{row.fingerprint}: {tip.candidate.ddl} — plan cost {tip.cost_before} → "
+                                           f"{tip.cost_after} (-{tip.gain_pct} %, {tip.method})")  # fmt: skip
+
     def get_urls(self) -> list[Any]:
-        extra = [path("live/", self.admin_site.admin_view(self.live_view), name="monitoring_queries_live")]
+        view = self.admin_site.admin_view
+        extra = [path("live/", view(self.live_view), name="monitoring_queries_live"),
+                 path("advisor/", view(self.advisor_view), name="monitoring_index_advisor")]  # fmt: skip
         return extra + super().get_urls()
+
+    def advisor_view(self, request: HttpRequest) -> TemplateResponse:
+        """Index suggestions for the heaviest SELECTs of the last hour, unused and duplicate indexes."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied("the index advisor needs the view_queryfingerprint permission")
+        context: dict[str, Any] = {**self.admin_site.each_context(request), "title": "Index advisor"}
+        try:
+            report = statement_report(minutes=60, limit=10, with_advice=True)
+            context.update(statements=[row for row in report["statements"] if row["sql"].lower().startswith("select")],
+                           unused=unused_indexes(), duplicates=duplicate_indexes())  # fmt: skip
+        except AdvisorUnavailable as exc:
+            context["unavailable"] = str(exc)
+        return TemplateResponse(request, "admin/monitoring/advisor.html", context)
 
     def live_view(self, request: HttpRequest) -> TemplateResponse:
         """The heaviest statements and the N+1 suspects over the last hour, across all processes."""

@@ -10,6 +10,7 @@ Nothing here talks to a database or Redis on the request path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -17,7 +18,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,18 @@ _SPACE = re.compile(r"\s+")
 _observing_disabled = threading.local()
 
 
+@contextlib.contextmanager
+def unobserved() -> Iterator[None]:
+    """Statements run inside are not counted: opsite's own bookkeeping and diagnostics (the
+    statistics' flush, EXPLAIN, the index advisor) must not show up as the application's load."""
+    before = getattr(_observing_disabled, "on", False)
+    _observing_disabled.on = True
+    try:
+        yield
+    finally:
+        _observing_disabled.on = before
+
+
 # "GROUP BY 1, 2" names select-list positions, not values: kept, or the statement means
 # something else (and EXPLAIN of the normalized text fails).
 _POSITIONS = re.compile(r"\b((?:GROUP|ORDER) BY )((?:\d+(?:\s+(?:ASC|DESC))?\s*,\s*)*\d+\b)", re.IGNORECASE)
@@ -48,8 +61,13 @@ _HIDE_DIGITS = str.maketrans("0123456789", "".join(chr(0xE000 + d) for d in rang
 _SHOW_DIGITS = {0xE000 + d: str(d) for d in range(10)}
 
 
+# Django names each savepoint after its thread and a counter: one statement shape, not thousands.
+_SAVEPOINT = re.compile(r'\b((?:RELEASE |ROLLBACK TO )?SAVEPOINT )"?[A-Za-z0-9_]+"?', re.IGNORECASE)
+
+
 def normalize(sql: str) -> str:
-    text = _STRING.sub("?", sql)
+    text = _SAVEPOINT.sub(r"\1?", sql)
+    text = _STRING.sub("?", text)
     text = _POSITIONS.sub(lambda m: m.group(1) + m.group(2).translate(_HIDE_DIGITS), text)
     text = _NUMBER.sub("?", text).translate(_SHOW_DIGITS)
     text = _IN_LIST.sub("(...)", text)
@@ -120,14 +138,12 @@ class QueryAggregator:
             n_plus_one, self._n_plus_one = dict(self._n_plus_one), defaultdict(int)
         if not pending and not n_plus_one:
             return
-        _observing_disabled.on = True
-        try:
-            get_query_store().add(pending, n_plus_one)
-            _catalogue(samples, n_plus_one)
-        except Exception as exc:
-            log.warning("could not flush query statistics: %s", exc)
-        finally:
-            _observing_disabled.on = False
+        with unobserved():
+            try:
+                get_query_store().add(pending, n_plus_one)
+                _catalogue(samples, n_plus_one)
+            except Exception as exc:
+                log.warning("could not flush query statistics: %s", exc)
 
 
 def _catalogue(samples: dict[str, str], n_plus_one: dict[tuple[int, str, str], int]) -> None:
@@ -281,12 +297,22 @@ def install_observer(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
         connection.execute_wrappers.append(comment_sql)
 
 
-def top_queries(minutes: int, limit: int = 20) -> list[dict[str, Any]]:
-    """The heaviest fingerprints over a window, with their text from the catalogue."""
+SORTS = {
+    "total": lambda t: t.total_ms,
+    "mean": lambda t: t.total_ms / t.count if t.count else 0.0,
+    "count": lambda t: t.count,
+}
 
-    last = int(time.time()) // 60
+
+def top_queries(minutes: int, limit: int = 20, *, sort: str = "total", last_minute: int | None = None
+                ) -> list[dict[str, Any]]:  # fmt: skip
+    """The heaviest fingerprints over the ``minutes`` up to ``last_minute`` (epoch minutes; now
+    by default), by total time, mean time or count, with their text from the catalogue and
+    their share of the window's total time."""
+    last = int(time.time()) // 60 if last_minute is None else last_minute
     totals, _ = get_query_store().read(last - minutes + 1, last)
-    heaviest = sorted(totals.items(), key=lambda item: item[1].total_ms, reverse=True)[:limit]
+    all_ms = sum(t.total_ms for t in totals.values()) or 1.0
+    heaviest = sorted(totals.items(), key=lambda item: SORTS[sort](item[1]), reverse=True)[:limit]
     texts = dict(
         QueryFingerprint.objects.filter(fingerprint__in=[fp for fp, _ in heaviest]).values_list(
             "fingerprint", "normalized"
@@ -300,13 +326,14 @@ def top_queries(minutes: int, limit: int = 20) -> list[dict[str, Any]]:
             "total_ms": round(t.total_ms, 2),
             "mean_ms": round(t.total_ms / t.count, 3) if t.count else 0.0,
             "max_ms": round(t.max_ms, 2),
+            "share_pct": round(100 * t.total_ms / all_ms, 1),
         }
         for fp, t in heaviest
     ]
 
 
-def n_plus_one_suspects(minutes: int) -> list[dict[str, Any]]:
-    last = int(time.time()) // 60
+def n_plus_one_suspects(minutes: int, *, last_minute: int | None = None) -> list[dict[str, Any]]:
+    last = int(time.time()) // 60 if last_minute is None else last_minute
     _, flagged = get_query_store().read(last - minutes + 1, last)
     rows = []
     for key, hits in sorted(flagged.items(), key=lambda item: item[1], reverse=True):
@@ -318,6 +345,25 @@ def n_plus_one_suspects(minutes: int) -> list[dict[str, Any]]:
 _PLACEHOLDER = re.compile(r"%s|\?")
 
 
+def generic_plan_rows(cursor: Any, normalized: str, *, options: str = "") -> list[tuple[Any, ...]]:
+    """``EXPLAIN [options]`` of a normalized statement on Postgres, as a generic plan: every
+    folded literal and parameter a placeholder of a prepared statement planned under
+    ``plan_cache_mode = force_generic_plan``. Run inside the caller's transaction."""
+    sql = normalized.replace("(...)", "(?)")
+    count = len(_PLACEHOLDER.findall(sql))
+    numbered = iter(range(1, count + 1))
+    prepared = _PLACEHOLDER.sub(lambda _: f"${next(numbered)}", sql)
+    name = f"opsite_explain_{threading.get_ident()}"
+    cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    cursor.execute(f"PREPARE {name} AS {prepared}")
+    try:
+        args = ", ".join(["NULL"] * count)
+        cursor.execute(f"EXPLAIN {options} EXECUTE {name}" + (f"({args})" if count else ""))
+        return list(cursor.fetchall())
+    finally:
+        cursor.execute(f"DEALLOCATE {name}")  # prepared statements outlive a rollback
+
+
 def explain(normalized: str, *, timeout_ms: int = 2000) -> str:
     """EXPLAIN a normalized SELECT without any value: every folded literal and parameter becomes
     a placeholder, planned as a generic plan (Postgres: a prepared statement under
@@ -326,29 +372,19 @@ def explain(normalized: str, *, timeout_ms: int = 2000) -> str:
     if not normalized.lstrip().lower().startswith("select"):
         raise ValueError("only SELECT statements are explained")
     connection = connections["default"]
-    sql = normalized.replace("(...)", "(?)")
-    count = len(_PLACEHOLDER.findall(sql))
 
     class _Rollback(Exception):
         pass
 
     lines: list[str] = []
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
+        with unobserved(), transaction.atomic(), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                numbered = iter(range(1, count + 1))
-                prepared = _PLACEHOLDER.sub(lambda _: f"${next(numbered)}", sql)
-                name = f"opsite_explain_{threading.get_ident()}"
                 cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-                cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-                cursor.execute(f"PREPARE {name} AS {prepared}")
-                try:
-                    args = ", ".join(["NULL"] * count)
-                    cursor.execute(f"EXPLAIN EXECUTE {name}" + (f"({args})" if count else ""))
-                    lines = [" ".join(str(c) for c in row) for row in cursor.fetchall()]
-                finally:
-                    cursor.execute(f"DEALLOCATE {name}")  # prepared statements outlive a rollback
+                lines = [" ".join(str(c) for c in row) for row in generic_plan_rows(cursor, normalized)]
             else:
+                sql = normalized.replace("(...)", "(?)")
+                count = len(_PLACEHOLDER.findall(sql))
                 cursor.execute("EXPLAIN QUERY PLAN " + _PLACEHOLDER.sub("%s", sql), [None] * count)
                 lines = [" ".join(str(c) for c in row) for row in cursor.fetchall()]
             raise _Rollback

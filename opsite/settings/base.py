@@ -302,6 +302,10 @@ OPSITE_TRUSTED_PROXIES: list[str] = env.list("OPSITE_TRUSTED_PROXIES", default=[
 OPSITE_INGEST_RATE_PER_MINUTE: int = env.int("OPSITE_INGEST_RATE_PER_MINUTE", default=6000)
 
 # Health.
+# The index advisor: statement timeout of its EXPLAINs, and the largest table it builds a trial
+# index on (in a rolled-back transaction) when the server has no HypoPG.
+OPSITE_ADVISOR_TIMEOUT_MS: int = env.int("OPSITE_ADVISOR_TIMEOUT_MS", default=5000)
+OPSITE_ADVISOR_TRIAL_MAX_ROWS: int = env.int("OPSITE_ADVISOR_TRIAL_MAX_ROWS", default=100_000)
 # The first web process of a deployment fills the warmed caches in the background at start.
 OPSITE_CACHE_WARM_ON_START: bool = env.bool("OPSITE_CACHE_WARM_ON_START", default=True)
 OPSITE_CACHE_WARM_START_LOCK_S: int = env.int("OPSITE_CACHE_WARM_START_LOCK_S", default=60)

@@ -201,6 +201,13 @@ def test_probes_by_ip_pass_the_host_check_and_nothing_else_does(client, settings
     assert client.get("/health/live", HTTP_HOST="evil.example.net").status_code == 400  # a name, not an IP
 
 
+def test_savepoints_are_one_statement_shape_whatever_their_names():
+    names = ['SAVEPOINT "s140411_x12"', 'SAVEPOINT "s99_x1"', "SAVEPOINT s1_x3"]
+    assert {normalize(n) for n in names} == {"SAVEPOINT ?"}
+    assert normalize('RELEASE SAVEPOINT "s140411_x13"') == "RELEASE SAVEPOINT ?"
+    assert normalize('ROLLBACK TO SAVEPOINT "s7_x2"') == "ROLLBACK TO SAVEPOINT ?"
+
+
 def test_normalize_keeps_select_list_positions():
     assert normalize('SELECT "a", COUNT(*) FROM t WHERE x = 5 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 21') == (
         'SELECT "a", COUNT(*) FROM t WHERE x = ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?'

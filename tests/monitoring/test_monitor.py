@@ -20,15 +20,14 @@ from django.core.management import call_command
 from monitoring.alerts.models import NotificationChannel
 from monitoring.health import probes
 
-from ..conftest import ROOT, free_port, server_env
+from ..conftest import ROOT, free_port, manage_py, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 EXIT = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 
 
-def monitor(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "manage.py", "monitor", *args], cwd=ROOT, env=env or server_env(),
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+def monitor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return manage_py("monitor", *args, env=env)
 
 
 def test_once_as_json_exits_with_the_status_it_printed():

@@ -16,7 +16,7 @@ from django.test import override_settings
 from common.cache import CacheError, cached, hit_ratios, invalidate, invalidate_namespace, invalidate_pattern, store
 from monitoring.dashboard.warming import WARM_AT_START_KEY
 
-from ..conftest import ROOT, server_env
+from ..conftest import ROOT, manage_py, refused_in_one_line, server_env
 
 LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "cache-manager"}}
 
@@ -143,10 +143,7 @@ def test_a_bad_namespace_is_refused(namespace):
      (["--namespace", "Bad Name"], "cache namespace"), ([], "one of the arguments")],
 )  # fmt: skip
 def test_the_command_refuses_bad_input_in_one_line(args, says):
-    done = subprocess.run([sys.executable, "manage.py", "invalidate_cache", *args], cwd=ROOT, env=server_env(),
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert done.returncode != 0
-    assert says in done.stderr.strip().splitlines()[-1]
+    assert refused_in_one_line(manage_py("invalidate_cache", *args), says)
 
 
 @pytest.mark.django_db(transaction=True)

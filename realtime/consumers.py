@@ -121,18 +121,18 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
         finally:
             hub.user_socket_release(user.pk)  # joined (and counted as such), or failed
         head_seq, epoch = await _stream_head(restaurant.pk)
-        await self.send(
-            json.dumps(
-                {
-                    "type": "hello",
-                    "restaurant": restaurant.slug,
-                    "seq": head_seq,
-                    "epoch": epoch,
-                    "heartbeat_s": settings.OPSITE_FEED_HEARTBEAT_S,
-                }
-            )
-        )
-        self.last_seq = await self._resume(head_seq, epoch)
+        last_seq, client_epoch = self._requested_position()
+        plan = protocol.resume_plan(last_seq=last_seq, client_epoch=client_epoch, head_seq=head_seq, epoch=epoch,
+                                    replay_max=settings.OPSITE_FEED_REPLAY_MAX)  # fmt: skip
+        hello = {"type": "hello", "restaurant": restaurant.slug, "seq": head_seq, "epoch": epoch,
+                 "heartbeat_s": settings.OPSITE_FEED_HEARTBEAT_S, **plan.hello_fields()}  # fmt: skip
+        await self.send(json.dumps(hello))
+        if plan.kind is protocol.Resume.RESET:
+            await self.send(json.dumps({"type": "reset", "seq": head_seq, "epoch": epoch}))
+        elif plan.kind is protocol.Resume.REPLAY:
+            assert last_seq is not None
+            await self._replay(after_seq=last_seq, upto_seq=head_seq)
+        self.last_seq = head_seq
         self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._heartbeat())]
 
     def _requested_position(self) -> tuple[int | None, str | None]:
@@ -140,18 +140,20 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
         raw_seq, epoch = query.get("last_seq", [None])[0], query.get("epoch", [None])[0]
         return (None if raw_seq is None else non_negative_int(raw_seq)), epoch
 
-    async def _resume(self, head_seq: int, epoch: str) -> int:
-        """Replay what the client missed, or tell it to reset; return the seq it now has."""
-        last_seq, client_epoch = self._requested_position()
-        plan = protocol.resume(last_seq=last_seq, client_epoch=client_epoch, head_seq=head_seq, epoch=epoch,
-                               replay_max=settings.OPSITE_FEED_REPLAY_MAX)  # fmt: skip
-        if plan is protocol.Resume.RESET:
-            await self.send(json.dumps({"type": "reset", "seq": head_seq, "epoch": epoch}))
-        elif plan is protocol.Resume.REPLAY:
-            assert self.restaurant is not None and last_seq is not None
-            for _, text in await _frames_after(restaurant=self.restaurant, after_seq=last_seq, upto_seq=head_seq):
+    async def _replay(self, *, after_seq: int, upto_seq: int) -> None:
+        """Send every frame after ``after_seq`` up to ``upto_seq`` from the database, a page at a
+        time: a board back after hours gets thousands of events without the socket holding them
+        all at once."""
+        assert self.restaurant is not None
+        page = settings.OPSITE_FEED_REPLAY_PAGE
+        while after_seq < upto_seq:
+            frames = await _frames_after(restaurant=self.restaurant, after_seq=after_seq, upto_seq=upto_seq, limit=page)
+            if not frames:
+                break
+            for seq, text in frames:
                 await self.send(text)
-        return head_seq
+                after_seq = seq
+            self.last_seq = after_seq
 
     async def _catch_up(self, upto_seq: int | None) -> None:
         """Fill a gap from the database (after a lost or reordered broadcast)."""
@@ -165,9 +167,7 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
             await self.send(json.dumps({"type": "reset", "seq": upto_seq, "epoch": epoch}))
             self.last_seq = upto_seq
             return
-        for seq, text in await _frames_after(restaurant=self.restaurant, after_seq=self.last_seq, upto_seq=upto_seq):
-            await self.send(text)
-            self.last_seq = seq
+        await self._replay(after_seq=self.last_seq, upto_seq=upto_seq)
 
     async def _pump(self) -> None:
         """The only writer once connected: frames go out in seq order, exactly once."""

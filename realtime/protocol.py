@@ -15,6 +15,7 @@ once, in order. The consumer moves frames; these functions decide what it sends:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -36,12 +37,51 @@ class CatchUp(Enum):
 
 
 def resume(*, last_seq: int | None, client_epoch: str | None, head_seq: int, epoch: str, replay_max: int) -> Resume:
+    return resume_plan(last_seq=last_seq, client_epoch=client_epoch, head_seq=head_seq, epoch=epoch,
+                       replay_max=replay_max).kind  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What a connecting board gets, and what its ``hello`` says about it: ``resumed`` when every
+    event after its position follows on this socket; otherwise the ``reason`` and, when events
+    exist that the socket will not replay, the ``gap`` (first and last seq) the board must fetch
+    or show."""
+
+    kind: Resume
+    reason: str = ""
+    gap: tuple[int, int] | None = None
+
+    @property
+    def resumed(self) -> bool:
+        return self.kind is Resume.REPLAY
+
+    def hello_fields(self) -> dict[str, object]:
+        fields: dict[str, object] = {"resumed": self.resumed}
+        if self.reason:
+            fields["reason"] = self.reason
+        if self.gap is not None:
+            fields["gap"] = {"from": self.gap[0], "to": self.gap[1]}
+        return fields
+
+
+NO_POSITION = "no_position"  # a new board: it starts at the head
+EPOCH_CHANGED = "epoch_changed"  # the stream was started again: its position means nothing here
+AHEAD_OF_STREAM = "ahead_of_stream"  # a position past the head: not this stream's
+TOO_FAR_BEHIND = "too_far_behind"  # more missed events than the socket replays
+
+
+def resume_plan(*, last_seq: int | None, client_epoch: str | None, head_seq: int, epoch: str,
+                replay_max: int) -> ResumePlan:  # fmt: skip
     if last_seq is None:
-        return Resume.LIVE
-    elsewhere = bool(client_epoch) and client_epoch != epoch
-    if elsewhere or last_seq > head_seq or head_seq - last_seq > replay_max:
-        return Resume.RESET
-    return Resume.REPLAY
+        return ResumePlan(Resume.LIVE, NO_POSITION)
+    if client_epoch and client_epoch != epoch:
+        return ResumePlan(Resume.RESET, EPOCH_CHANGED)
+    if last_seq > head_seq:
+        return ResumePlan(Resume.RESET, AHEAD_OF_STREAM)
+    if head_seq - last_seq > replay_max:
+        return ResumePlan(Resume.RESET, TOO_FAR_BEHIND, (last_seq + 1, head_seq))
+    return ResumePlan(Resume.REPLAY)
 
 
 def on_frame(*, last_seq: int, seq: int) -> Frame:

@@ -62,8 +62,13 @@ def stream_head(restaurant_id: int) -> tuple[int, str]:
     return last_seq, epoch
 
 
-def feed_frames_after(*, restaurant: Restaurant, after_seq: int, upto_seq: int) -> list[tuple[int, str]]:
+def feed_frames_after(*, restaurant: Restaurant, after_seq: int, upto_seq: int, limit: int | None = None
+                      ) -> list[tuple[int, str]]:  # fmt: skip
+    """The feed frames of the events after ``after_seq`` up to ``upto_seq``, in order; at most
+    ``limit`` of them (a page: the next one starts after the last seq returned)."""
     events = OrderEvent.objects.filter(restaurant=restaurant, seq__gt=after_seq, seq__lte=upto_seq).order_by("seq")
+    if limit is not None:
+        events = events[:limit]
     return [(e.seq, event_frame(e, restaurant.slug)) for e in events]
 
 

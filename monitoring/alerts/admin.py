@@ -102,7 +102,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     def circuit(self, obj: NotificationChannel) -> str:
         return channel_circuit(obj, timezone.now()).replace("_", "-")
 
-    @admin.action(description="Close the circuit (the channel was fixed: send again now)")
+    @admin.action(description="Close the circuit (the channel was fixed: send again now)", permissions=["change"])
     def close_circuits(self, request: HttpRequest, queryset: QuerySet[NotificationChannel]) -> None:
         for channel in queryset:
             channel_circuit_reset(channel)

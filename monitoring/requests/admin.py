@@ -47,7 +47,7 @@ class QueryFingerprintAdmin(ReadOnlyAdmin):
     def suggest_indexes(self, request: HttpRequest, queryset: QuerySet[QueryFingerprint]) -> None:
         for row in queryset[:5]:
             try:
-                tips = suggest(row.normalized)
+                tips = suggest(row.normalized, allow_trial=request.user.is_superuser)  # others: HypoPG only
             except (AdvisorUnavailable, ValueError) as exc:
                 self.message_user(request, f"{row.fingerprint}: {exc}", messages.WARNING)
                 continue
@@ -69,7 +69,8 @@ class QueryFingerprintAdmin(ReadOnlyAdmin):
             raise PermissionDenied("the index advisor needs the view_queryfingerprint permission")
         context: dict[str, Any] = {**self.admin_site.each_context(request), "title": "Index advisor"}
         try:
-            report = statement_report(minutes=60, limit=10, with_advice=True)
+            # building a trial index (no HypoPG) takes a lock: only a superuser's visit does it
+            report = statement_report(minutes=60, limit=10, with_advice=True, allow_trial=request.user.is_superuser)
             context.update(statements=[row for row in report["statements"] if row["sql"].lower().startswith("select")],
                            unused=unused_indexes(), duplicates=duplicate_indexes())  # fmt: skip
         except AdvisorUnavailable as exc:

@@ -198,15 +198,16 @@ def _table_rows(cursor: Any, table: str) -> float:
     return float(row[0]) if row else 0.0
 
 
-def suggest(normalized: str, *, use_hypopg: bool | None = None) -> list[Suggestion]:
+def suggest(normalized: str, *, use_hypopg: bool | None = None, allow_trial: bool = True) -> list[Suggestion]:
     """The candidates for one normalized SELECT that lower its plan's cost by at least
     ``MIN_GAIN``, best first. Raises AdvisorUnavailable off Postgres, ValueError for a statement
-    that is not a SELECT. Its own statements are not counted in the query statistics."""
+    that is not a SELECT. Its own statements are not counted in the query statistics. Without
+    ``allow_trial`` nothing is ever built: only hypothetical indexes are tried."""
     with unobserved():
-        return _suggest(normalized, use_hypopg)
+        return _suggest(normalized, use_hypopg, allow_trial)
 
 
-def _suggest(normalized: str, use_hypopg: bool | None) -> list[Suggestion]:
+def _suggest(normalized: str, use_hypopg: bool | None, allow_trial: bool) -> list[Suggestion]:
     connection = _require_postgres()
     if not normalized.lstrip().lower().startswith("select"):
         raise ValueError("only SELECT statements are advised on")
@@ -223,6 +224,8 @@ def _suggest(normalized: str, use_hypopg: bool | None) -> list[Suggestion]:
         except _Rollback:
             pass
         for option in options:
+            if not hypothetical and not allow_trial:
+                break  # nothing may be built here and the server has no HypoPG
             after, method = _cost_with(cursor, normalized, option, hypothetical)
             if after is not None and before > 0 and (before - after) / before >= MIN_GAIN:
                 found.append(Suggestion(option, round(before, 2), round(after, 2), method))

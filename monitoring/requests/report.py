@@ -21,7 +21,8 @@ class ReportError(ValueError):
 
 
 def statement_report(*, minutes: int, until: datetime | None = None, sort: str = "total", limit: int = 20,
-                     with_advice: bool = False, now: datetime | None = None) -> dict[str, Any]:  # fmt: skip
+                     with_advice: bool = False, allow_trial: bool = True, now: datetime | None = None
+                     ) -> dict[str, Any]:  # fmt: skip
     now = now or datetime.now(UTC)
     until = until or now
     if sort not in SORTS:
@@ -43,17 +44,17 @@ def statement_report(*, minutes: int, until: datetime | None = None, sort: str =
     for row in statements:
         row["n_plus_one_routes"] = routes.get(row["fingerprint"], [])
         if with_advice:
-            row["advice"] = _advice(row["sql"])
+            row["advice"] = _advice(row["sql"], allow_trial)
     start = datetime.fromtimestamp((last_minute - minutes + 1) * 60, tz=UTC)
     end = datetime.fromtimestamp((last_minute + 1) * 60, tz=UTC)
     return {"from": start.isoformat(), "to": end.isoformat(), "sort": sort, "statements": statements}
 
 
-def _advice(sql: str) -> dict[str, Any]:
+def _advice(sql: str, allow_trial: bool) -> dict[str, Any]:
     if not sql.lstrip().lower().startswith("select"):
         return {"suggestions": [], "note": "only SELECT statements are advised on"}
     try:
-        return {"suggestions": [s.as_dict() for s in suggest(sql)]}
+        return {"suggestions": [s.as_dict() for s in suggest(sql, allow_trial=allow_trial)]}
     except AdvisorUnavailable as exc:
         return {"suggestions": [], "note": str(exc)}
     except Exception as exc:  # one statement the planner refuses must not end the report

@@ -73,6 +73,10 @@ def test_without_hypopg_a_trial_index_is_built_and_rolled_back(probe_table):
     )
 
 
+def test_nothing_is_built_where_trials_are_not_allowed(probe_table):
+    assert suggest(PROBE, use_hypopg=False, allow_trial=False) == []  # (view-only staff in the admin)
+
+
 def test_large_tables_are_not_tried_without_hypopg(probe_table, settings):
     settings.OPSITE_ADVISOR_TRIAL_MAX_ROWS = 1000
     assert suggest(PROBE, use_hypopg=False) == []

@@ -27,7 +27,7 @@ RESTAURANT_STAFF = {"restaurants/<slug:slug>/", "api/v1/restaurants/<slug:slug>/
 LOGGED_IN = {""}  # the list of restaurants one may watch: empty for a stranger
 DASHBOARD = {"ops/", "ops/api/series", "ops/api/tables", "ops/api/live", "ops/api/slow-requests"}
 # admin actions that change nothing and reveal nothing beyond the rows the viewer can list
-VIEW_SAFE_ACTIONS = {"explain_selected", "export_csv"}
+VIEW_SAFE_ACTIONS = {"explain_selected", "export_csv", "suggest_indexes"}  # read only (no trial index for them)
 
 
 def patterns(resolvers: list[Any] | None = None, prefix: str = "") -> Iterator[str]:

@@ -92,6 +92,45 @@ async def test_it_sends_reset_beyond_the_window_or_epoch(make_staff, settings):
     await other_epoch.disconnect()
 
 
+async def test_hello_says_whether_the_resume_is_complete_and_names_the_gap(make_staff, settings):
+    settings.OPSITE_FEED_REPLAY_MAX = 3
+    staff = await database_sync_to_async(make_staff)()
+    await ingest(staff.restaurant, *[event(f"o{n}") for n in range(6)])
+    cases = {
+        "": {"resumed": False, "reason": "no_position"},
+        "?last_seq=3": {"resumed": True},
+        "?last_seq=6": {"resumed": True},
+        "?last_seq=1": {"resumed": False, "reason": "too_far_behind", "gap": {"from": 2, "to": 6}},
+        "?last_seq=9": {"resumed": False, "reason": "ahead_of_stream"},
+        "?last_seq=5&epoch=older": {"resumed": False, "reason": "epoch_changed"},
+    }
+    for query, expected in cases.items():
+        feed = await open_feed(staff.cookie, staff.restaurant.slug, query)
+        hello = await next_frame(feed)
+        said = {key: hello[key] for key in ("resumed", "reason", "gap") if key in hello}
+        assert said == expected, query
+        await feed.disconnect()
+
+
+async def test_a_board_offline_for_hours_gets_every_missed_event_in_order_in_pages(make_staff, settings):
+    settings.OPSITE_FEED_REPLAY_PAGE = 700  # pages that do not divide the stretch evenly
+    staff = await database_sync_to_async(make_staff)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=0")
+    assert (await next_frame(feed))["resumed"] is True
+    await feed.disconnect()  # the board goes away; the kitchen keeps working
+    for batch in range(20):
+        await ingest(staff.restaurant, *[event(f"b{batch}-{n}") for n in range(500)])
+    back = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=0")
+    hello = await next_frame(back)
+    assert hello["resumed"] is True and hello["seq"] == 10_000
+    seqs = [(await next_frame(back, timeout=10))["seq"] for _ in range(10_000)]
+    assert seqs == list(range(1, 10_001))
+    await ingest(staff.restaurant, event("after"))
+    assert (await next_frame(back))["seq"] == 10_001  # live again, exactly once
+    assert await back.receive_nothing(timeout=0.3)
+    await back.disconnect()
+
+
 async def test_bad_frames_get_error_frames_and_the_socket_survives(make_staff):
     _staff, feed, _hello = await staff_feed(make_staff)
     await feed.send_to(text_data="{not json")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from realtime.protocol import CatchUp, Frame, Resume, catch_up, on_frame, resume
+from realtime.protocol import CatchUp, Frame, Resume, catch_up, on_frame, resume, resume_plan
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -62,3 +62,15 @@ def test_any_order_of_broadcasts_gives_every_seq_once_in_order(arrivals: list[in
         last = seq
     top = max([start, *arrivals])
     assert received == list(range(start + 1, top + 1))
+
+
+def test_the_plan_says_why_a_resume_is_not_complete_and_the_gap():
+    def said(last_seq, client_epoch="e1"):
+        return resume_plan(last_seq=last_seq, client_epoch=client_epoch, head_seq=10, epoch="e1",
+                           replay_max=5).hello_fields()  # fmt: skip
+
+    assert said(None) == {"resumed": False, "reason": "no_position"}
+    assert said(5) == {"resumed": True} and said(10) == {"resumed": True}
+    assert said(4) == {"resumed": False, "reason": "too_far_behind", "gap": {"from": 5, "to": 10}}
+    assert said(11) == {"resumed": False, "reason": "ahead_of_stream"}
+    assert said(7, client_epoch="e0") == {"resumed": False, "reason": "epoch_changed"}

@@ -72,10 +72,11 @@
       const frame = JSON.parse(message.data);
       if (frame.type === "hello") {
         attempts = 0;
-        setState("live", "live");
-        if (frame.epoch !== epoch) window.location.reload();
+        if (frame.epoch !== epoch) { window.location.reload(); return; }
+        // a gap the socket does not replay is fetched page by page after the reset that follows
+        setState("live", frame.gap ? "live, fetching " + (frame.gap.to - frame.gap.from + 1) + " missed orders…" : "live");
       } else if (frame.type === "reset") {
-        catchUp(frame.epoch).catch(function () { socket.close(); });
+        catchUp(frame.epoch).then(function () { setState("live", "live"); }).catch(function () { socket.close(); });
       } else if (frame.type === "ping") {
         socket.send('{"type":"pong"}');
       } else if (frame.type && frame.type.indexOf("order.") === 0) {

@@ -107,19 +107,15 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
             await self.close(CLOSE_FORBIDDEN)
             return
         hub = get_hub()
-        if not await hub.user_socket_claim(user.pk, settings.OPSITE_FEED_MAX_SOCKETS_PER_USER):
-            await self.close(CLOSE_TOO_MANY)
-            return
         self.user_id: int = user.pk
         self.session_key: str | None = getattr(self.scope.get("session"), "session_key", None)
         self.restaurant_slug = restaurant.slug
         # Subscribe before reading the head, so nothing committed in between is missed;
         # frames that arrive meanwhile wait in the inbox and are de-duplicated by seq.
+        if not await hub.join(feed_group(restaurant.pk), self, cap=settings.OPSITE_FEED_MAX_SOCKETS_PER_USER):
+            await self.close(CLOSE_TOO_MANY)
+            return
         self.restaurant, self.hub = restaurant, hub
-        try:
-            await hub.join(feed_group(restaurant.pk), self)
-        finally:
-            hub.user_socket_release(user.pk)  # joined (and counted as such), or failed
         head_seq, epoch = await _stream_head(restaurant.pk)
         last_seq, client_epoch = self._requested_position()
         plan = protocol.resume_plan(last_seq=last_seq, client_epoch=client_epoch, head_seq=head_seq, epoch=epoch,

@@ -22,7 +22,7 @@ from django.conf import settings
 
 from common.series import exemplar_labels
 
-from .presence import get_presence
+from .presence import RedisPresence, get_presence
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +49,65 @@ class FeedHub:
         self._lock = asyncio.Lock()
         self._counts: Counter[str] = Counter()
         self._claims: Counter[int] = Counter()  # sockets of a user past the cap check, not yet joined
+        self._shared_places: weakref.WeakSet[Any] = weakref.WeakSet()  # sockets holding a place in Redis
         self._presence_dirty = asyncio.Event()
 
-    async def join(self, group: str, sub: FeedSubscriber) -> None:
-        async with self._lock:
-            if self._channel is None:
-                self._layer = get_channel_layer()
-                self._channel = await self._layer.new_channel()
-                self._tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._presence_loop())]
-            if group not in self.groups:
-                self.groups[group] = set()
-                with contextlib.suppress(Exception):  # joined again by the receive loop once the layer is back
-                    await self._layer.group_add(group, self._channel)
-            self.groups[group].add(sub)
-            self._count(sub, +1)
+    async def join(self, group: str, sub: FeedSubscriber, *, cap: int | None = None) -> bool:
+        """Subscribe ``sub`` to ``group``; with a ``cap``, only while its user holds fewer than
+        ``cap`` sockets on every node (False, and nothing joined, when not). With Redis the place
+        is taken atomically across processes and held until the socket leaves."""
+        if cap is not None and not await self._take_place(sub, cap):
+            return False
+        try:
+            async with self._lock:
+                if self._channel is None:
+                    self._layer = get_channel_layer()
+                    self._channel = await self._layer.new_channel()
+                    self._tasks = [
+                        asyncio.create_task(self._receive_loop()),
+                        asyncio.create_task(self._presence_loop()),
+                    ]
+                if group not in self.groups:
+                    self.groups[group] = set()
+                    with contextlib.suppress(Exception):  # joined again by the receive loop once the layer is back
+                        await self._layer.group_add(group, self._channel)
+                self.groups[group].add(sub)
+                self._count(sub, +1)
+        except BaseException:
+            await self._give_place_back(sub)
+            raise
+        finally:
+            if cap is not None and sub not in self._shared_places:
+                self._release_local_claim(sub.user_id)
+        return True
+
+    async def _take_place(self, sub: FeedSubscriber, cap: int) -> bool:
+        presence = get_presence()
+        if isinstance(presence, RedisPresence):
+            try:
+                taken = await presence.claim(self.node, sub.user_id, cap, settings.OPSITE_PRESENCE_TTL_S)
+            except Exception as exc:
+                log.warning("presence store unreachable (%s); capping on this node's sockets only", exc)
+            else:
+                if taken:
+                    self._shared_places.add(sub)
+                return taken
+        # one process (no Redis), or Redis down: this node's exact count plus the others' published ones
+        self._claims[sub.user_id] += 1
+        if await self.user_sockets(sub.user_id) + self._claims[sub.user_id] > cap:
+            self._release_local_claim(sub.user_id)
+            return False
+        return True
+
+    async def _give_place_back(self, sub: FeedSubscriber) -> None:
+        if sub in self._shared_places:
+            self._shared_places.discard(sub)
+            presence = get_presence()
+            if isinstance(presence, RedisPresence):
+                try:
+                    await presence.release(self.node, sub.user_id)
+                except Exception as exc:  # the place goes with this node's presence when it expires
+                    log.warning("could not give back a socket place of user %s: %s", sub.user_id, exc)
 
     async def leave(self, group: str, sub: FeedSubscriber) -> None:
         async with self._lock:
@@ -72,6 +117,7 @@ class FeedHub:
             if sub in members:
                 members.discard(sub)
                 self._count(sub, -1)
+                await self._give_place_back(sub)
             if not members:
                 del self.groups[group]
                 with contextlib.suppress(Exception):
@@ -89,27 +135,19 @@ class FeedHub:
         self._presence_dirty.set()
 
     async def user_sockets(self, user_id: int) -> int:
-        """Sockets this user holds on every node: this node's exact count plus the others' published ones."""
-        key = f"u:{user_id}"
+        """Sockets this user holds on every node: with Redis the places taken there; else this
+        node's exact count plus the others' published ones."""
+        presence = get_presence()
         try:
-            others = await get_presence().user_sockets(user_id, except_node=self.node)
+            if isinstance(presence, RedisPresence):
+                return await presence.user_places(user_id)
+            others = await presence.user_sockets(user_id, except_node=self.node)
         except Exception as exc:
             log.warning("presence store unreachable (%s); counting this node's sockets only", exc)
             others = 0
-        return self._counts[key] + others
+        return self._counts[f"u:{user_id}"] + others
 
-    async def user_socket_claim(self, user_id: int, cap: int) -> bool:
-        """Hold a place for one more socket of this user when it stays within ``cap`` across
-        every node. The place is taken before anything is awaited, so sockets of one user
-        connecting at once on this node count each other; release it once the socket joined
-        (or failed to)."""
-        self._claims[user_id] += 1
-        if await self.user_sockets(user_id) + self._claims[user_id] > cap:
-            self.user_socket_release(user_id)
-            return False
-        return True
-
-    def user_socket_release(self, user_id: int) -> None:
+    def _release_local_claim(self, user_id: int) -> None:
         self._claims[user_id] -= 1
         if self._claims[user_id] <= 0:
             del self._claims[user_id]

@@ -29,6 +29,50 @@ def _node_key(node: str) -> str:
     return redis_key("presence", "node", node)
 
 
+def _user_key(user_id: int) -> str:
+    return redis_key("presence", "user", user_id)
+
+
+# One user's places across nodes, taken atomically: the sum of the places held by live nodes
+# (this one always counts; a node whose presence expired died, and its places go with it) is
+# compared with the cap and, when below, this node's count is raised — all in one step, so two
+# processes taking the last place at once cannot both get it.
+_CLAIM = """
+local now, cap, node = tonumber(ARGV[3]), tonumber(ARGV[2]), ARGV[1]
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), node)
+local fields = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #fields, 2 do
+  local holder, n = fields[i], tonumber(fields[i + 1])
+  if holder == node then
+    total = total + n
+  else
+    local alive = redis.call('ZSCORE', KEYS[2], holder)
+    if alive and tonumber(alive) > now then total = total + n else redis.call('HDEL', KEYS[1], holder) end
+  end
+end
+if total >= cap then return 0 end
+redis.call('HINCRBY', KEYS[1], node, 1)
+redis.call('EXPIRE', KEYS[1], 86400)
+return 1
+"""
+_RELEASE = """
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return left
+"""
+_COUNT = """
+local now = tonumber(ARGV[1])
+local fields = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #fields, 2 do
+  local alive = redis.call('ZSCORE', KEYS[2], fields[i])
+  if alive and tonumber(alive) > now then total = total + tonumber(fields[i + 1]) end
+end
+return total
+"""
+
+
 class LocalPresence:
     def __init__(self) -> None:
         self._tables: dict[str, tuple[float, dict[str, int]]] = {}
@@ -80,6 +124,17 @@ class RedisPresence:
             return 0
         raw = await client.mget([_node_key(n) for n in nodes])
         return sum(json.loads(r).get(f"u:{user_id}", 0) for r in raw if r)
+
+    async def claim(self, node: str, user_id: int, cap: int, ttl: float) -> bool:
+        """Take one of ``cap`` places of this user across every node, or refuse."""
+        taken = await self._client().eval(_CLAIM, 2, _user_key(user_id), _nodes_key(), node, cap, time.time(), ttl)
+        return bool(taken)
+
+    async def release(self, node: str, user_id: int) -> None:
+        await self._client().eval(_RELEASE, 1, _user_key(user_id), node)
+
+    async def user_places(self, user_id: int) -> int:
+        return int(await self._client().eval(_COUNT, 2, _user_key(user_id), _nodes_key(), time.time()))
 
     def tables(self) -> dict[str, dict[str, int]]:
         client = get_redis()

@@ -249,3 +249,38 @@ async def test_presence_counts_sockets_per_node_and_forgets_a_dead_node(make_sta
     await asyncio.sleep(3)
     assert await asyncio.to_thread(ours) == ({a.restaurant.slug: 1}, [1])
     await sockets[2].close()
+
+
+async def test_the_per_user_cap_is_exact_across_processes(make_staff, start_server):
+    """Twelve sockets of one user connecting at once to two processes, with a cap of ten: ten
+    are accepted and two refused with 4429, wherever they landed; one closing frees its place
+    for a socket on the other process."""
+    staff = await database_sync_to_async(make_staff)()
+    env = {"OPSITE_FEED_MAX_SOCKETS_PER_USER": "10"}
+    web_a, web_b = start_server(extra_env=env), start_server(extra_env=env)
+
+    async def attempt(n: int):
+        ws = await connect((web_a, web_b)[n % 2].url, staff.restaurant.slug, staff.cookie)
+        try:
+            first = await frame(ws)
+            return ws if first["type"] == "hello" else None
+        except websockets.ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 4429, closed
+            return None
+
+    outcomes = await asyncio.gather(*(attempt(n) for n in range(12)))
+    accepted = [ws for ws in outcomes if ws is not None]
+    assert len(accepted) == 10
+    refused_again = await attempt(0)
+    assert refused_again is None
+    await accepted[0].close()
+    await asyncio.sleep(0.3)
+    replacement = None
+    for _ in range(20):  # the close reaches its process, which gives the place back
+        replacement = await attempt(1)
+        if replacement is not None:
+            break
+        await asyncio.sleep(0.2)
+    assert replacement is not None, "a closed socket's place is given back across processes"
+    for ws in [*accepted[1:], replacement]:
+        await ws.close()

@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 
 from realtime.hub import get_hub
 
-from .conftest import close_code, close_code_answering_pings, next_frame, open_feed, staff_feed
+from .conftest import close_code, close_code_answering_pings, event, ingest, next_frame, open_feed, staff_feed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DEEP = "[" * 100_000 + "]" * 100_000  # deeper than Python's parser recurses
@@ -43,6 +43,7 @@ async def test_a_deeply_nested_frame_is_an_error_frame_not_a_crash(make_staff, s
 async def test_a_failing_replay_closes_1011_and_frees_the_users_place(make_staff, settings):
     settings.OPSITE_FEED_MAX_SOCKETS_PER_USER = 1
     staff = await database_sync_to_async(make_staff)()
+    await ingest(staff.restaurant, event("missed"))  # something to replay
     with mock.patch("realtime.consumers._frames_after", autospec=True, side_effect=RuntimeError("db gone")):
         feed = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=0")
         assert (await next_frame(feed))["type"] == "hello"

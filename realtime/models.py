@@ -3,6 +3,7 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -21,12 +22,27 @@ class Restaurant(models.Model):
     last_seq = models.BigIntegerField(default=0, editable=False)
     epoch = models.CharField(max_length=16, default=new_epoch, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Ticket times, as a kitchen display keeps them: an open order (no paid, completed or
+    # cancelled event yet) is late this long past its expected time, and very late after longer.
+    ticket_expected_s = models.PositiveIntegerField(
+        default=900, help_text="seconds an order is expected to take from its first event"
+    )
+    ticket_late_after_s = models.PositiveIntegerField(
+        default=300, help_text="an open order this many seconds past its expected time is late (amber)"
+    )
+    ticket_very_late_after_s = models.PositiveIntegerField(
+        default=420, help_text="an open order this many seconds past its expected time is very late (red)"
+    )
 
     class Meta:
         ordering = ["slug"]
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        if self.ticket_very_late_after_s <= self.ticket_late_after_s:
+            raise ValidationError({"ticket_very_late_after_s": "must be more than the late threshold"})
 
 
 class StaffMembership(models.Model):

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import SessionBase
-from django.db.models import Count, Max, QuerySet, Sum
+from django.db.models import Count, Max, Min, QuerySet, Sum
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -89,7 +89,8 @@ def board_orders_today(restaurant: Restaurant) -> list[dict[str, Any]]:
     for e in OrderEvent.objects.filter(
         restaurant=restaurant, occurred_at__gte=start, occurred_at__lt=start + timedelta(days=1)
     ).order_by("seq"):
-        order = orders.setdefault(e.order_id, {"order_id": e.order_id, "table": "", "currency": ""})
+        order = orders.setdefault(e.order_id, {"order_id": e.order_id, "table": "", "currency": "",
+                                               "opened_at": e.occurred_at})  # fmt: skip
         # A later event may leave out what an earlier one said (a payment names no table).
         order.update(
             status=e.type.split(".", 1)[1],
@@ -161,3 +162,30 @@ def events_between(start: datetime, end: datetime) -> QuerySet[OrderEvent]:
 def newest_event_id() -> int | None:
     """Grows with every stored event: whether anything arrived since a cached answer."""
     return OrderEvent.objects.aggregate(at=Max("pk"))["at"]
+
+
+TICKET_LOOKBACK = timedelta(hours=12)  # an order open longer than this is forgotten, not late
+CLOSING_TYPES = (OrderEvent.Type.PAID, OrderEvent.Type.COMPLETED, OrderEvent.Type.CANCELLED)
+
+
+def late_tickets(now: datetime | None = None) -> dict[str, dict[str, float]]:
+    """Per restaurant: open orders (opened in the last 12 hours, no paid, completed or cancelled
+    event yet) past the restaurant's expected time plus its late and very-late thresholds, and
+    how far past the expected time the oldest open order is (seconds; 0 without open orders)."""
+    now = now or timezone.now()
+    recent = OrderEvent.objects.filter(occurred_at__gte=now - TICKET_LOOKBACK)
+    opened = recent.values_list("restaurant_id", "order_id").annotate(at=Min("occurred_at")).order_by()
+    closed = set(recent.filter(type__in=CLOSING_TYPES).values_list("restaurant_id", "order_id").distinct())
+    restaurants = {r.pk: r for r in Restaurant.objects.only(
+        "slug", "ticket_expected_s", "ticket_late_after_s", "ticket_very_late_after_s")}  # fmt: skip
+    result = {r.slug: {"late": 0.0, "very_late": 0.0, "oldest_over_s": 0.0} for r in restaurants.values()}
+    for restaurant_id, order_id, at in opened:
+        restaurant = restaurants.get(restaurant_id)
+        if restaurant is None or (restaurant_id, order_id) in closed:
+            continue
+        over = (now - at).total_seconds() - restaurant.ticket_expected_s
+        figures = result[restaurant.slug]
+        figures["oldest_over_s"] = max(figures["oldest_over_s"], over)
+        figures["late"] += over > restaurant.ticket_late_after_s
+        figures["very_late"] += over > restaurant.ticket_very_late_after_s
+    return result

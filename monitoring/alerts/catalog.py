@@ -77,6 +77,22 @@ CATALOG: dict[str, MetricInfo] = {
         MetricInfo(
             "health_status", "overall health", "0 healthy, 1 degraded, 2 unhealthy", OVERALL_ONLY, windowed=False
         ),
+        MetricInfo(
+            "tickets_late",
+            "open orders past their expected time plus the restaurant's late threshold",
+            "orders",
+            RESTAURANTS,
+            reads_database=True,
+            windowed=False,
+        ),
+        MetricInfo(
+            "tickets_very_late",
+            "open orders past their expected time plus the restaurant's very-late threshold",
+            "orders",
+            RESTAURANTS,
+            reads_database=True,
+            windowed=False,
+        ),
     )
 }
 

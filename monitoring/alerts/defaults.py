@@ -32,8 +32,8 @@ BEAT_RULE_THRESHOLD_S = 45
 DEPENDENCY_RULE = "Dependency failing"
 HEALTH_RULE = "Health not healthy for 10 minutes"
 HEALTH_DEGRADED_FOR_S = 600
-# the rules later versions added, given to installs that already have rules by a migration
-ADDED_LATER = (DEPENDENCY_RULE, HEALTH_RULE)
+TICKETS_LATE_RULE = "Orders late"
+TICKETS_VERY_LATE_RULE = "Orders very late"
 
 DEFAULT_RULES = [
     DefaultRule("Error rate above 5 %", "error_rate", 5, recovery=4, for_s=60, severity=Severity.CRITICAL,
@@ -61,6 +61,14 @@ DEFAULT_RULES = [
                 comparison=AlertRule.Comparison.AT_LEAST,
                 description="/health/detailed has not been healthy for 10 minutes; it names the checks that "
                             "are not ok (manage.py monitor --once prints them)."),
+    DefaultRule(TICKETS_LATE_RULE, "tickets_late", 1, scope="restaurant", recovery=0.5, window_s=60, for_s=0,
+                comparison=AlertRule.Comparison.AT_LEAST,
+                description="Open orders are past the restaurant's expected ticket time plus its late threshold "
+                            "(by default 15 + 5 minutes; set per restaurant in the admin)."),
+    DefaultRule(TICKETS_VERY_LATE_RULE, "tickets_very_late", 1, scope="restaurant", recovery=0.5, window_s=60,
+                for_s=0, severity=Severity.CRITICAL, comparison=AlertRule.Comparison.AT_LEAST,
+                description="Open orders are past the restaurant's expected ticket time plus its very-late "
+                            "threshold (by default 15 + 7 minutes)."),
     DefaultRule("Scheduled runs missed", "task_missed_runs", 0, window_s=3600, for_s=0),
     DefaultRule("Scheduled runs duplicated", "task_duplicate_runs", 0, window_s=3600, for_s=0),
 ]  # fmt: skip

@@ -28,7 +28,7 @@ from monitoring.history.models import Resolution, RestaurantSnapshot
 from monitoring.ledger.models import TaskRun
 from monitoring.nodes.reports import live_nodes_by_host, newest, reported_traffic
 from monitoring.requests.traffic import ALL_ROUTES, FRONTEND_ERRORS, stats_of, window
-from realtime.selectors import events_between, presence_summary, restaurant_slugs
+from realtime.selectors import events_between, late_tickets, presence_summary, restaurant_slugs
 
 Labels = tuple[tuple[str, str], ...]
 Values = dict[Labels, float | None]
@@ -199,6 +199,13 @@ def _dependency_down(reading: Reading) -> Values:
     return {(("dependency", name),): value for name, value in down.items()}
 
 
+def _tickets(reading: Reading, figure: str) -> Values:
+    late = late_tickets(reading.now)
+    if reading.scope == "overall":
+        return {OVERALL: sum(figures[figure] for figures in late.values())}
+    return {(("restaurant", slug),): figures[figure] for slug, figures in late.items()}
+
+
 def _health_status(reading: Reading) -> Values:
     """The newest detailed report's overall status on any process (computed when none is kept)."""
     status = last_status(compute=True)
@@ -228,5 +235,7 @@ _READERS: dict[str, Callable[[Reading], Values]] = {
     "database_down": _database_down,
     "dependency_down": _dependency_down,
     "health_status": _health_status,
+    "tickets_late": lambda r: _tickets(r, "late"),
+    "tickets_very_late": lambda r: _tickets(r, "very_late"),
 }
 METRICS: dict[str, Metric] = {key: Metric(**vars(info), read=_READERS[key]) for key, info in CATALOG.items()}

@@ -4,6 +4,8 @@ here, once, with its existing email channel (an admin can edit or delete them as
 
 from django.db import migrations, models
 
+from common.migrations import rules_added
+
 ADDED = [
     {"name": "Dependency failing", "metric": "dependency_down", "scope": "dependency", "comparison": "gte",
      "threshold": 1, "recovery_threshold": 0.5, "window_s": 60, "for_s": 120, "severity": "warning",
@@ -17,22 +19,7 @@ ADDED = [
 ]  # fmt: skip
 
 
-def forwards(apps, schema_editor):
-    AlertRule = apps.get_model("monitoring", "AlertRule")
-    NotificationChannel = apps.get_model("monitoring", "NotificationChannel")
-    if not AlertRule.objects.exists():
-        return  # a fresh install: the defaults, these included, are made after migrate
-    channel = NotificationChannel.objects.filter(name="Operators by email").first()
-    for spec in ADDED:
-        rule, created = AlertRule.objects.get_or_create(name=spec["name"], defaults=spec)
-        if created and channel is not None:
-            rule.channels.add(channel)
-
-
-def backwards(apps, schema_editor):
-    AlertRule = apps.get_model("monitoring", "AlertRule")
-    for spec in ADDED:
-        AlertRule.objects.filter(name=spec["name"], metric=spec["metric"]).delete()
+forwards, backwards = rules_added(ADDED)
 
 
 class Migration(migrations.Migration):

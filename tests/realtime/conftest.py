@@ -90,3 +90,12 @@ async def _tasks_end_when_cancelled():
                     print(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}", file=stacks)
                 awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
         pytest.fail(f"{len(pending)} task(s) did not end when cancelled:\n{stacks.getvalue()}")
+
+
+def board_login(page: Any, server_url: str, staff: Any) -> None:
+    """Log in through the login page and land on the staff member's board."""
+    page.goto(f"{server_url}/accounts/login/?next=/restaurants/{staff.restaurant.slug}/")
+    page.fill("input[name=username]", staff.user.username)
+    page.fill("input[name=password]", "pw-123456")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"**/restaurants/{staff.restaurant.slug}/")

@@ -8,7 +8,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import ARTIFACTS, CHROMIUM_ARGS
 
-from .conftest import event
+from .conftest import board_login, event
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.processes]
 
@@ -49,14 +49,6 @@ def test_board_shows_a_new_order_without_a_reload(make_staff, start_server, chro
         browser.close()
 
 
-def _login(page, server_url: str, staff) -> None:
-    page.goto(f"{server_url}/accounts/login/?next=/restaurants/{staff.restaurant.slug}/")
-    page.fill("input[name=username]", staff.user.username)
-    page.fill("input[name=password]", "pw-123456")
-    page.click("input[type=submit]")
-    page.wait_for_url(f"**/restaurants/{staff.restaurant.slug}/")
-
-
 def test_board_rides_out_its_server_dying_and_shows_every_order_once_in_order(
     make_staff, start_server, chromium_path, needs_redis
 ):
@@ -73,7 +65,7 @@ def test_board_rides_out_its_server_dying_and_shows_every_order_once_in_order(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
-        _login(page, board_server.url, staff)
+        board_login(page, board_server.url, staff)
         expect(page.locator("#connection")).to_have_text("live", timeout=10_000)
         page.evaluate("window.__marker = 'same page'")
         assert httpx.post(f"{till.url}/api/v1/orders/events", json=event("R-1"), headers=headers).status_code == 201

@@ -41,14 +41,46 @@
     const currency = ev.currency || row.dataset.currency || "";
     row.dataset.table = table;
     row.dataset.currency = currency;
+    if (!row.dataset.opened) row.dataset.opened = ev.occurred_at;  // the order's first event
     row.replaceChildren(
       cell(ev.order_id), cell(status, "status"), cell(table), cell(String(ev.items_count)),
       cell(ev.total_amount + " " + currency),
-      cell(new Date(ev.occurred_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }))
+      cell(new Date(ev.occurred_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
+      cell("", "age")
     );
     row.dataset.seq = String(ev.seq);
     row.className = "status-" + status + (fresh ? " fresh" : "");
+    tickRow(row, Date.now());
   }
+
+  // Ticket times: how long each open order has been open, and whether it is past the
+  // restaurant's expected time plus its late or very-late threshold (said in words, not only colour).
+  const expectedS = parseInt(board.dataset.ticketExpected, 10);
+  const lateS = parseInt(board.dataset.ticketLate, 10);
+  const veryLateS = parseInt(board.dataset.ticketVeryLate, 10);
+  const OPEN = ["status-created", "status-updated"];
+
+  function tickRow(row, now) {
+    const ageCell = row.querySelector("td.age");
+    if (!ageCell) return;
+    const open = OPEN.some(function (cls) { return row.classList.contains(cls); });
+    row.classList.remove("ticket-late", "ticket-very-late");
+    if (!open || !row.dataset.opened) { ageCell.textContent = ""; return; }
+    const ageS = Math.max(0, Math.floor((now - Date.parse(row.dataset.opened)) / 1000));
+    const minutes = Math.floor(ageS / 60);
+    let text = minutes + ":" + String(ageS % 60).padStart(2, "0");
+    const over = ageS - expectedS;
+    if (over > veryLateS) { row.classList.add("ticket-very-late"); text += " very late"; }
+    else if (over > lateS) { row.classList.add("ticket-late"); text += " late"; }
+    ageCell.textContent = text;
+  }
+
+  function tick() {
+    const now = Date.now();
+    tbody.querySelectorAll("tr").forEach(function (row) { tickRow(row, now); });
+  }
+  tick();
+  window.setInterval(tick, 1000);
 
   async function catchUp(targetEpoch) {
     if (targetEpoch !== epoch) { window.location.reload(); return; }

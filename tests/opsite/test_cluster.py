@@ -158,15 +158,24 @@ async def test_two_webs_two_workers_one_beat(make_staff, start_server, start_cel
                 assert (frame["type"], frame["order_id"], frame["seq"]) == ("order.created", "cross-machine", seq)
 
                 # /health/stats and /metrics on either process count the other's requests and sockets.
-                before_count = await live_count(http, web_a.url)
-                for url, n in ((web_a.url, 5), (web_b.url, 7)):
-                    for _ in range(n):
-                        assert (await http.get(f"{url}/health/live")).status_code == 200
+                # The window is five minutes: earlier tests' requests to the route leave it at
+                # minute boundaries, so a reading spoiled by one is taken again (once at most).
+                for attempt in range(3):
+                    minute = int(time.time() // 60)
+                    before_count = await live_count(http, web_a.url)
+                    for url, n in ((web_a.url, 5), (web_b.url, 7)):
+                        for _ in range(n):
+                            assert (await http.get(f"{url}/health/live")).status_code == 200
 
-                async def stats_count() -> bool:
-                    return await live_count(http, web_a.url) - before_count == 12
+                    async def stats_count() -> bool:
+                        return await live_count(http, web_a.url) - before_count == 12  # noqa: B023
 
-                await eventually(stats_count, 15, "web A's /health/stats counts B's requests too")
+                    try:
+                        await eventually(stats_count, 10, "web A's /health/stats counts B's requests too")
+                        break
+                    except AssertionError:
+                        if attempt == 2 or int(time.time() // 60) == minute:
+                            raise  # no minute boundary passed: the count is really wrong
                 async with websockets.connect(ws_url(web_a.url, slug), origin=web_a.url,
                                               additional_headers={"Cookie": staff.cookie}) as on_a:  # fmt: skip
                     assert json.loads(await on_a.recv())["type"] == "hello"
@@ -181,7 +190,7 @@ async def test_two_webs_two_workers_one_beat(make_staff, start_server, start_cel
                         counted = await live_count(http, web_a.url)
                         return ((metric_value(text, "opsite_socket_nodes") or 0) >= 2
                                 and metric_value(text, "opsite_sockets", f'restaurant="{slug}"') == 2
-                                and counted - before_count >= 12 and abs((rate or 0.0) * seconds - counted) < 0.5)  # fmt: skip
+                                and counted >= 12 and abs((rate or 0.0) * seconds - counted) < 0.5)  # fmt: skip
 
                     await eventually(metrics_count, 20, "web B's /metrics counts A's socket and requests")
 

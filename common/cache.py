@@ -38,6 +38,8 @@ class CacheError(ValueError):
 
 
 def _namespace(namespace: str) -> str:
+    if namespace in NAMESPACES:  # checked once: this runs on every cached read
+        return namespace
     if not _NAMESPACE.match(namespace):
         raise CacheError(f"a cache namespace is 1-64 of a-z, 0-9, '.', '_', '-' (starting with a letter or digit): "
                          f"{namespace!r}")  # fmt: skip

@@ -15,7 +15,7 @@ import os
 import secrets
 import weakref
 from collections import Counter
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -27,6 +27,7 @@ from .presence import RedisPresence, get_presence
 log = logging.getLogger(__name__)
 
 PRESENCE_COALESCE_S = 0.25
+SHARED, LOCAL_CLAIM, REFUSED = "shared", "local", "refused"  # how a capped join holds its place
 
 
 class FeedSubscriber(Protocol):
@@ -56,7 +57,8 @@ class FeedHub:
         """Subscribe ``sub`` to ``group``; with a ``cap``, only while its user holds fewer than
         ``cap`` sockets on every node (False, and nothing joined, when not). With Redis the place
         is taken atomically across processes and held until the socket leaves."""
-        if cap is not None and not await self._take_place(sub, cap):
+        place = await self._take_place(sub, cap) if cap is not None else None
+        if place == REFUSED:
             return False
         try:
             async with self._lock:
@@ -77,11 +79,13 @@ class FeedHub:
             await self._give_place_back(sub)
             raise
         finally:
-            if cap is not None and sub not in self._shared_places:
+            if place == LOCAL_CLAIM:  # joined (and counted as such), or failed
                 self._release_local_claim(sub.user_id)
         return True
 
-    async def _take_place(self, sub: FeedSubscriber, cap: int) -> bool:
+    async def _take_place(self, sub: FeedSubscriber, cap: int) -> str:
+        """SHARED (a place in Redis, held until the socket leaves), LOCAL_CLAIM (counted on this
+        node until it joins), or REFUSED."""
         presence = get_presence()
         if isinstance(presence, RedisPresence):
             try:
@@ -91,23 +95,22 @@ class FeedHub:
             else:
                 if taken:
                     self._shared_places.add(sub)
-                return taken
+                return SHARED if taken else REFUSED
         # one process (no Redis), or Redis down: this node's exact count plus the others' published ones
         self._claims[sub.user_id] += 1
         if await self.user_sockets(sub.user_id) + self._claims[sub.user_id] > cap:
             self._release_local_claim(sub.user_id)
-            return False
-        return True
+            return REFUSED
+        return LOCAL_CLAIM
 
     async def _give_place_back(self, sub: FeedSubscriber) -> None:
-        if sub in self._shared_places:
-            self._shared_places.discard(sub)
-            presence = get_presence()
-            if isinstance(presence, RedisPresence):
-                try:
-                    await presence.release(self.node, sub.user_id)
-                except Exception as exc:  # the place goes with this node's presence when it expires
-                    log.warning("could not give back a socket place of user %s: %s", sub.user_id, exc)
+        if sub not in self._shared_places:
+            return
+        self._shared_places.discard(sub)
+        try:
+            await cast(RedisPresence, get_presence()).release(self.node, sub.user_id)
+        except Exception as exc:  # the place goes with this node's presence when it expires
+            log.warning("could not give back a socket place of user %s: %s", sub.user_id, exc)
 
     async def leave(self, group: str, sub: FeedSubscriber) -> None:
         async with self._lock:
@@ -117,7 +120,6 @@ class FeedHub:
             if sub in members:
                 members.discard(sub)
                 self._count(sub, -1)
-                await self._give_place_back(sub)
             if not members:
                 del self.groups[group]
                 with contextlib.suppress(Exception):
@@ -126,6 +128,7 @@ class FeedHub:
                 tasks, self._tasks, self._channel = self._tasks, [], None
                 for task in tasks:
                     task.cancel()
+        await self._give_place_back(sub)  # a Redis round trip: outside the hub's lock
         if not self.groups:
             await self._publish_presence()  # the node holds no sockets any more
 

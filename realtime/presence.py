@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from common.redis import get_redis, redis_key
+from common.redis_connection import cancellable_pool_options
 
 
 def _nodes_key() -> str:
@@ -103,7 +104,8 @@ class RedisPresence:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+            client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True,
+                                       **cancellable_pool_options(self.url))  # fmt: skip
             self._clients[loop] = client
         return client
 
@@ -115,15 +117,6 @@ class RedisPresence:
             pipe.zadd(_nodes_key(), {node: now + ttl})
             pipe.zremrangebyscore(_nodes_key(), "-inf", now)
             await pipe.execute()
-
-    async def user_sockets(self, user_id: int, *, except_node: str = "") -> int:
-        client = self._client()
-        live = await client.zrangebyscore(_nodes_key(), time.time(), "+inf")
-        nodes = [str(n) for n in live if n != except_node]
-        if not nodes:
-            return 0
-        raw = await client.mget([_node_key(n) for n in nodes])
-        return sum(json.loads(r).get(f"u:{user_id}", 0) for r in raw if r)
 
     async def claim(self, node: str, user_id: int, cap: int, ttl: float) -> bool:
         """Take one of ``cap`` places of this user across every node, or refuse."""

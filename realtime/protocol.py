@@ -4,7 +4,7 @@ A restaurant's events are numbered 1, 2, 3... within an epoch. A board connects 
 seq it has (and the epoch it was counted in) and must end up with every later event exactly
 once, in order. The consumer moves frames; these functions decide what it sends:
 
-- on connect, ``resume``: nothing to replay (a new board), a replay of the missed stretch from
+- on connect, ``resume_plan``: nothing to replay (a new board), a replay of the missed stretch from
   the database, or a ``reset`` when the board's position is not in this stream (another epoch,
   ahead of the head) or the stretch is longer than the replay window;
 - for each broadcast frame, ``on_frame``: skip it (already sent), send it (the next seq), or
@@ -34,11 +34,6 @@ class Frame(Enum):
 class CatchUp(Enum):
     REPLAY = "replay"
     RESET = "reset"
-
-
-def resume(*, last_seq: int | None, client_epoch: str | None, head_seq: int, epoch: str, replay_max: int) -> Resume:
-    return resume_plan(last_seq=last_seq, client_epoch=client_epoch, head_seq=head_seq, epoch=epoch,
-                       replay_max=replay_max).kind  # fmt: skip
 
 
 @dataclass(frozen=True)

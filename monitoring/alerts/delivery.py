@@ -73,12 +73,7 @@ def deliver(notification: Notification, *, now: datetime) -> str:
     try:
         TRANSPORTS[channel.kind].send(channel, notification.payload)
     except Exception as exc:
-        failures = channel.consecutive_failures + 1
-        opened = failures >= settings.OPSITE_ALERT_CIRCUIT_FAILURES
-        NotificationChannel.objects.filter(pk=channel.pk).update(
-            consecutive_failures=F("consecutive_failures") + 1,
-            open_until=now + timedelta(seconds=settings.OPSITE_ALERT_CIRCUIT_RESET_S) if opened else channel.open_until,
-        )
+        _channel_failed(channel, now)
         gave_up = attempt >= settings.OPSITE_ALERT_MAX_ATTEMPTS
         Notification.objects.filter(pk=notification.pk).update(
             status=Status.FAILED if gave_up else Status.PENDING, last_error=f"{type(exc).__name__}: {exc}"[:2000],
@@ -86,9 +81,18 @@ def deliver(notification: Notification, *, now: datetime) -> str:
         )  # fmt: skip
         log.warning("notification %s via %s failed (attempt %d): %s", notification.pk, channel.name, attempt, exc)
         return "failed" if gave_up else "retrying"
-    NotificationChannel.objects.filter(pk=channel.pk).update(consecutive_failures=0, open_until=None)
+    channel_circuit_reset(channel)
     Notification.objects.filter(pk=notification.pk).update(status=Status.SENT, sent_at=timezone.now(), last_error="")
     return "sent"
+
+
+def _channel_failed(channel: NotificationChannel, now: datetime) -> None:
+    """One more failure in a row on the channel's breaker; the one that reaches the count opens it."""
+    opened = channel.consecutive_failures + 1 >= settings.OPSITE_ALERT_CIRCUIT_FAILURES
+    NotificationChannel.objects.filter(pk=channel.pk).update(
+        consecutive_failures=F("consecutive_failures") + 1,
+        open_until=now + timedelta(seconds=settings.OPSITE_ALERT_CIRCUIT_RESET_S) if opened else channel.open_until,
+    )
 
 
 def notifications_send_due(*, now: datetime | None = None, limit: int = 200) -> dict[str, int]:
@@ -116,8 +120,11 @@ def channels_announce(payload: dict[str, Any]) -> dict[str, str]:
             retried(functools.partial(TRANSPORTS[channel.kind].send, channel, payload), ANNOUNCE_RETRY)
         except Exception as exc:
             log.warning("announcement via %s failed: %s", channel.name, exc)
+            _channel_failed(channel, now)  # the same breaker as the channel's notifications
             outcomes[channel.name] = f"failed: {type(exc).__name__}: {exc}"
         else:
+            if channel.consecutive_failures or channel.open_until:
+                channel_circuit_reset(channel)  # closes it, and ends a trial this call made
             outcomes[channel.name] = "sent"
     return outcomes
 

@@ -84,6 +84,10 @@ _KNOWN_MAX = 4096
 
 def identify(sql: str) -> tuple[str, str]:
     found = _known.get(sql)
+    if found is None and _SAVEPOINT.match(sql):
+        # every savepoint has a new name: one shape, and never a place in the cache of texts
+        normalized = normalize(sql)
+        return normalized, fingerprint_of(normalized)
     if found is None:
         normalized = normalize(sql)
         found = (normalized, fingerprint_of(normalized))

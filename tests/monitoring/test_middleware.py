@@ -208,6 +208,14 @@ def test_savepoints_are_one_statement_shape_whatever_their_names():
     assert normalize('ROLLBACK TO SAVEPOINT "s7_x2"') == "ROLLBACK TO SAVEPOINT ?"
 
 
+def test_savepoints_never_fill_the_cache_of_statement_texts():
+    from monitoring.requests import queries
+
+    before = len(queries._known)
+    shapes = {queries.identify(f'SAVEPOINT "s{n}_x{n}"') for n in range(5000)}
+    assert len(shapes) == 1 and len(queries._known) == before
+
+
 def test_normalize_keeps_select_list_positions():
     assert normalize('SELECT "a", COUNT(*) FROM t WHERE x = 5 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 21') == (
         'SELECT "a", COUNT(*) FROM t WHERE x = ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?'

@@ -167,3 +167,18 @@ def test_the_admin_lists_circuits_and_closes_them(admin_client, client, django_u
     assert client.get("/admin/monitoring/notificationchannel/circuits/").status_code == 200
     assert client.post("/admin/monitoring/notificationchannel/circuits/", {"circuit": name}).status_code == 403
     assert circuit(name)["state"] == "open"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_announcements_count_on_the_channels_own_breaker(sink, settings):
+    settings.OPSITE_ALERT_CIRCUIT_FAILURES = 1
+    channel = NotificationChannel.objects.create(name="hook", kind="webhook", target=sink.url)
+    sink.status = 500
+    payload = {"rule": "r", "labels": {}, "value": 1.0, "unit": "", "severity": "warning", "status": "firing",
+               "metric_label": "m", "comparison": ">", "threshold": 0.0}  # fmt: skip
+    assert channels_announce(payload)["hook"].startswith("failed")
+    channel.refresh_from_db()
+    assert channel.consecutive_failures == 1 and channel.open_until is not None
+    tried = len(sink.received)
+    assert channels_announce(payload) == {"hook": "skipped: the channel's circuit is open"}
+    assert len(sink.received) == tried

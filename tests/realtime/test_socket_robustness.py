@@ -156,3 +156,24 @@ async def test_a_receive_on_the_layer_ends_when_cancelled_at_any_moment(needs_re
             stuck.append(attempt)
             break
     assert not stuck, f"receive {stuck} ignored its cancellation"
+
+
+async def test_a_presence_call_cancelled_while_running_ends_cancelled(needs_redis):
+    """The presence store's client has the same cancellable connection as the layer: a call
+    cancelled while it runs ends cancelled, never with a result as if nothing had happened."""
+    import random
+
+    from django.conf import settings as django_settings
+
+    from realtime.presence import RedisPresence
+
+    presence = RedisPresence(django_settings.REDIS_URL)
+    swallowed = 0
+    for _ in range(200):
+        presence._clients.clear()  # a new connection each time: the send path is hit
+        call = asyncio.create_task(presence.user_places(1))
+        await asyncio.sleep(random.uniform(0, 0.004))
+        if call.cancel():
+            await asyncio.wait([call], timeout=3)
+            swallowed += not call.cancelled()
+    assert swallowed == 0, f"{swallowed} cancellations were lost"

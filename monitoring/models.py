@@ -5,7 +5,7 @@ migrations are the app's, as before."""
 from monitoring.alerts.models import Alert, AlertRule, MuteWindow, Notification, NotificationChannel, Severity, Silence
 from monitoring.health.models import Heartbeat
 from monitoring.history.models import CLUSTER, MetricSnapshot, Resolution, RestaurantSnapshot
-from monitoring.ledger.models import TaskRun
+from monitoring.ledger.models import Deployment, TaskRun
 from monitoring.nodes.models import NodeReport
 from monitoring.requests.models import FrontendErrorGroup, Profile, ProfileArm, QueryFingerprint, SlowRequest
 
@@ -13,6 +13,7 @@ __all__ = [
     "CLUSTER",
     "Alert",
     "AlertRule",
+    "Deployment",
     "FrontendErrorGroup",
     "Heartbeat",
     "MetricSnapshot",

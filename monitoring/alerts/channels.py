@@ -12,6 +12,8 @@ from monitoring.alerts.models import NotificationChannel
 
 
 def summary(payload: dict[str, Any]) -> str:
+    if payload.get("summary"):  # a message that is not a threshold crossed (a deploy's outcome)
+        return str(payload["summary"])
     labels = ", ".join(f"{k}={v}" for k, v in payload["labels"].items())
     value = "no value" if payload["value"] is None else f"{payload['value']:.4g} {payload['unit']}".strip()
     head = "RESOLVED" if payload["status"] == "resolved" else payload["severity"].upper()

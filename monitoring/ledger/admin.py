@@ -1,9 +1,9 @@
-"""The run ledger in the admin: every run of a scheduled job, read-only."""
+"""The run ledger in the admin: every run of a scheduled job, and every deploy, read-only."""
 
 from django.contrib import admin
 
 from monitoring.admin_base import ReadOnlyAdmin
-from monitoring.ledger.models import TaskRun
+from monitoring.ledger.models import Deployment, TaskRun
 
 
 @admin.register(TaskRun)
@@ -12,3 +12,11 @@ class TaskRunAdmin(ReadOnlyAdmin):
     list_filter = ["status", "job"]
     date_hierarchy = "scheduled_for"
     search_fields = ["job", "task_id"]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "kind", "version", "previous_version", "result", "by", "layout", "finished_at"]
+    list_filter = ["kind", "result", "layout"]
+    date_hierarchy = "started_at"
+    search_fields = ["version", "previous_version", "by", "reason"]

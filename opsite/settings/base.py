@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "monitoring",
     "realtime",
     "backups",
+    "releases",
 ]
 
 # Request monitoring can be switched off only to measure what it costs (bench/).

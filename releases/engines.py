@@ -14,6 +14,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from django.db import DatabaseError
+
 from monitoring.ledger.models import Deployment
 from releases import gate
 from releases.layout import Layout
@@ -145,7 +147,10 @@ def _run(run: Run, command: Command) -> list[str]:
 
 def current_version(layout: Layout) -> str:
     """The release the layout runs: the newest deploy or rollback that succeeded."""
-    last = Deployment.objects.filter(layout=layout.kind, result=Result.SUCCEEDED).first()
+    try:
+        last = Deployment.objects.filter(layout=layout.kind, result=Result.SUCCEEDED).first()
+    except DatabaseError:  # a fresh install: no table for the records until the first migrate
+        return ""
     return last.version if last else ""
 
 

@@ -170,6 +170,9 @@ def _process(raw: Any, index: int) -> Process:
 def _gate(raw: Any) -> Gate:
     if not isinstance(raw, dict):
         raise LayoutError("gate: expected a table")
+    unknown = set(raw) - {"metrics_urls", "settle_s", "max_error_rate", "max_p95_ms", "min_requests"}
+    if unknown:
+        raise LayoutError(f"gate: unknown keys {', '.join(sorted(unknown))}")
     urls = _get(raw, "metrics_urls", list, "gate", [])
     if not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
         raise LayoutError("gate: metrics_urls must be http:// or https:// addresses")

@@ -32,6 +32,7 @@ from monitoring.alerts.models import Alert
 from monitoring.dashboard.selectors import ORDERS_CACHE, orders_today
 from monitoring.health.probes import last_status
 from monitoring.history.models import CLUSTER, MetricSnapshot, Resolution
+from monitoring.ledger.deploys import deployments_between, deployments_marker
 from monitoring.ledger.models import TaskRun
 from monitoring.requests.models import FrontendErrorGroup
 from monitoring.requests.queries import n_plus_one_suspects, top_queries
@@ -160,6 +161,7 @@ def dashboard_series(*, range_key: str, hosts: list[str] | None = None, now: dat
         "cluster": _by_key(cluster_rows, CLUSTER_SERIES).get(CLUSTER, empty),
         "hosts": _by_key(host_rows, HOST_SERIES),
         "restaurants": restaurant_series(window),
+        "deploys": deployments_between(since, timezone.now()),
     }
 
 
@@ -174,7 +176,7 @@ def series_json(*, range_key: str, hosts: list[str] | None = None, refresh: bool
     chosen = RANGES[range_key]
     window_end = floor_to(timezone.now(), chosen.resolution)
     newest = MetricSnapshot.objects.filter(resolution=chosen.resolution).aggregate(at=Max("taken_at"))["at"]
-    parts = (chosen.key, sorted(hosts or []), window_end, newest)
+    parts = (chosen.key, sorted(hosts or []), window_end, newest, deployments_marker())
     return read_through(SERIES_CACHE, parts,
                         lambda: json.dumps(dashboard_series(range_key=range_key, hosts=hosts, now=window_end)),
                         timeout=2 * chosen.resolution + 60, refresh=refresh)  # fmt: skip

@@ -16,6 +16,7 @@ from playwright.sync_api import expect, sync_playwright
 from monitoring.alerts.defaults import ensure_default_rules
 from monitoring.alerts.evaluation import alerts_evaluate
 from monitoring.history.snapshots import snapshot_collect
+from monitoring.ledger.models import Deployment
 from monitoring.ledger.runs import run_claim
 from monitoring.nodes.reports import node_report
 from tests.conftest import ARTIFACTS, CHROMIUM_ARGS
@@ -52,6 +53,19 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
     ensure_default_rules()
     alerts_evaluate()  # beat has never run here: its heartbeat rule fires
     run_claim(job="monitoring: metric snapshot", task="monitoring.snapshot_collect", task_id="t-1")
+    good = Deployment.objects.create(version="r2", previous_version="r1", by="bob", layout="plain",
+                                     started_at=now - timedelta(minutes=6), finished_at=now - timedelta(minutes=5),
+                                     result=Deployment.Result.SUCCEEDED)  # fmt: skip
+    Deployment.objects.create(
+        version="r3",
+        previous_version="r2",
+        by="bob",
+        layout="plain",
+        started_at=now - timedelta(minutes=3),
+        finished_at=now - timedelta(minutes=2),
+        result=Deployment.Result.ROLLED_BACK,
+        reason="health gate failed: error rate 50.0 %",
+    )
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
@@ -66,6 +80,18 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
             expect(section.locator("canvas")).to_have_count(1, timeout=10_000)
             assert int(section.get_attribute("data-points") or 0) >= 8, chart
         assert page.evaluate("Object.keys(window.opsDashboard.charts).length") >= 8
+        # deploys: a mark on every chart where each finished, and in words above them
+        deploys = page.locator("#ops-deploys li")
+        expect(deploys).to_have_count(2)
+        expect(deploys.nth(0)).to_contain_text("deploy r2 by bob: succeeded")
+        expect(deploys.nth(1)).to_contain_text("deploy r3 by bob: rolled back (health gate failed")
+        mark = page.evaluate(
+            """(at) => { const u = window.opsDashboard.charts.request_rate;
+            const x = Math.round(u.valToPos(at, "x", true)), y = Math.round(u.bbox.top + 2);
+            return Array.from(u.ctx.getImageData(x, y, 1, 1).data).slice(0, 3); }""",
+            good.finished_at.timestamp(),
+        )
+        assert mark[1] > 120 and mark[1] > mark[0] + 40 and mark[1] > mark[2] + 20, mark  # the succeeded mark's green
         tile = page.locator('.ops-tile[data-tile="orders_today"] .value')
         expect(tile).to_have_text("3", timeout=10_000)
         expect(page.locator("#ops-orders tbody")).to_contain_text(staff.restaurant.slug)

@@ -23,7 +23,8 @@ from tests.conftest import server_env
 ROOT = Path(__file__).resolve().parents[2]
 
 MONITORING_TABLES = {
-    "monitoring_alert", "monitoring_alertrule", "monitoring_alertrule_channels", "monitoring_frontenderrorgroup",
+    "monitoring_alert", "monitoring_alertrule", "monitoring_alertrule_channels", "monitoring_deployment",
+    "monitoring_frontenderrorgroup",
     "monitoring_heartbeat", "monitoring_metricsnapshot", "monitoring_mutewindow", "monitoring_nodereport",
     "monitoring_notification", "monitoring_notificationchannel", "monitoring_profile", "monitoring_profilearm",
     "monitoring_queryfingerprint", "monitoring_restaurantsnapshot", "monitoring_silence", "monitoring_slowrequest", "monitoring_taskrun",

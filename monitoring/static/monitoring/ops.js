@@ -51,7 +51,8 @@
       value: (u, v) => v == null ? "–" : fmt(v) + (unit || ""),
     })));
     const opts = { width: box.clientWidth || 400, height: 200, series, axes: axes(unit), legend: { live: true },
-                   scales: { x: { time: true, range: [state.series.since, state.series.until] } } };
+                   scales: { x: { time: true, range: [state.series.since, state.series.until] } },
+                   hooks: { draw: [drawDeploys] } };
     const chart = state.charts[name] = new uPlot(opts, data, box);
     if (name === "latency") {  // a point leads to the slow requests kept for its time
       chart.over.addEventListener("click", () => {
@@ -62,8 +63,45 @@
     }
   }
 
+  /* A deploy is a vertical line where it finished: solid for one that went through, dashed for one
+     rolled back or failed; the list under the charts says the same in words. */
+  const DEPLOY_COLOURS = { succeeded: "#29a36a", running: "#7f7f7f" };
+  function drawDeploys(u) {
+    const deploys = (state.series && state.series.deploys) || [];
+    const ctx = u.ctx;
+    for (const d of deploys) {
+      const x = Math.round(u.valToPos(d.at, "x", true));
+      if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+      ctx.save();
+      ctx.strokeStyle = DEPLOY_COLOURS[d.result] || "#d62728";
+      ctx.lineWidth = 2 * devicePixelRatio;
+      ctx.setLineDash(d.result === "succeeded" ? [] : [6 * devicePixelRatio, 4 * devicePixelRatio]);
+      ctx.beginPath();
+      ctx.moveTo(x, u.bbox.top);
+      ctx.lineTo(x, u.bbox.top + u.bbox.height);
+      ctx.stroke();
+      ctx.restore();
+    }
+  }
+
+  function listDeploys(deploys) {
+    const list = document.getElementById("ops-deploys");
+    if (!list) return;
+    list.textContent = "";
+    list.hidden = !deploys.length;
+    for (const d of deploys) {
+      const item = document.createElement("li");
+      const when = new Date(d.at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      const what = d.kind === "rollback" ? `rollback to ${d.version}` : `deploy ${d.version}`;
+      item.textContent = `${when} ${what} by ${d.by || "?"}: ${d.result.replace("_", " ")}` + (d.reason ? ` (${d.reason})` : "");
+      item.className = `deploy-${d.result}`;
+      list.appendChild(item);
+    }
+  }
+
   function renderSeries(s) {
     state.series = s;
+    listDeploys(s.deploys || []);
     const c = s.cluster;
     draw("request_rate", [["req/s", c.t, c.request_rate]]);
     draw("latency", [["p50", c.t, c.p50_ms], ["p95", c.t, c.p95_ms], ["p99", c.t, c.p99_ms]], " ms");

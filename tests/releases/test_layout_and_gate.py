@@ -172,3 +172,9 @@ def test_the_commands_refuse_bad_input_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1 and refused_in_one_line(done, "no current release: deploy one first")
     status = manage_py("processes", "status", "--layout", str(layout), env=env)
     assert status.returncode == 0 and status.stdout.splitlines() == ["current: -", "previous: -", "web-1: stopped"]
+
+
+def test_the_shipped_example_layout_reads() -> None:
+    layout = load(ROOT / "deploy/plain/layout.toml")
+    assert [p.name for p in layout.processes] == ["web-1", "web-2", "ws", "worker", "beat"]
+    assert len(layout.gate.metrics_urls) == 3 and layout.gate.max_error_rate == 0.05

@@ -44,7 +44,8 @@ def frontend_metrics(request: HttpRequest) -> JsonResponse:
     for report in reports:
         label = frontend.SCREENS.admit(restaurant.slug, f"{report['screen']}/{report['action']}")
         recorder.record(label, report["duration_ms"], 200)
-    return JsonResponse({"accepted": len(reports)}, status=202)
+    # "received" and "status" are the mobile clients' names for the same answer
+    return JsonResponse({"accepted": len(reports), "received": len(reports), "status": "accepted"}, status=202)
 
 
 @csrf_exempt
@@ -56,4 +57,5 @@ def frontend_errors(request: HttpRequest) -> JsonResponse:
         return exc.response()
     with transaction.atomic():  # all or nothing, like ingest
         groups = [frontend_error_record(report=report, restaurant=restaurant) for report in reports]
-    return JsonResponse({"accepted": len(groups), "groups": [g.fingerprint for g in groups]}, status=202)
+    return JsonResponse({"accepted": len(groups), "received": len(groups), "status": "accepted",
+                         "groups": [g.fingerprint for g in groups]}, status=202)  # fmt: skip

@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from releases.layout import Layout, LayoutError, load
+from releases.run import Outcome
 
 REFUSED = 2  # 0 done, 1 failed or rolled back, 2 refused before anything changed
 
@@ -32,3 +33,18 @@ def who(options: dict[str, Any]) -> str:
     if options.get("by"):
         return str(options["by"])
     return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+class ReleaseCommand(BaseCommand):
+    """A deploy or rollback command: its steps printed as they happen, then one line with the
+    result, and the outcome's exit code."""
+
+    def say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
+    def conclude(self, what: str, outcome: Outcome) -> None:
+        line = f"{what} {outcome.version}: {outcome.result}" + (f" ({outcome.reason})" if outcome.reason else "")
+        self.stdout.write(self.style.SUCCESS(line) if outcome.exit_code == 0 else self.style.ERROR(line))
+        if outcome.exit_code:
+            raise SystemExit(outcome.exit_code)

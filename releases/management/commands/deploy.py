@@ -1,14 +1,14 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from releases import services
-from releases.cli import REFUSED, add_layout_argument, layout_of, who
+from releases.cli import REFUSED, ReleaseCommand, add_layout_argument, layout_of, who
 from releases.layout import LayoutError
 from releases.run import DeployError
 
 
-class Command(BaseCommand):
+class Command(ReleaseCommand):
     help = (
         "Deploy a release: pre-flight (check --deploy, pending migrations, a verified backup), migrate, rolling "
         "restart with readiness waits, cache warming and the health gate; rolled back by itself when a process "
@@ -24,14 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         layout = layout_of(options, "deploy")
         try:
-            outcome = services.deploy(layout, options["release"], by=who(options), progress=self._say)
+            outcome = services.deploy(layout, options["release"], by=who(options), progress=self.say)
         except (DeployError, LayoutError) as exc:
             raise CommandError(f"deploy: {exc}", returncode=REFUSED) from exc
-        line = f"deploy {outcome.version}: {outcome.result}" + (f" ({outcome.reason})" if outcome.reason else "")
-        self.stdout.write(self.style.SUCCESS(line) if outcome.exit_code == 0 else self.style.ERROR(line))
-        if outcome.exit_code:
-            raise SystemExit(outcome.exit_code)
-
-    def _say(self, line: str) -> None:
-        self.stdout.write(line)
-        self.stdout.flush()
+        self.conclude("deploy", outcome)

@@ -1,14 +1,14 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from releases import services
-from releases.cli import REFUSED, add_layout_argument, layout_of, who
+from releases.cli import REFUSED, ReleaseCommand, add_layout_argument, layout_of, who
 from releases.layout import LayoutError
 from releases.run import DeployError
 
 
-class Command(BaseCommand):
+class Command(ReleaseCommand):
     help = (
         "Go back to the previous release (or --to one) with a rolling restart. --restore-backup --yes also "
         "restores the backup taken before the current release was deployed: every process stops first. "
@@ -34,14 +34,7 @@ class Command(BaseCommand):
                                "the backup; add --yes to confirm", returncode=REFUSED)  # fmt: skip
         try:
             outcome = services.rollback(layout, to=options["to"], restore_backup=options["restore_backup"],
-                                        backup_id=options["backup"], by=who(options), progress=self._say)  # fmt: skip
+                                        backup_id=options["backup"], by=who(options), progress=self.say)  # fmt: skip
         except (DeployError, LayoutError) as exc:
             raise CommandError(f"rollback: {exc}", returncode=REFUSED) from exc
-        line = f"rollback to {outcome.version}: {outcome.result}" + (f" ({outcome.reason})" if outcome.reason else "")
-        self.stdout.write(self.style.SUCCESS(line) if outcome.exit_code == 0 else self.style.ERROR(line))
-        if outcome.exit_code:
-            raise SystemExit(outcome.exit_code)
-
-    def _say(self, line: str) -> None:
-        self.stdout.write(line)
-        self.stdout.flush()
+        self.conclude("rollback to", outcome)

@@ -55,10 +55,6 @@ def _access_still_valid(user: Any, session: Any, restaurant: Restaurant) -> bool
     return selectors.session_still_valid(session=session, user=now) and selectors.user_can_view(now, restaurant)
 
 
-_stream_head = database_sync_to_async(selectors.stream_head)
-_frames_after = database_sync_to_async(selectors.feed_frames_after)
-
-
 class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
     socket_kind = "feed"
     # No per-socket channel: the process-wide hub receives from the layer and fans out.
@@ -66,6 +62,7 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
 
     restaurant: Restaurant | None = None
     hub: FeedHub | None = None
+    batched = False  # replays as one {"type":"events"} message per page (?batch=1)
 
     async def connect(self) -> None:
         await self.accept()
@@ -116,7 +113,7 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
             await self.close(CLOSE_TOO_MANY)
             return
         self.restaurant, self.hub = restaurant, hub
-        head_seq, epoch = await _stream_head(restaurant.pk)
+        head_seq, epoch = await hub.resume.head(restaurant, feed_group(restaurant.pk))
         last_seq, client_epoch = self._requested_position()
         plan = protocol.resume_plan(last_seq=last_seq, client_epoch=client_epoch, head_seq=head_seq, epoch=epoch,
                                     replay_max=settings.OPSITE_FEED_REPLAY_MAX)  # fmt: skip
@@ -133,6 +130,7 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
 
     def _requested_position(self) -> tuple[int | None, str | None]:
         query = parse_qs(self.scope.get("query_string", b"").decode())
+        self.batched = query.get("batch", [""])[0] == "1"
         raw_seq, epoch = query.get("last_seq", [None])[0], query.get("epoch", [None])[0]
         return (None if raw_seq is None else non_negative_int(raw_seq)), epoch
 
@@ -140,22 +138,27 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
         """Send every frame after ``after_seq`` up to ``upto_seq`` from the database, a page at a
         time: a board back after hours gets thousands of events without the socket holding them
         all at once."""
-        assert self.restaurant is not None
+        assert self.restaurant is not None and self.hub is not None
         page = settings.OPSITE_FEED_REPLAY_PAGE
         while after_seq < upto_seq:
-            frames = await _frames_after(restaurant=self.restaurant, after_seq=after_seq, upto_seq=upto_seq, limit=page)
+            frames = await self.hub.resume.frames_after(self.restaurant, feed_group(self.restaurant.pk),
+                                                        after_seq=after_seq, upto_seq=upto_seq, limit=page)  # fmt: skip
             if not frames:
                 break
-            for seq, text in frames:
-                await self.send(text)
-                after_seq = seq
+            if self.batched:  # one message per page: a thousand boards back at once is a few messages each
+                await self.send('{"type":"events","frames":[' + ",".join(text for _, text in frames) + "]}")
+                after_seq = frames[-1][0]
+            else:
+                for seq, text in frames:
+                    await self.send(text)
+                    after_seq = seq
             self.last_seq = after_seq
 
     async def _catch_up(self, upto_seq: int | None) -> None:
         """Fill a gap from the database (after a lost or reordered broadcast)."""
-        assert self.restaurant is not None
+        assert self.restaurant is not None and self.hub is not None
         if upto_seq is None:
-            upto_seq, epoch = await _stream_head(self.restaurant.pk)
+            upto_seq, epoch = await self.hub.resume.head(self.restaurant, feed_group(self.restaurant.pk))
         else:
             epoch = self.restaurant.epoch
         plan = protocol.catch_up(last_seq=self.last_seq, upto_seq=upto_seq, replay_max=settings.OPSITE_FEED_REPLAY_MAX)

@@ -23,6 +23,7 @@ from django.conf import settings
 from common.series import exemplar_labels
 
 from .presence import RedisPresence, get_presence
+from .resume_reads import ResumeReads
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class FeedHub:
         self._claims: Counter[int] = Counter()  # sockets of a user past the cap check, not yet joined
         self._shared_places: weakref.WeakSet[Any] = weakref.WeakSet()  # sockets holding a place in Redis
         self._presence_dirty = asyncio.Event()
+        self.resume = ResumeReads()  # what the sockets read on connecting, per restaurant, shared
 
     async def join(self, group: str, sub: FeedSubscriber, *, cap: int | None = None) -> bool:
         """Subscribe ``sub`` to ``group``; with a ``cap``, only while its user holds fewer than
@@ -73,6 +75,7 @@ class FeedHub:
                     self.groups[group] = set()
                     with contextlib.suppress(Exception):  # joined again by the receive loop once the layer is back
                         await self._layer.group_add(group, self._channel)
+                        self.resume.subscribed(group)
                 self.groups[group].add(sub)
                 self._count(sub, +1)
         except BaseException:
@@ -122,6 +125,7 @@ class FeedHub:
                 self._count(sub, -1)
             if not members:
                 del self.groups[group]
+                self.resume.unsubscribed(group)
                 with contextlib.suppress(Exception):
                     await self._layer.group_discard(group, self._channel)
             if not self.groups:
@@ -183,6 +187,7 @@ class FeedHub:
     async def _rejoin(self) -> None:
         for group in list(self.groups):
             await self._layer.group_add(group, self._channel)
+            self.resume.subscribed(group)
 
     async def _receive_loop(self) -> None:
         backoff = 0.1
@@ -205,6 +210,7 @@ class FeedHub:
                     raise asyncio.CancelledError from exc
                 if not rejoin:
                     log.warning("channel layer receive failed: %s", exc)
+                    self.resume.subscriptions_lost()
                 rejoin = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -226,6 +232,7 @@ class FeedHub:
                 (sent["at"], exemplar_labels(sent.get("request_id", ""), sent.get("trace_id", ""))) if sent else None
             )
             item = ("frames", message["frames"], delivery)
+            self.resume.received(message.get("group", ""), message["frames"])
             for sub in list(members):
                 sub.offer(item)
         elif kind == "feed.revoke":

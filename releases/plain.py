@@ -83,7 +83,7 @@ def _preflight(run: Run, release: Path, fallback: Path) -> None:
     with run.step("pre-flight: pending migrations") as step:
         run.outcome.migrations = pending_migrations(run.manage(release, "migrate", "--plan", echo=False))
         step.detail = ", ".join(run.outcome.migrations) if run.outcome.migrations else "none"
-    ensure_backup(run, lambda: run.manage(fallback, "backup", "--verify", timeout_s=4 * 3600))
+    ensure_backup(run, lambda: run.manage(fallback, "backup", "--verify", timeout_s=4 * 3600, brief=True))
 
 
 def _stopped(layout: Layout) -> str | None:
@@ -176,7 +176,7 @@ def rollback(layout: Layout, *, to: str | None, restore_backup: bool, backup_id:
                     stop_all(run)
                 with run.step(f"restore backup {backup_id}") as step:
                     said = run.manage(target, "restore_backup", str(backup_id), "--yes", timeout_s=4 * 3600,
-                                      echo=False)  # fmt: skip
+                                      brief=True)  # fmt: skip
                     step.detail = next((line for line in reversed(said) if line.strip()), "")
                     if run.record is not None:  # the restored database does not hold this rollback's row
                         run.record.pk = None

@@ -157,9 +157,10 @@ class Run:
 
     # -- commands ---------------------------------------------------------------------------------
     def execute(self, argv: list[str], *, cwd: Path, env: dict[str, str], timeout_s: float = 3600,
-                echo: bool = True, stdin: str | None = None) -> list[str]:  # fmt: skip
-        """Run ``argv``; its output lines (echoed as progress); DeployError with its last line
-        when it fails or runs past ``timeout_s``."""
+                echo: bool = True, brief: bool = False, stdin: str | None = None) -> list[str]:  # fmt: skip
+        """Run ``argv``; its output lines (echoed as progress; with ``brief`` only its unindented
+        lines, not the detail of each item); DeployError with its last line when it fails or
+        runs past ``timeout_s``."""
         lines: list[str] = []
         try:
             child = subprocess.Popen(argv, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
@@ -179,7 +180,7 @@ class Run:
                 for raw in child.stdout:
                     line = raw.rstrip()
                     lines.append(line)
-                    if echo and line:
+                    if echo and line and not (brief and line[0].isspace()):
                         self.progress(f"    {line}")
                 code = child.wait()
             finally:
@@ -192,14 +193,15 @@ class Run:
             raise DeployError(f"{what} failed: {last.strip()}")
         return lines
 
-    def manage(self, release: Path, *args: str, timeout_s: float = 3600, echo: bool = True) -> list[str]:
+    def manage(self, release: Path, *args: str, timeout_s: float = 3600, echo: bool = True,
+               brief: bool = False) -> list[str]:  # fmt: skip
         """``manage.py <args>`` of the release directory ``release``, with the layout's environment."""
         python = release / self.layout.python
         if not python.exists():
             raise DeployError(f"{release.name} has no {self.layout.python} (the layout's python)")
         return self.execute([str(python), "manage.py", *args], cwd=release,
                             env=processes.environment(self.layout, None, release), timeout_s=timeout_s,
-                            echo=echo)  # fmt: skip
+                            echo=echo, brief=brief)  # fmt: skip
 
 
 @contextlib.contextmanager

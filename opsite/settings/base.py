@@ -285,6 +285,11 @@ OPSITE_FEED_HEARTBEAT_S: float = env.float("OPSITE_FEED_HEARTBEAT_S", default=25
 OPSITE_FEED_CLIENT_TIMEOUT_S: float = env.float("OPSITE_FEED_CLIENT_TIMEOUT_S", default=10.0)
 OPSITE_FEED_REPLAY_MAX: int = env.int("OPSITE_FEED_REPLAY_MAX", default=50_000)
 OPSITE_FEED_REPLAY_PAGE: int = env.int("OPSITE_FEED_REPLAY_PAGE", default=1000)
+# Resume reads of one restaurant's sockets arriving within this window share their queries.
+OPSITE_FEED_RESUME_BATCH_MS: float = env.float("OPSITE_FEED_RESUME_BATCH_MS", default=10.0)
+# Each process keeps each restaurant's stream head (read again after this long) and recent frames.
+OPSITE_FEED_HEAD_TTL_S: float = env.float("OPSITE_FEED_HEAD_TTL_S", default=30.0)
+OPSITE_FEED_RECENT_FRAMES: int = env.int("OPSITE_FEED_RECENT_FRAMES", default=2000)
 OPSITE_FEED_OUTBOUND_MAX: int = env.int("OPSITE_FEED_OUTBOUND_MAX", default=256)
 OPSITE_FEED_MAX_SOCKETS_PER_USER: int = env.int("OPSITE_FEED_MAX_SOCKETS_PER_USER", default=10)
 OPSITE_FEED_MAX_FRAME_BYTES = 64 * 1024

@@ -94,10 +94,12 @@
     }
   }
 
+  let retryTimer = null;
   function connect() {
+    retryTimer = null;
     const scheme = window.location.protocol === "https:" ? "wss" : "ws";
     const url = scheme + "://" + window.location.host + "/ws/restaurants/" + encodeURIComponent(slug) +
-      "/orders/?last_seq=" + seq + "&epoch=" + encodeURIComponent(epoch);
+      "/orders/?last_seq=" + seq + "&epoch=" + encodeURIComponent(epoch) + "&batch=1";
     setState("connecting", "connecting…");
     socket = new WebSocket(url);
     socket.onmessage = function (message) {
@@ -111,6 +113,8 @@
         catchUp(frame.epoch).then(function () { setState("live", "live"); }).catch(function () { socket.close(); });
       } else if (frame.type === "ping") {
         socket.send('{"type":"pong"}');
+      } else if (frame.type === "events") {
+        frame.frames.forEach(apply);  // a page of a replay
       } else if (frame.type && frame.type.indexOf("order.") === 0) {
         apply(frame);
       }
@@ -119,12 +123,24 @@
       if (event.code === 4401) { window.location.href = "/accounts/login/?next=" + encodeURIComponent(window.location.pathname); return; }
       if (event.code === 4403) { setState("offline", "access removed"); return; }
       attempts += 1;
-      const base = Math.min(30000, 500 * Math.pow(2, attempts));
-      const delay = base * (0.5 + Math.random());
+      // jittered exponential backoff, capped near 10 s, so a restarted server is not met by
+      // every board at once and no board waits long after it is back
+      const base = Math.min(8000, 250 * Math.pow(2, attempts - 1));
+      const delay = base * (0.5 + Math.random() * 0.75);
       setState("offline", "offline, retrying…");
-      window.setTimeout(connect, delay);
+      retryTimer = window.setTimeout(connect, delay);
     };
   }
+
+  // back in view or back on the network: try now rather than at the end of the backoff
+  function retryNow() {
+    if (retryTimer === null || document.visibilityState === "hidden") return;
+    window.clearTimeout(retryTimer);
+    retryTimer = null;
+    connect();
+  }
+  document.addEventListener("visibilitychange", retryNow);
+  window.addEventListener("online", retryNow);
 
   connect();
 })();

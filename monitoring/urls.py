@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/metrics/frontend", requests.frontend_metrics, name="frontend-metrics"),
     path("api/v1/errors/frontend", requests.frontend_errors, name="frontend-errors"),
     path("ops/", dashboard.ops_dashboard, name="ops-dashboard"),
+    path("ops/restaurants/<slug:slug>/", dashboard.ops_restaurant, name="ops-restaurant"),
     path("ops/api/series", dashboard.ops_series, name="ops-series"),
     path("ops/api/tables", dashboard.ops_tables, name="ops-tables"),
     path("ops/api/live", dashboard.ops_live, name="ops-live"),

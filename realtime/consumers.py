@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 DELIVERY_SERIES = DELIVERY.labels()
 
+ACKS_KEPT = 64  # live frames a board may still acknowledge
 PING = json.dumps({"type": "ping"})
 PONG = json.dumps({"type": "pong"})
 
@@ -63,6 +64,8 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
     restaurant: Restaurant | None = None
     hub: FeedHub | None = None
     batched = False  # replays as one {"type":"events"} message per page (?batch=1)
+    restaurant_id = 0
+    board_id = ""
 
     async def connect(self) -> None:
         await self.accept()
@@ -107,18 +110,26 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
         self.user_id: int = user.pk
         self.session_key: str | None = getattr(self.scope.get("session"), "session_key", None)
         self.restaurant_slug = restaurant.slug
+        self.restaurant_id = restaurant.pk
+        self.username = str(user.get_username())
+        self.board_id = f"{hub.node}:{id(self):x}"
+        self.connected_at = time.time()
+        self.last_frame_at: float | None = None
+        self.committed: dict[int, float] = {}  # recent live frames' commit times, for the board's acks
         # Subscribe before reading the head, so nothing committed in between is missed;
         # frames that arrive meanwhile wait in the inbox and are de-duplicated by seq.
         if not await hub.join(feed_group(restaurant.pk), self, cap=settings.OPSITE_FEED_MAX_SOCKETS_PER_USER):
             await self.close(CLOSE_TOO_MANY)
             return
         self.restaurant, self.hub = restaurant, hub
+        self.restaurant_id = restaurant.pk
         head_seq, epoch = await hub.resume.head(restaurant, feed_group(restaurant.pk))
         last_seq, client_epoch = self._requested_position()
         plan = protocol.resume_plan(last_seq=last_seq, client_epoch=client_epoch, head_seq=head_seq, epoch=epoch,
                                     replay_max=settings.OPSITE_FEED_REPLAY_MAX)  # fmt: skip
         hello = {"type": "hello", "restaurant": restaurant.slug, "seq": head_seq, "epoch": epoch,
-                 "heartbeat_s": settings.OPSITE_FEED_HEARTBEAT_S, **plan.hello_fields()}  # fmt: skip
+                 "heartbeat_s": settings.OPSITE_FEED_HEARTBEAT_S, "ack_every": settings.OPSITE_FEED_ACK_EVERY,
+                 **plan.hello_fields()}  # fmt: skip
         await self.send(json.dumps(hello))
         if plan.kind is protocol.Resume.RESET:
             await self.send(json.dumps({"type": "reset", "seq": head_seq, "epoch": epoch}))
@@ -185,17 +196,36 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
                         await self._catch_up(seq - 1)
                     await self.send(text)
                     self.last_seq = seq
-                    self._delivered(item[2])
+                    self._delivered(seq, item[2])
             elif kind == "resync":
                 await self._catch_up(None)
             elif kind == "text":
                 await self.send(item[1])
 
-    @staticmethod
-    def _delivered(delivery: tuple[float, dict[str, str]] | None) -> None:
-        if delivery is not None:
+    def _delivered(self, seq: int, delivery: tuple[float, dict[str, str]] | None) -> None:
+        self.last_frame_at = time.time()
+        if delivery is not None and self.hub is not None:
             committed_at, labels = delivery
-            DELIVERY_SERIES.observe(max(0.0, time.time() - committed_at), labels)
+            seconds = max(0.0, self.last_frame_at - committed_at)
+            DELIVERY_SERIES.observe(seconds, labels)
+            self.hub.service.delivered(self.restaurant_id, seconds)
+            if seq % max(1, settings.OPSITE_FEED_ACK_EVERY) == 0:  # the frames the board acknowledges
+                self.committed[seq] = committed_at
+                if len(self.committed) > ACKS_KEPT:
+                    del self.committed[min(self.committed)]
+
+    def _acked(self, seq: Any) -> None:
+        """The board applied every frame up to ``seq``: the time since each one's commit."""
+        if not isinstance(seq, int) or isinstance(seq, bool) or self.hub is None:
+            return
+        now = time.time()
+        for sent in [s for s in self.committed if s <= seq]:
+            self.hub.service.acked(self.restaurant_id, max(0.0, now - self.committed.pop(sent)))
+
+    def board_state(self) -> dict[str, Any]:
+        return {"board": self.board_id, "user": self.username, "last_seq": self.last_seq,
+                "last_frame_at": self.last_frame_at, "connected_at": self.connected_at,
+                "node": self.hub.node if self.hub else "", "seen_at": time.time()}  # fmt: skip
 
     async def _heartbeat(self) -> None:
         last_access_check = time.monotonic()
@@ -247,8 +277,10 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "ping":
             self.offer(("text", PONG))
+        elif kind == "ack":
+            self._acked(message.get("seq"))
         elif kind != "pong":
-            await self._bad_frame("unknown_type", "the server understands only ping and pong")
+            await self._bad_frame("unknown_type", "the server understands only ping, pong and ack")
 
     async def _bad_frame(self, code: str, message: str) -> None:
         self.bad_frames += 1

@@ -24,6 +24,7 @@ from common.series import exemplar_labels
 
 from .presence import RedisPresence, get_presence
 from .resume_reads import ResumeReads
+from .service_levels import ServiceTally
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ class FeedSubscriber(Protocol):
     user_id: int
     session_key: str | None
     restaurant_slug: str
+    restaurant_id: int
+    board_id: str
+
+    def board_state(self) -> dict[str, Any]: ...
 
     def offer(self, item: tuple[Any, ...]) -> None: ...
 
@@ -53,6 +58,7 @@ class FeedHub:
         self._claims: Counter[int] = Counter()  # sockets of a user past the cap check, not yet joined
         self._shared_places: weakref.WeakSet[Any] = weakref.WeakSet()  # sockets holding a place in Redis
         self._presence_dirty = asyncio.Event()
+        self.service = ServiceTally()  # service-level figures, reported with the presence
         self.resume = ResumeReads()  # what the sockets read on connecting, per restaurant, shared
 
     async def join(self, group: str, sub: FeedSubscriber, *, cap: int | None = None) -> bool:
@@ -73,6 +79,7 @@ class FeedHub:
                     ]
                 if group not in self.groups:
                     self.groups[group] = set()
+                    self.service.first_board(sub.restaurant_id)
                     with contextlib.suppress(Exception):  # joined again by the receive loop once the layer is back
                         await self._layer.group_add(group, self._channel)
                         self.resume.subscribed(group)
@@ -123,8 +130,10 @@ class FeedHub:
             if sub in members:
                 members.discard(sub)
                 self._count(sub, -1)
+                self.service.board_left(sub.restaurant_id, sub.board_id)
             if not members:
                 del self.groups[group]
+                self.service.last_board_left(sub.restaurant_id)
                 self.resume.unsubscribed(group)
                 with contextlib.suppress(Exception):
                     await self._layer.group_discard(group, self._channel)
@@ -172,6 +181,21 @@ class FeedHub:
             await get_presence().publish(self.node, self.counts(), settings.OPSITE_PRESENCE_TTL_S)
         except Exception as exc:
             log.warning("could not publish socket presence for %s: %s", self.node, exc)
+        await self._report_service()
+
+    async def _report_service(self) -> None:
+        boards: dict[int, dict[str, dict[str, Any]]] = {}
+        for members in self.groups.values():
+            for sub in members:
+                boards.setdefault(sub.restaurant_id, {})[sub.board_id] = sub.board_state()
+        report = self.service.take(boards)
+        if report.empty():
+            return
+        try:
+            await get_presence().record_service(report)
+        except Exception as exc:
+            log.warning("could not report service levels for %s: %s", self.node, exc)
+            self.service.give_back(report)
 
     async def _presence_loop(self) -> None:
         """Publish on change, coalesced (a burst of connects costs one write), and on a timer."""

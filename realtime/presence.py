@@ -13,6 +13,7 @@ import threading
 import time
 import weakref
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -32,6 +33,21 @@ def _node_key(node: str) -> str:
 
 def _user_key(user_id: int) -> str:
     return redis_key("presence", "user", user_id)
+
+
+def _service_key(restaurant_id: int, minute: int) -> str:
+    return redis_key("service", restaurant_id, minute)
+
+
+def _connected_key(restaurant_id: int, minute: int) -> str:
+    return redis_key("service-connected", restaurant_id, minute)
+
+
+def _boards_key(restaurant_id: int) -> str:
+    return redis_key("service-boards", restaurant_id)
+
+
+SERVICE_KEEP_S = 3 * 3600  # a minute's tallies outlive the snapshot that reads them
 
 
 # One user's places across nodes, taken atomically: the sum of the places held by live nodes
@@ -74,6 +90,21 @@ return total
 """
 
 
+@dataclass
+class ServiceReport:
+    """One node's service-level tallies since its last report: counts per (restaurant, epoch
+    minute), the seconds of each minute it held a socket of the restaurant, its boards' state
+    and the boards that left."""
+
+    counts: dict[tuple[int, int], Counter[str]] = field(default_factory=dict)
+    connected: dict[tuple[int, int], set[int]] = field(default_factory=dict)
+    boards: dict[int, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    gone: dict[int, list[str]] = field(default_factory=dict)
+
+    def empty(self) -> bool:
+        return not (self.counts or self.connected or self.boards or self.gone)
+
+
 class LocalPresence:
     def __init__(self) -> None:
         self._tables: dict[str, tuple[float, dict[str, int]]] = {}
@@ -91,6 +122,45 @@ class LocalPresence:
         now = time.time()
         with self._lock:
             return {node: counts for node, (expires, counts) in self._tables.items() if expires > now}
+
+    # service levels: in this process only (the embedded default has one web process)
+    _service: dict[tuple[int, int], Counter[str]]
+    _connected: dict[tuple[int, int], set[int]]
+    _boards: dict[int, dict[str, dict[str, Any]]]
+
+    def _service_tables(self) -> None:
+        if not hasattr(self, "_service"):
+            self._service, self._connected, self._boards = {}, {}, {}
+
+    async def record_service(self, report: ServiceReport) -> None:
+        with self._lock:
+            self._service_tables()
+            for (rid, minute), counts in report.counts.items():
+                self._service.setdefault((rid, minute), Counter()).update(counts)
+            for (rid, minute), seconds in report.connected.items():
+                self._connected.setdefault((rid, minute), set()).update(seconds)
+            for rid, boards in report.boards.items():
+                self._boards.setdefault(rid, {}).update(boards)
+            for rid, gone in report.gone.items():
+                for board in gone:
+                    self._boards.get(rid, {}).pop(board, None)
+
+    def service_minute(self, minute: int) -> dict[int, dict[str, int]]:
+        with self._lock:
+            self._service_tables()
+            rows: dict[int, dict[str, int]] = {}
+            for (rid, at), counts in self._service.items():
+                if at == minute:
+                    rows.setdefault(rid, {}).update(counts)
+            for (rid, at), seconds in self._connected.items():
+                if at == minute:
+                    rows.setdefault(rid, {})["connected_s"] = len(seconds)
+            return rows
+
+    def boards(self, restaurant_id: int) -> list[dict[str, Any]]:
+        with self._lock:
+            self._service_tables()
+            return list(self._boards.get(restaurant_id, {}).values())
 
 
 class RedisPresence:
@@ -135,6 +205,57 @@ class RedisPresence:
         nodes = [str(n) for n in client.zrangebyscore(_nodes_key(), time.time(), "+inf")]
         raw = client.mget([_node_key(n) for n in nodes]) if nodes else []
         return {node: json.loads(r) for node, r in zip(nodes, raw, strict=True) if r}
+
+    async def record_service(self, report: ServiceReport) -> None:
+        """Add one node's tallies to the shared ones: counts summed, connected seconds as the
+        bits of a per-minute bitmap (any node's socket makes the second connected)."""
+        async with self._client().pipeline(transaction=False) as pipe:
+            for (rid, minute), counts in report.counts.items():
+                key = _service_key(rid, minute)
+                for name, n in counts.items():
+                    pipe.hincrby(key, name, n)
+                pipe.expire(key, SERVICE_KEEP_S)
+            for (rid, minute), seconds in report.connected.items():
+                key = _connected_key(rid, minute)
+                for second in seconds:
+                    pipe.setbit(key, second, 1)
+                pipe.expire(key, SERVICE_KEEP_S)
+            for rid, boards in report.boards.items():
+                if boards:
+                    pipe.hset(_boards_key(rid), mapping={b: json.dumps(state) for b, state in boards.items()})
+                pipe.expire(_boards_key(rid), SERVICE_KEEP_S)
+            for rid, gone in report.gone.items():
+                if gone:
+                    pipe.hdel(_boards_key(rid), *gone)
+            await pipe.execute()
+
+    def service_minute(self, minute: int) -> dict[int, dict[str, int]]:
+        """Every restaurant's tallies of one minute (epoch minute), with its connected seconds."""
+        client = get_redis()
+        assert client is not None
+        rows: dict[int, dict[str, int]] = {}
+        for pattern, connected in ((redis_key("service", "*", minute), False),
+                                   (redis_key("service-connected", "*", minute), True)):  # fmt: skip
+            keys = [str(k) for k in client.scan_iter(match=pattern, count=1000)]
+            if not keys:
+                continue
+            with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.bitcount(key) if connected else pipe.hgetall(key)
+                values = pipe.execute()
+            for key, value in zip(keys, values, strict=True):
+                rid = int(key.rsplit(":", 2)[-2])
+                row = rows.setdefault(rid, {})
+                if connected:
+                    row["connected_s"] = int(value)
+                else:
+                    row.update({str(k): int(v) for k, v in value.items()})
+        return rows
+
+    def boards(self, restaurant_id: int) -> list[dict[str, Any]]:
+        client = get_redis()
+        assert client is not None
+        return [json.loads(v) for v in client.hvals(_boards_key(restaurant_id))]
 
 
 _presence: LocalPresence | RedisPresence | None = None

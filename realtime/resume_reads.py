@@ -32,10 +32,19 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from prometheus_client import Counter
 
-from . import selectors
 from .models import Restaurant
+from .stream import feed_frames_after, stream_head
 
 Frames = list[tuple[int, str]]
+
+
+def _read_head(restaurant_id: int) -> tuple[int, str]:
+    return stream_head(restaurant_id)
+
+
+def _read_frames(**kwargs: Any) -> Frames:
+    return feed_frames_after(**kwargs)
+
 
 READS = Counter("opsite_feed_resume_reads", "Resume reads asked for by feed sockets, by kind", ["kind"])
 QUERIES = Counter("opsite_feed_resume_queries", "Database queries that answered the resume reads, by kind", ["kind"])
@@ -187,7 +196,7 @@ class ResumeReads:
         if batch.heads:
             QUERIES.labels("head").inc()
             read_at = time.monotonic()
-            head = await database_sync_to_async(selectors.stream_head)(batch.restaurant.pk)
+            head = await database_sync_to_async(_read_head)(batch.restaurant.pk)
             stream = self._stream(batch)
             if stream is not None:
                 if stream.head is not None and stream.head[1] == head[1]:
@@ -200,7 +209,7 @@ class ResumeReads:
             low, high = wanted[0].after, max(w.upto for w in wanted)
             page = max(w.limit for w in wanted)
             QUERIES.labels("frames").inc()
-            rows = await database_sync_to_async(selectors.feed_frames_after)(
+            rows = await database_sync_to_async(_read_frames)(
                 restaurant=batch.restaurant, after_seq=low, upto_seq=high, limit=page
             )
             stream = self._stream(batch)

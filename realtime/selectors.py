@@ -6,6 +6,7 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Count, Max, Min, QuerySet, Sum
@@ -13,7 +14,6 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from . import hub, presence
-from .frames import event_frame
 from .models import OrderEvent, Restaurant, StaffMembership
 from .services.restaurants import TOKEN_PREFIX, token_hash
 
@@ -55,21 +55,6 @@ def restaurants_for_user(user: Any) -> list[Restaurant]:
     if user.is_superuser:
         return list(Restaurant.objects.all())
     return list(Restaurant.objects.filter(memberships__user=user))
-
-
-def stream_head(restaurant_id: int) -> tuple[int, str]:
-    last_seq, epoch = Restaurant.objects.values_list("last_seq", "epoch").get(pk=restaurant_id)
-    return last_seq, epoch
-
-
-def feed_frames_after(*, restaurant: Restaurant, after_seq: int, upto_seq: int, limit: int | None = None
-                      ) -> list[tuple[int, str]]:  # fmt: skip
-    """The feed frames of the events after ``after_seq`` up to ``upto_seq``, in order; at most
-    ``limit`` of them (a page: the next one starts after the last seq returned)."""
-    events = OrderEvent.objects.filter(restaurant=restaurant, seq__gt=after_seq, seq__lte=upto_seq).order_by("seq")
-    if limit is not None:
-        events = events[:limit]
-    return [(e.seq, event_frame(e, restaurant.slug)) for e in events]
 
 
 def events_after(*, restaurant: Restaurant, after_seq: int, limit: int) -> list[OrderEvent]:
@@ -189,3 +174,52 @@ def late_tickets(now: datetime | None = None) -> dict[str, dict[str, float]]:
         figures["late"] += over > restaurant.ticket_late_after_s
         figures["very_late"] += over > restaurant.ticket_very_late_after_s
     return result
+
+
+def service_minute(start: datetime) -> dict[int, dict[str, int]]:
+    """Each restaurant's service levels over the minute from ``start``, by id: frames delivered
+    (and late), boards' acks (and late), seconds open and seconds a board was connected while
+    open. Restaurants neither open nor active that minute are left out."""
+    tallies = presence.get_presence().service_minute(int(start.timestamp()) // 60)
+    rows: dict[int, dict[str, int]] = {}
+    for restaurant in Restaurant.objects.only("pk", "timezone", "opens_at", "closes_at"):
+        counts = tallies.get(restaurant.pk, {})
+        open_s = 60 if restaurant.open_at(start) else 0
+        if not counts and not open_s:
+            continue
+        rows[restaurant.pk] = {
+            "deliveries": counts.get("delivered", 0), "deliveries_late": counts.get("delivered_late", 0),
+            "acks": counts.get("acked", 0), "acks_late": counts.get("acked_late", 0),
+            "open_s": open_s, "connected_s": min(open_s, counts.get("connected_s", 0)),
+        }  # fmt: skip
+    return rows
+
+
+def boards_of(slug: str, *, now: float | None = None) -> dict[str, Any] | None:
+    """A restaurant's stream head and its boards connected now on any process, each with how far
+    it is behind the stream and how long since its last frame (entries of a process that died
+    are left out); None for an unknown slug."""
+    restaurant = Restaurant.objects.filter(slug=slug).first()
+    if restaurant is None:
+        return None
+    now = now or timezone.now().timestamp()
+    fresh_s = 2 * settings.OPSITE_PRESENCE_TTL_S
+    rows = []
+    for state in presence.get_presence().boards(restaurant.pk):
+        if now - float(state.get("seen_at", 0)) > fresh_s:
+            continue
+        last_frame_at = state.get("last_frame_at")
+        age = None if last_frame_at is None else max(0.0, now - float(last_frame_at))
+        rows.append({**state, "lag": max(0, restaurant.last_seq - int(state.get("last_seq") or 0)),
+                     "last_frame_age_s": age,
+                     "connected_for_s": max(0.0, now - float(state["connected_at"]))})  # fmt: skip
+    rows.sort(key=lambda r: (r["user"], r["connected_at"]))
+    return {"slug": restaurant.slug, "name": restaurant.name, "last_seq": restaurant.last_seq, "boards": rows,
+            "opening_hours": f"{restaurant.opens_at:%H:%M}\u2013{restaurant.closes_at:%H:%M} {restaurant.timezone}"
+            if restaurant.opens_at and restaurant.closes_at else "always open"}  # fmt: skip
+
+
+def slo_objectives() -> dict[int, tuple[str, float | None, float | None]]:
+    """Per restaurant id: its slug and its own delivery and connected objectives (None: the defaults)."""
+    rows = Restaurant.objects.values_list("pk", "slug", "slo_delivery_objective", "slo_connected_objective")
+    return {pk: (slug, delivery, connected) for pk, slug, delivery, connected in rows}

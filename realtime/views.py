@@ -16,6 +16,7 @@ from .auth import restaurant_from_request
 from .frames import event_payload
 from .models import Restaurant
 from .services import order_event_ingest
+from .stream import stream_head
 from .validation import InvalidEvents, clean_events
 
 CATCH_UP_MAX = 1000
@@ -66,7 +67,7 @@ def order_events_catch_up(request: HttpRequest, slug: str) -> JsonResponse:
     except ApiError as exc:
         return exc.response()
     events = selectors.events_after(restaurant=restaurant, after_seq=after_seq, limit=limit)
-    head_seq, epoch = selectors.stream_head(restaurant.pk)
+    head_seq, epoch = stream_head(restaurant.pk)
     return JsonResponse(
         {
             "restaurant": restaurant.slug,
@@ -83,7 +84,7 @@ def order_board(request: HttpRequest, slug: str) -> HttpResponse:
     restaurant = get_object_or_404(Restaurant, slug=slug)
     if not selectors.user_can_view(request.user, restaurant):
         raise Http404("no such restaurant")
-    head_seq, epoch = selectors.stream_head(restaurant.pk)
+    head_seq, epoch = stream_head(restaurant.pk)
     context = {
         "restaurant": restaurant,
         "orders": selectors.board_orders_today(restaurant),

@@ -93,6 +93,18 @@ CATALOG: dict[str, MetricInfo] = {
             reads_database=True,
             windowed=False,
         ),
+        *(
+            MetricInfo(
+                f"{kind}_burn_{speed}",
+                f"{label} error budget burn rate, {windows}",
+                "x",
+                RESTAURANTS,
+                reads_database=True,
+                windowed=False,
+            )
+            for kind, label in (("delivery", "delivery SLO"), ("connected", "boards-connected SLO"))
+            for speed, windows in (("fast", "the lower of 1 h and 5 min"), ("slow", "the lower of 6 h and 30 min"))
+        ),
     )
 }
 

@@ -35,6 +35,28 @@ HEALTH_DEGRADED_FOR_S = 600
 TICKETS_LATE_RULE = "Orders late"
 TICKETS_VERY_LATE_RULE = "Orders very late"
 
+# Multiwindow burn-rate alerts (the SRE workbook's): fast pages when 2 % of a 30-day budget goes
+# in an hour (14.4x over 1 h and 5 min), slow warns when 5 % goes in six hours (6x over 6 h and 30 min).
+SLO_RULES = [
+    DefaultRule(
+        f"{what} SLO burning {speed}",
+        f"{kind}_burn_{speed}",
+        threshold,
+        scope="restaurant",
+        recovery=threshold * 0.8,
+        window_s=60,
+        for_s=for_s,
+        severity=severity,
+        description=f"{what}: the restaurant's error budget is being spent {threshold:g} times as fast as "
+        f"its objective allows ({windows}); see its service levels on /ops/.",
+    )
+    for kind, what in (("delivery", "Order delivery"), ("connected", "Boards connected"))
+    for speed, threshold, for_s, severity, windows in (
+        ("fast", 14.4, 120, Severity.CRITICAL, "over both the last hour and 5 minutes"),
+        ("slow", 6.0, 900, Severity.WARNING, "over both the last 6 hours and 30 minutes"),
+    )
+]
+
 DEFAULT_RULES = [
     DefaultRule("Error rate above 5 %", "error_rate", 5, recovery=4, for_s=60, severity=Severity.CRITICAL,
                 description="More than 5 % of requests were answered with a 5xx."),
@@ -69,6 +91,7 @@ DEFAULT_RULES = [
                 for_s=0, severity=Severity.CRITICAL, comparison=AlertRule.Comparison.AT_LEAST,
                 description="Open orders are past the restaurant's expected ticket time plus its very-late "
                             "threshold (by default 15 + 7 minutes)."),
+    *SLO_RULES,
     DefaultRule("Scheduled runs missed", "task_missed_runs", 0, window_s=3600, for_s=0),
     DefaultRule("Scheduled runs duplicated", "task_duplicate_runs", 0, window_s=3600, for_s=0),
 ]  # fmt: skip

@@ -25,6 +25,7 @@ from monitoring.health.celery_state import queue_depth
 from monitoring.health.probes import DEGRADED, HEALTHY, UNHEALTHY, check_database_down, last_status
 from monitoring.health.selectors import EVALUATOR, beat_heartbeat_age_s, heartbeat_age_s
 from monitoring.history.models import Resolution, RestaurantSnapshot
+from monitoring.history.service_levels import service_levels
 from monitoring.ledger.models import TaskRun
 from monitoring.nodes.reports import live_nodes_by_host, newest, reported_traffic
 from monitoring.requests.traffic import ALL_ROUTES, FRONTEND_ERRORS, stats_of, window
@@ -206,6 +207,14 @@ def _tickets(reading: Reading, figure: str) -> Values:
     return {(("restaurant", slug),): figures[figure] for slug, figures in late.items()}
 
 
+def _burn(reading: Reading, kind: str, speed: str) -> Values:
+    """A restaurant's SLO burn rate (overall: the highest); None without events in a window."""
+    burns = {slug: levels[kind][f"burn_{speed}"] for slug, levels in service_levels(reading.now).items()}
+    if reading.scope == "overall":
+        return {OVERALL: max((b for b in burns.values() if b is not None), default=None)}
+    return {(("restaurant", slug),): burn for slug, burn in burns.items()}
+
+
 def _health_status(reading: Reading) -> Values:
     """The newest detailed report's overall status on any process (computed when none is kept)."""
     status = last_status(compute=True)
@@ -237,5 +246,9 @@ _READERS: dict[str, Callable[[Reading], Values]] = {
     "health_status": _health_status,
     "tickets_late": lambda r: _tickets(r, "late"),
     "tickets_very_late": lambda r: _tickets(r, "very_late"),
+    "delivery_burn_fast": lambda r: _burn(r, "delivery", "fast"),
+    "delivery_burn_slow": lambda r: _burn(r, "delivery", "slow"),
+    "connected_burn_fast": lambda r: _burn(r, "connected", "fast"),
+    "connected_burn_slow": lambda r: _burn(r, "connected", "slow"),
 }
 METRICS: dict[str, Metric] = {key: Metric(**vars(info), read=_READERS[key]) for key, info in CATALOG.items()}

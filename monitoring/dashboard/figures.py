@@ -32,6 +32,7 @@ from monitoring.alerts.models import Alert
 from monitoring.dashboard.selectors import ORDERS_CACHE, orders_today
 from monitoring.health.probes import last_status
 from monitoring.history.models import CLUSTER, MetricSnapshot, Resolution
+from monitoring.history.service_levels import service_levels
 from monitoring.ledger.deploys import deployments_between, deployments_marker
 from monitoring.ledger.models import TaskRun
 from monitoring.requests.models import FrontendErrorGroup
@@ -261,6 +262,7 @@ def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
             for e in errors
         ],
         "backups": recent_backups(),
+        "service_levels": [{"restaurant": slug, **levels} for slug, levels in service_levels(timezone.now()).items()],
         "task_runs": recent_task_runs(),
         "alerts": active_alerts(),
         "cache": cache_stats(),

@@ -21,9 +21,10 @@ from common.http import ApiError
 from monitoring.auth import can_view_dashboard, ops_access
 from monitoring.dashboard import figures
 from monitoring.dashboard.selectors import orders_today
+from monitoring.history.service_levels import service_levels
 from monitoring.requests.selectors import traffic_summary
 from monitoring.requests.slow import slow_requests_between
-from realtime.selectors import presence_summary
+from realtime.selectors import boards_of, presence_summary
 
 
 def dashboard_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -55,8 +56,27 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
         "hosts": figures.known_hosts(),
         "push_s": settings.OPSITE_DASHBOARD_PUSH_S,
         "tiles": figures.page_tiles(),
+        "slo_days": settings.OPSITE_SLO_WINDOW_DAYS,
+        "slo_within_s": f"{settings.OPSITE_SLO_DELIVERY_WITHIN_S:g}",
     }
     return render(request, "monitoring/ops.html", context)
+
+
+@never_cache
+@require_GET
+@dashboard_access
+def ops_restaurant(request: HttpRequest, slug: str) -> HttpResponse:
+    """One restaurant's service levels and its boards connected now."""
+    found = boards_of(slug)
+    if found is None:
+        return render(request, "monitoring/restaurant.html", {**admin.site.each_context(request), "missing": slug},
+                      status=404)  # fmt: skip
+    context = {
+        **admin.site.each_context(request), **found, "title": f"{found['name']}: service levels",
+        "levels": service_levels(timezone.now()).get(slug), "slo_days": settings.OPSITE_SLO_WINDOW_DAYS,
+        "slo_within_s": f"{settings.OPSITE_SLO_DELIVERY_WITHIN_S:g}",
+    }  # fmt: skip
+    return render(request, "monitoring/restaurant.html", context)
 
 
 @never_cache

@@ -65,7 +65,8 @@ class MetricSnapshot(models.Model):
 
 
 class RestaurantSnapshot(models.Model):
-    """Orders opened and revenue taken by one restaurant over one minute or hour (only active ones)."""
+    """Orders opened and revenue taken by one restaurant over one minute or hour, and its service
+    levels (rows for restaurants that were open or active)."""
 
     resolution = models.PositiveIntegerField(choices=Resolution.choices, default=Resolution.MINUTE)
     taken_at = models.DateTimeField()
@@ -73,6 +74,14 @@ class RestaurantSnapshot(models.Model):
     orders = models.IntegerField(default=0)
     paid = models.IntegerField(default=0)
     revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    # service levels: frames written to boards (and how many later than the delivery objective's
+    # time), boards' acknowledgements (likewise), seconds open and seconds with a board connected
+    deliveries = models.IntegerField(default=0)
+    deliveries_late = models.IntegerField(default=0)
+    acks = models.IntegerField(default=0)
+    acks_late = models.IntegerField(default=0)
+    open_s = models.IntegerField(default=0)
+    connected_s = models.IntegerField(default=0)
 
     class Meta:
         ordering = ["-taken_at"]

@@ -31,7 +31,7 @@ from monitoring.history.models import CLUSTER, MetricSnapshot, Resolution, Resta
 from monitoring.nodes.models import NodeReport
 from monitoring.nodes.reports import live_nodes_by_host, newest, reported_traffic
 from monitoring.requests.traffic import Tally, stats_of
-from realtime.selectors import order_totals, restaurant_ids
+from realtime.selectors import order_totals, restaurant_ids, service_minute
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +138,12 @@ def _upsert(model: type[Model], rows: Iterable[Model], unique: list[str]) -> Non
 def _restaurant_minute_rows(start: datetime) -> list[RestaurantSnapshot]:
     totals = order_totals(since=start, until=start + timedelta(minutes=1))
     ids = restaurant_ids(totals)
-    return [
-        RestaurantSnapshot(resolution=Resolution.MINUTE, taken_at=start, restaurant_id=ids[slug],
-                           orders=t["orders"], paid=t["paid"], revenue=t["revenue"])
-        for slug, t in totals.items() if slug in ids
-    ]  # fmt: skip
+    rows: dict[int, dict[str, Any]] = {ids[slug]: {"orders": t["orders"], "paid": t["paid"], "revenue": t["revenue"]}
+                                       for slug, t in totals.items() if slug in ids}  # fmt: skip
+    for restaurant_id, levels in service_minute(start).items():
+        rows.setdefault(restaurant_id, {}).update(levels)
+    return [RestaurantSnapshot(resolution=Resolution.MINUTE, taken_at=start, restaurant_id=restaurant_id, **fields)
+            for restaurant_id, fields in rows.items()]  # fmt: skip
 
 
 def snapshot_collect(*, now: datetime | None = None) -> SnapshotResult:
@@ -192,14 +193,17 @@ def rollup_rows(rows: list[dict[str, Any]], seconds: int) -> dict[str, Any]:
     return rolled
 
 
+SUMMED = ("orders", "paid", "revenue", "deliveries", "deliveries_late", "acks", "acks_late", "open_s", "connected_s")
+
+
 def _restaurant_rollup(source: int, target: int, start: datetime) -> list[RestaurantSnapshot]:
     finer = RestaurantSnapshot.objects.filter(
         resolution=source, taken_at__gte=start, taken_at__lt=start + timedelta(seconds=target)
     )
-    sums = finer.values("restaurant_id").annotate(o=Sum("orders"), p=Sum("paid"), r=Sum("revenue")).order_by()
+    sums = finer.values("restaurant_id").annotate(**{name: Sum(name) for name in SUMMED}).order_by()
     return [
         RestaurantSnapshot(resolution=target, taken_at=start, restaurant_id=row["restaurant_id"],
-                           orders=row["o"], paid=row["p"], revenue=row["r"])
+                           **{name: row[name] for name in SUMMED})
         for row in sums
     ]  # fmt: skip
 

@@ -290,6 +290,13 @@ OPSITE_FEED_RESUME_BATCH_MS: float = env.float("OPSITE_FEED_RESUME_BATCH_MS", de
 # Each process keeps each restaurant's stream head (read again after this long) and recent frames.
 OPSITE_FEED_HEAD_TTL_S: float = env.float("OPSITE_FEED_HEAD_TTL_S", default=30.0)
 OPSITE_FEED_RECENT_FRAMES: int = env.int("OPSITE_FEED_RECENT_FRAMES", default=2000)
+# Boards acknowledge every Nth live frame (its seq divisible by N): the delivery time as they see it.
+OPSITE_FEED_ACK_EVERY: int = env.int("OPSITE_FEED_ACK_EVERY", default=10)
+# Service levels per restaurant (each restaurant may set its own objectives).
+OPSITE_SLO_DELIVERY_WITHIN_S: float = env.float("OPSITE_SLO_DELIVERY_WITHIN_S", default=1.0)
+OPSITE_SLO_DELIVERY_OBJECTIVE: float = env.float("OPSITE_SLO_DELIVERY_OBJECTIVE", default=0.99)
+OPSITE_SLO_CONNECTED_OBJECTIVE: float = env.float("OPSITE_SLO_CONNECTED_OBJECTIVE", default=0.999)
+OPSITE_SLO_WINDOW_DAYS: int = env.int("OPSITE_SLO_WINDOW_DAYS", default=30)
 OPSITE_FEED_OUTBOUND_MAX: int = env.int("OPSITE_FEED_OUTBOUND_MAX", default=256)
 OPSITE_FEED_MAX_SOCKETS_PER_USER: int = env.int("OPSITE_FEED_MAX_SOCKETS_PER_USER", default=10)
 OPSITE_FEED_MAX_FRAME_BYTES = 64 * 1024

@@ -44,7 +44,7 @@ async def test_a_failing_replay_closes_1011_and_frees_the_users_place(make_staff
     settings.OPSITE_FEED_MAX_SOCKETS_PER_USER = 1
     staff = await database_sync_to_async(make_staff)()
     await ingest(staff.restaurant, event("missed"))  # something to replay
-    with mock.patch("realtime.selectors.feed_frames_after", autospec=True, side_effect=RuntimeError("db gone")):
+    with mock.patch("realtime.resume_reads.feed_frames_after", autospec=True, side_effect=RuntimeError("db gone")):
         feed = await open_feed(staff.cookie, staff.restaurant.slug, "?last_seq=0")
         assert (await next_frame(feed))["type"] == "hello"
         assert await close_code(feed) == 1011

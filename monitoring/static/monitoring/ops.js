@@ -170,6 +170,14 @@
     fillTable("ops-slow-queries", t.slow_queries, (q) => [[q.sql || q.fingerprint, "code"], [q.count, "num"], [q.mean_ms, "num"], [q.total_ms, "num"]]);
     fillTable("ops-n-plus-one", t.n_plus_one, (q) => [[q.route], [q.fingerprint, "code"], [q.requests, "num"]]);
     fillTable("ops-frontend-errors", t.frontend_errors, (e) => [[`${e.type}: ${e.message}`], [e.screen], [e.count, "num"], [when(e.last_seen)]]);
+    const pct = (v, digits) => v == null ? "–" : (v * 100).toFixed(digits == null ? 2 : digits) + " %";
+    const burn = (b) => (b["1h"] == null ? "–" : b["1h"].toFixed(1) + "×") + " / " + (b["6h"] == null ? "–" : b["6h"].toFixed(1) + "×");
+    fillTable("ops-service-levels", t.service_levels, (r) => [
+      [[r.restaurant, `restaurants/${encodeURIComponent(r.restaurant)}/`], "link"],
+      [`${pct(r.delivery.sli)} (objective ${pct(r.delivery.objective, 1)})`, "num"], [pct(r.delivery.budget_left, 0), "num"],
+      [burn(r.delivery.burn), "num"],
+      [`${pct(r.connected.sli, 3)} (objective ${pct(r.connected.objective, 1)})`, "num"], [pct(r.connected.budget_left, 0), "num"],
+      [burn(r.connected.burn), "num"], [pct(r.acks.sli), "num"]]);
     fillTable("ops-backups", t.backups, (b) => [[b.id], [b.status], [when(b.started_at)], [bytes(b.size_bytes), "num"], [when(b.verified_at)]]);
     fillTable("ops-task-runs", t.task_runs, (r) => [[r.job], [when(r.scheduled_for)], [r.status, `status-${r.status}`], [r.duration_ms, "num"], [r.node]]);
     fillTable("ops-alerts", t.alerts, (a) => [[a.held ? `${a.state} (held)` : a.state, `state-${a.state}`], [a.severity], [a.rule],

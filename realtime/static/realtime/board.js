@@ -95,6 +95,7 @@
   }
 
   let retryTimer = null;
+  let ackEvery = 0;
   function connect() {
     retryTimer = null;
     const scheme = window.location.protocol === "https:" ? "wss" : "ws";
@@ -106,6 +107,7 @@
       const frame = JSON.parse(message.data);
       if (frame.type === "hello") {
         attempts = 0;
+        ackEvery = frame.ack_every || 0;
         if (frame.epoch !== epoch) { window.location.reload(); return; }
         // a gap the socket does not replay is fetched page by page after the reset that follows
         setState("live", frame.gap ? "live, fetching " + (frame.gap.to - frame.gap.from + 1) + " missed orders…" : "live");
@@ -117,6 +119,8 @@
         frame.frames.forEach(apply);  // a page of a replay
       } else if (frame.type && frame.type.indexOf("order.") === 0) {
         apply(frame);
+        // the server times these from the order's commit: its delivery time as this board sees it
+        if (ackEvery && frame.seq % ackEvery === 0) socket.send(JSON.stringify({ type: "ack", seq: frame.seq }));
       }
     };
     socket.onclose = function (event) {

@@ -36,9 +36,10 @@ class Restaurant(models.Model):
         default=420, help_text="an open order this many seconds past its expected time is very late (red)"
     )
 
-    # Service levels: opening hours (in its time zone; both empty: always open) are the time its
-    # boards are expected to be connected; empty objectives take the installation's defaults.
-    opens_at = models.TimeField(null=True, blank=True, help_text="opening time, local; empty with closes_at: always")
+    # Service levels: opening hours (in its time zone) are the time its boards are expected to be
+    # connected (without them that objective is not measured); empty objectives take the defaults.
+    opens_at = models.TimeField(null=True, blank=True, help_text="opening time, local (empty: boards-connected "
+                                "objective not measured)")  # fmt: skip
     closes_at = models.TimeField(null=True, blank=True, help_text="closing time, local (before opens_at: overnight)")
     slo_delivery_objective = models.FloatField(
         null=True, blank=True, help_text="share of orders on a board within the delivery time (default 0.99)"
@@ -57,16 +58,16 @@ class Restaurant(models.Model):
         if self.ticket_very_late_after_s <= self.ticket_late_after_s:
             raise ValidationError({"ticket_very_late_after_s": "must be more than the late threshold"})
         if (self.opens_at is None) != (self.closes_at is None):
-            raise ValidationError({"closes_at": "give both opening and closing times, or neither (always open)"})
+            raise ValidationError({"closes_at": "give both opening and closing times, or neither (not measured)"})
         for name in ("slo_delivery_objective", "slo_connected_objective"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise ValidationError({name: "an objective is a share between 0 and 1, e.g. 0.99"})
 
     def open_at(self, moment: datetime) -> bool:
-        """Whether ``moment`` falls in its opening hours (always, without them)."""
+        """Whether ``moment`` falls in its opening hours (never, without them)."""
         if self.opens_at is None or self.closes_at is None:
-            return True
+            return False
         local = moment.astimezone(zoneinfo.ZoneInfo(self.timezone)).time()
         if self.opens_at <= self.closes_at:
             return self.opens_at <= local < self.closes_at

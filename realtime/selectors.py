@@ -216,7 +216,7 @@ def boards_of(slug: str, *, now: float | None = None) -> dict[str, Any] | None:
     rows.sort(key=lambda r: (r["user"], r["connected_at"]))
     return {"slug": restaurant.slug, "name": restaurant.name, "last_seq": restaurant.last_seq, "boards": rows,
             "opening_hours": f"{restaurant.opens_at:%H:%M}\u2013{restaurant.closes_at:%H:%M} {restaurant.timezone}"
-            if restaurant.opens_at and restaurant.closes_at else "always open"}  # fmt: skip
+            if restaurant.opens_at and restaurant.closes_at else "no opening hours set"}  # fmt: skip
 
 
 def slo_objectives() -> dict[int, tuple[str, float | None, float | None]]:

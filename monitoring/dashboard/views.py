@@ -69,10 +69,10 @@ def ops_restaurant(request: HttpRequest, slug: str) -> HttpResponse:
     """One restaurant's service levels and its boards connected now."""
     found = boards_of(slug)
     if found is None:
-        return render(request, "monitoring/restaurant.html", {**admin.site.each_context(request), "missing": slug},
-                      status=404)  # fmt: skip
+        return render(request, "monitoring/restaurant.html", {**admin.site.each_context(request), "missing": slug,
+                      "title": "No such restaurant"}, status=404)  # fmt: skip
     context = {
-        **admin.site.each_context(request), **found, "title": f"{found['name']}: service levels",
+        **admin.site.each_context(request), **found, "missing": "", "title": f"{found['name']}: service levels",
         "levels": service_levels(timezone.now()).get(slug), "slo_days": settings.OPSITE_SLO_WINDOW_DAYS,
         "slo_within_s": f"{settings.OPSITE_SLO_DELIVERY_WITHIN_S:g}",
     }  # fmt: skip

@@ -65,8 +65,16 @@ def test_ops_page_and_endpoints_answer_users_with_the_permission():
     bad = client.get("/ops/api/series?range=2y")
     assert bad.status_code == 400 and "range must be one of" in bad.json()["message"]
     tables = client.get("/ops/api/tables").json()
-    assert set(tables) == {"slow_queries", "n_plus_one", "frontend_errors", "backups", "task_runs", "alerts", "cache",
-                           "service_levels"}
+    assert set(tables) == {
+        "slow_queries",
+        "n_plus_one",
+        "frontend_errors",
+        "backups",
+        "task_runs",
+        "alerts",
+        "cache",
+        "service_levels",
+    }
     assert set(tables["cache"]) == {"dashboard-series", "dashboard-tables", "orders-today"}
     live = client.get("/ops/api/live").json()
     assert {t["key"] for t in live["tiles"]} >= {"health", "error_rate", "p95_ms", "sockets", "orders_today"}

@@ -91,7 +91,8 @@ def test_an_install_with_rules_gets_the_rules_added_later(scratch_database):
     with psycopg.connect(scratch_database) as db:
         names = {name for (name,) in db.execute("SELECT name FROM monitoring_alertrule").fetchall()}
     assert names == {"Error rate above 5 %", "Dependency failing", "Health not healthy for 10 minutes", "Orders late",
-                     "Orders very late"}  # fmt: skip
+                     "Orders very late", "Order delivery SLO burning fast", "Order delivery SLO burning slow",
+                     "Boards connected SLO burning fast", "Boards connected SLO burning slow"}  # fmt: skip
 
 
 def test_a_fresh_install_gets_every_default_rule_once(scratch_database):

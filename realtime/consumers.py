@@ -223,7 +223,7 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
             self.hub.service.acked(self.restaurant_id, max(0.0, now - self.committed.pop(sent)))
 
     def board_state(self) -> dict[str, Any]:
-        return {"board": self.board_id, "user": self.username, "last_seq": self.last_seq,
+        return {"board": self.board_id, "user": self.username, "last_seq": getattr(self, "last_seq", None),
                 "last_frame_at": self.last_frame_at, "connected_at": self.connected_at,
                 "node": self.hub.node if self.hub else "", "seen_at": time.time()}  # fmt: skip
 

@@ -185,9 +185,10 @@ class FeedHub:
 
     async def _report_service(self) -> None:
         boards: dict[int, dict[str, dict[str, Any]]] = {}
-        for members in self.groups.values():
-            for sub in members:
-                boards.setdefault(sub.restaurant_id, {})[sub.board_id] = sub.board_state()
+        for members in list(self.groups.values()):
+            for sub in list(members):
+                with contextlib.suppress(Exception):  # a socket still starting has no position yet
+                    boards.setdefault(sub.restaurant_id, {})[sub.board_id] = sub.board_state()
         report = self.service.take(boards)
         if report.empty():
             return

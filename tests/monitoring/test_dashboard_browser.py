@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -142,17 +143,64 @@ def test_live_tiles_reconnect_after_their_server_dies_without_a_reload(
 
         dashboard.process.send_signal(signal.SIGKILL)
         dashboard.process.wait(timeout=10)
-        expect(page.locator("#ops-live-state")).to_have_text("reconnecting…", timeout=10_000)
+        expect(page.locator("#ops-live-state")).to_have_text(re.compile(r"^stale since \d\d:\d\d:\d\d: reconnecting…$"),
+                                                              timeout=10_000)  # fmt: skip
         assert page.locator("#ops-live-state").get_attribute("data-state") == "lost"
         for n in range(2, 5):  # the restaurants keep taking orders meanwhile
             response = httpx.post(f"{till.url}/api/v1/orders/events", json=order(f"C{n}"), headers=headers)
             assert response.status_code == 201
+        page.wait_for_timeout(20_000)  # down long enough for the backoff to reach its cap
         start_server({"OPSITE_DASHBOARD_PUSH_S": "1"}, port=port)
-        expect(page.locator("#ops-live-state")).to_have_text("live", timeout=40_000)
+        back = time.monotonic()
+        expect(page.locator("#ops-live-state")).to_have_text("live", timeout=15_000)
+        assert time.monotonic() - back <= 10.5, "the backoff is capped near 10 s"
         expect(tile).to_have_text("4", timeout=10_000)
         expect(page.locator("#ops-orders tbody")).to_contain_text(staff.restaurant.slug)
         assert page.evaluate("window.__marker") == "same page", "the page was reloaded"
         page.screenshot(path=str(ARTIFACTS / "ops-after-reconnect.png"), full_page=True)
+        browser.close()
+
+
+def test_a_failed_request_says_so_keeps_what_it_shows_and_retries(make_staff, start_server, chromium_path,
+                                                                    needs_redis):  # fmt: skip
+    """An API call that fails leaves the charts of the range that loaded, with its button pressed,
+    says what failed and since when the data is, and a retry loads it once the server answers."""
+    make_staff()
+    get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-123456")
+    node_report(role="web")
+    now = timezone.now()
+    for minutes_ago in range(4, 0, -1):
+        snapshot_collect(now=now - timedelta(minutes=minutes_ago))
+    server = start_server()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.route("**/ops/api/tables", lambda route: route.fulfill(status=503, body='{"error": "unavailable"}'))
+        _log_in_to_ops(page, server.url)
+        tables = page.locator("#ops-tables-status")
+        expect(tables).to_have_attribute("data-state", "error", timeout=10_000)
+        expect(tables).to_contain_text("Could not load the tables (HTTP 503); nothing to show yet.")
+        charts = page.locator("#ops-charts-status")
+        expect(charts).to_have_attribute("data-state", "ok", timeout=10_000)
+        expect(charts).to_contain_text("charts updated")
+
+        page.route("**/ops/api/series?*", lambda route: route.fulfill(status=500, body="{}"))
+        page.click('.ops-range[data-range="24h"]')
+        expect(charts).to_have_attribute("data-state", "error")
+        expect(charts).to_contain_text(
+            re.compile(r"Could not load the charts \(HTTP 500\); showing data from \d\d:\d\d")
+        )
+        expect(page.locator('.ops-range[data-range="1h"]')).to_have_attribute("aria-pressed", "true")
+        expect(page.locator('.ops-range[data-range="24h"]')).to_have_attribute("aria-pressed", "false")
+        expect(page.locator('.ops-chart[data-chart="request_rate"] canvas')).to_have_count(1)  # the 1 h charts stay
+
+        page.unroute("**/ops/api/series?*")
+        page.unroute("**/ops/api/tables")
+        charts.get_by_role("button", name="Retry").click()
+        expect(charts).to_have_attribute("data-state", "ok")
+        tables.get_by_role("button", name="Retry").click()
+        expect(tables).to_have_attribute("data-state", "ok")
+        expect(tables).to_contain_text("tables updated")
         browser.close()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -74,11 +77,18 @@ def test_board_rides_out_its_server_dying_and_shows_every_order_once_in_order(
         board_server.process.send_signal(signal.SIGKILL)
         board_server.process.wait(timeout=10)
         expect(page.locator("#connection")).to_contain_text("offline", timeout=10_000)
+        expect(page.locator("#last-update")).to_have_text(re.compile(r"^last update \d\d:\d\d:\d\d$"))
         for n in range(2, 7):  # the kitchen keeps taking orders meanwhile
             response = httpx.post(f"{till.url}/api/v1/orders/events", json=event(f"R-{n}"), headers=headers)
             assert response.status_code == 201
+        page.wait_for_timeout(12_000)  # long enough for the backoff to wait several seconds
         start_server(port=port)
-        expect(page.locator("#connection")).to_have_text("live", timeout=30_000)
+        back = time.monotonic()
+        page.click("#retry-now")  # staff need not wait for the backoff
+        expect(page.locator("#connection")).to_have_text("live", timeout=10_000)
+        assert time.monotonic() - back < 3, "retry now reconnects at once"
+        expect(page.locator("#retry-now")).to_be_hidden()
+        expect(page.locator("#last-update")).to_have_text("")
         expect(page.locator("#order-count")).to_have_text("6", timeout=10_000)
         rows = page.locator("tbody tr").evaluate_all("rows => rows.map(r => [r.dataset.order, Number(r.dataset.seq)])")
         assert [order for order, _ in rows] == [f"R-{n}" for n in range(6, 0, -1)], rows  # once each, newest first

@@ -123,10 +123,47 @@
     return response.json();
   }
 
+  const clock = (d) => d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+
+  /* A panel's state in words: loading, updated at, or failed (with what it still shows and a retry). */
+  function panelStatus(id, panel, s, text, retry) {
+    root.dataset[`${panel}State`] = s;
+    const el = document.getElementById(id);
+    el.dataset.state = s;
+    el.textContent = text;
+    if (retry) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "button";
+      button.textContent = "Retry";
+      button.addEventListener("click", retry);
+      el.appendChild(button);
+    }
+  }
+
+  function failed(id, panel, what, error, since, retry) {
+    const shown = since ? `showing data from ${clock(since)}` : "nothing to show yet";
+    panelStatus(id, panel, "error", `Could not load the ${what} (${error.message.split(": ").pop()}); ${shown}.`, retry);
+  }
+
+  const loaded = { series: null, tables: null };
+
   async function loadSeries() {
     const params = new URLSearchParams({ range: state.range });
     hosts().forEach((h) => params.append("host", h));
-    renderSeries(await getJSON(`${root.dataset.seriesUrl}?${params}`));
+    panelStatus("ops-charts-status", "series", "loading", "loading charts…");
+    try {
+      renderSeries(await getJSON(`${root.dataset.seriesUrl}?${params}`));
+    } catch (error) {
+      if (loaded.series) {  // the charts still show the last range that loaded: say so on its button
+        state.range = loaded.series.range;
+        root.querySelectorAll(".ops-range").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.range === state.range)));
+      }
+      failed("ops-charts-status", "series", "charts", error, loaded.series && loaded.series.at, () => loadSeries().catch(console.error));
+      throw error;
+    }
+    loaded.series = { range: state.range, at: new Date() };
+    panelStatus("ops-charts-status", "series", "ok", `charts updated ${clock(loaded.series.at)}`);
   }
 
   function fillTable(id, rows, cells) {
@@ -166,7 +203,16 @@
   const bytes = (n) => n == null ? "–" : fmt(n) + "B";
 
   async function loadTables() {
-    const t = await getJSON(root.dataset.tablesUrl);
+    panelStatus("ops-tables-status", "tables", "loading", "loading tables…");
+    let t;
+    try {
+      t = await getJSON(root.dataset.tablesUrl);
+    } catch (error) {
+      failed("ops-tables-status", "tables", "tables", error, loaded.tables, () => loadTables().catch(console.error));
+      throw error;
+    }
+    loaded.tables = new Date();
+    panelStatus("ops-tables-status", "tables", "ok", `tables updated ${clock(loaded.tables)}`);
     fillTable("ops-slow-queries", t.slow_queries, (q) => [[q.sql || q.fingerprint, "code"], [q.count, "num"], [q.mean_ms, "num"], [q.total_ms, "num"]]);
     fillTable("ops-n-plus-one", t.n_plus_one, (q) => [[q.route], [q.fingerprint, "code"], [q.requests, "num"]]);
     fillTable("ops-frontend-errors", t.frontend_errors, (e) => [[`${e.type}: ${e.message}`], [e.screen], [e.count, "num"], [when(e.last_seen)]]);
@@ -220,13 +266,17 @@
     const el = document.getElementById("ops-live-state");
     el.dataset.state = s;
     el.textContent = text;
+    root.dataset.liveState = s;
   }
 
+  let retryTimer = null;
+  let lostAt = null;
   function connect(attempt) {
+    retryTimer = null;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}${root.dataset.wsPath}`);
     state.socket = socket;
-    socket.onopen = () => { attempt = 0; setLive("live", "live"); };
+    socket.onopen = () => { attempt = 0; lostAt = null; setLive("live", "live"); };
     socket.onmessage = (message) => {
       const frame = JSON.parse(message.data);
       if (frame.type === "metrics") applyFigures(frame.data);
@@ -238,11 +288,21 @@
     };
     socket.onclose = (event) => {
       if (event.code === 4401 || event.code === 4403) { setLive("lost", "not allowed: log in again"); return; }
-      setLive("lost", "reconnecting…");
-      const delay = Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
-      setTimeout(() => connect(attempt + 1), delay);
+      lostAt = lostAt || new Date();
+      setLive("lost", `stale since ${clock(lostAt)}: reconnecting…`);
+      // jittered backoff capped near 10 s; back in view or online: at once
+      const delay = Math.min(8000, 500 * 2 ** attempt) * (0.5 + Math.random() * 0.75);
+      retryTimer = setTimeout(() => connect(attempt + 1), delay);
     };
   }
+
+  function reconnectNow() {
+    if (retryTimer === null || document.visibilityState === "hidden") return;
+    clearTimeout(retryTimer);
+    connect(0);
+  }
+  document.addEventListener("visibilitychange", reconnectNow);
+  window.addEventListener("online", reconnectNow);
 
   function refresh() {
     loadSeries().catch((e) => console.error(e));

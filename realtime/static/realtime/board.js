@@ -12,9 +12,17 @@
   const indicator = document.getElementById("connection");
   const counter = document.getElementById("order-count");
 
+  const lastUpdate = document.getElementById("last-update");
+  const retryButton = document.getElementById("retry-now");
+  let updatedAt = new Date();  // the page was rendered with the orders up to now
+  const hhmmss = function (d) { return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" }); };
+
   function setState(state, text) {
     indicator.className = "conn conn-" + state;
     indicator.textContent = text;
+    // while not live, say how old what is shown is, and offer to try at once
+    lastUpdate.textContent = state === "live" ? "" : "last update " + hhmmss(updatedAt);
+    retryButton.hidden = state !== "offline";
   }
 
   function cell(text, cls) {
@@ -105,6 +113,7 @@
     socket = new WebSocket(url);
     socket.onmessage = function (message) {
       const frame = JSON.parse(message.data);
+      updatedAt = new Date();
       if (frame.type === "hello") {
         attempts = 0;
         ackEvery = frame.ack_every || 0;
@@ -145,6 +154,7 @@
   }
   document.addEventListener("visibilitychange", retryNow);
   window.addEventListener("online", retryNow);
+  retryButton.addEventListener("click", retryNow);
 
   connect();
 })();

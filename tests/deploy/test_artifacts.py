@@ -142,9 +142,21 @@ def test_grafana_queries_use_metric_names_opsite_serves(client: Any, settings: A
 
 def test_the_deploy_files_are_all_checked() -> None:
     """A new file under deploy/ needs a test here (or a reason not to)."""
-    known = {"Dockerfile", "docker-compose.prod.yml", "prometheus.yml", "alerts.yml", "alerts_test.yml",
-             "opsite-dashboard.json", "config.yaml", "migrate-job.yaml", "web.yaml", "ws.yaml", "workers.yaml",
-             "opsite.yml", "layout.toml"}  # fmt: skip (layout.toml: tests/releases/test_layout_and_gate.py)
+    known = {
+        "Dockerfile",
+        "docker-compose.prod.yml",
+        "prometheus.yml",
+        "alerts.yml",
+        "alerts_test.yml",
+        "opsite-dashboard.json",
+        "config.yaml",
+        "migrate-job.yaml",
+        "web.yaml",
+        "ws.yaml",
+        "workers.yaml",
+        "opsite.yml",
+        "layout.toml",
+    }  # fmt: skip (layout.toml: tests/releases/test_layout_and_gate.py)
     present = {p.name for p in DEPLOY.rglob("*") if p.is_file()}
     assert present <= known, present - known
 

@@ -25,8 +25,14 @@ INGEST_TOKEN = {"api/v1/orders/events", "api/v1/metrics/frontend", "api/v1/error
 OPS_TOKEN_OR_STAFF = {"health/detailed", "health/dependencies", "health/stats", "metrics"}
 RESTAURANT_STAFF = {"restaurants/<slug:slug>/", "api/v1/restaurants/<slug:slug>/orders/events"}
 LOGGED_IN = {""}  # the list of restaurants one may watch: empty for a stranger
-DASHBOARD = {"ops/", "ops/api/series", "ops/api/tables", "ops/api/live", "ops/api/slow-requests",
-             "ops/restaurants/<slug:slug>/"}
+DASHBOARD = {
+    "ops/",
+    "ops/api/series",
+    "ops/api/tables",
+    "ops/api/live",
+    "ops/api/slow-requests",
+    "ops/restaurants/<slug:slug>/",
+}
 # admin actions that change nothing and reveal nothing beyond the rows the viewer can list
 VIEW_SAFE_ACTIONS = {"explain_selected", "export_csv", "suggest_indexes"}  # read only (no trial index for them)
 

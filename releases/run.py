@@ -163,7 +163,7 @@ class Run:
         runs past ``timeout_s``."""
         lines: list[str] = []
         try:
-            child = subprocess.Popen(argv, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE,
+            child = subprocess.Popen(argv, cwd=cwd, env=env, text=True, errors="replace", stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT,
                                      stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL)  # fmt: skip
         except OSError as exc:

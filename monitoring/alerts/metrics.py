@@ -209,7 +209,7 @@ def _tickets(reading: Reading, figure: str) -> Values:
 
 def _burn(reading: Reading, kind: str, speed: str) -> Values:
     """A restaurant's SLO burn rate (overall: the highest); None without events in a window."""
-    burns = {slug: levels[kind][f"burn_{speed}"] for slug, levels in service_levels(reading.now).items()}
+    burns = {slug: levels[kind][f"burn_{speed}"] for slug, levels in service_levels(reading.now, budgets=False).items()}
     if reading.scope == "overall":
         return {OVERALL: max((b for b in burns.values() if b is not None), default=None)}
     return {(("restaurant", slug),): burn for slug, burn in burns.items()}

@@ -102,13 +102,13 @@ def _long_sums(now: datetime) -> dict[int, dict[str, int]]:
     return out
 
 
-def restaurant_service_levels(now: datetime, objectives: dict[int, tuple[str, float | None, float | None]]
-                              ) -> dict[str, dict[str, Any]]:  # fmt: skip
+def restaurant_service_levels(now: datetime, objectives: dict[int, tuple[str, float | None, float | None]], *,
+                              budgets: bool = True) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Per restaurant slug: for delivery and connected, the objective, the SLI and the budget
     left over the SLO window, the burn rate of each short window, ``burn_fast`` and
     ``burn_slow``; for acks, the SLI. ``objectives`` maps restaurant ids to (slug, delivery
     objective, connected objective), None for the defaults."""
-    short, long = _short_sums(now), _long_sums(now)
+    short, long = _short_sums(now), (_long_sums(now) if budgets else {})  # burn rates alone need no budget
     result: dict[str, dict[str, Any]] = {}
     for restaurant_id, (slug, delivery, connected) in objectives.items():
         if restaurant_id not in short and restaurant_id not in long:
@@ -130,6 +130,7 @@ def restaurant_service_levels(now: datetime, objectives: dict[int, tuple[str, fl
     return result
 
 
-def service_levels(now: datetime) -> dict[str, dict[str, Any]]:
-    """Every restaurant's service levels now, with its own objectives."""
-    return restaurant_service_levels(now, slo_objectives())
+def service_levels(now: datetime, *, budgets: bool = True) -> dict[str, dict[str, Any]]:
+    """Every restaurant's service levels now, with its own objectives (without ``budgets``, only
+    the burn rates are right: what the alert rules read every evaluation)."""
+    return restaurant_service_levels(now, slo_objectives(), budgets=budgets)

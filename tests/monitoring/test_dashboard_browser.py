@@ -194,6 +194,7 @@ def test_a_failed_request_says_so_keeps_what_it_shows_and_retries(make_staff, st
         expect(page.locator('.ops-range[data-range="24h"]')).to_have_attribute("aria-pressed", "false")
         expect(page.locator('.ops-chart[data-chart="request_rate"] canvas')).to_have_count(1)  # the 1 h charts stay
 
+        assert page.url.endswith("/ops/?range=1h"), page.url  # the range that shows, in the address
         page.unroute("**/ops/api/series?*")
         page.unroute("**/ops/api/tables")
         charts.get_by_role("button", name="Retry").click()
@@ -201,6 +202,18 @@ def test_a_failed_request_says_so_keeps_what_it_shows_and_retries(make_staff, st
         tables.get_by_role("button", name="Retry").click()
         expect(tables).to_have_attribute("data-state", "ok")
         expect(tables).to_contain_text("tables updated")
+
+        # the range and the hosts are kept in the address: a reload shows the same
+        page.click('.ops-range[data-range="24h"]')
+        expect(charts).to_have_attribute("data-state", "ok")
+        for box in page.locator(".ops-host").all():
+            box.uncheck()
+        expect(page.locator('.ops-chart[data-chart="cpu_percent"] .empty')).to_have_text("no host selected")
+        assert page.url.endswith("/ops/?range=24h&hosts=none"), page.url
+        page.reload()
+        expect(page.locator('.ops-range[data-range="24h"]')).to_have_attribute("aria-pressed", "true")
+        assert page.locator(".ops-host:checked").count() == 0
+        expect(page.locator('.ops-chart[data-chart="cpu_percent"] .empty')).to_have_text("no host selected")
         browser.close()
 
 

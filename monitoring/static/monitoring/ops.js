@@ -30,7 +30,7 @@
   }
 
   /* Draw one chart: tables is a list of [label, t[], y[]]; series with other timestamps are aligned. */
-  function draw(name, tables, unit) {
+  function draw(name, tables, unit, emptyText) {
     const section = root.querySelector(`.ops-chart[data-chart="${name}"]`);
     const box = section.querySelector(".plot");
     if (state.charts[name]) { state.charts[name].destroy(); delete state.charts[name]; }
@@ -40,7 +40,7 @@
     if (!withData.length) {
       const empty = document.createElement("div");
       empty.className = "empty";
-      empty.textContent = "no data in this range yet";
+      empty.textContent = emptyText || "no data in this range yet";
       box.appendChild(empty);
       return;
     }
@@ -106,8 +106,12 @@
     draw("request_rate", [["req/s", c.t, c.request_rate]]);
     draw("latency", [["p50", c.t, c.p50_ms], ["p95", c.t, c.p95_ms], ["p99", c.t, c.p99_ms]], " ms");
     draw("error_rate", [["errors", c.t, c.error_rate.map((v) => v == null ? null : v * 100)]], " %");
+    const chosen = hosts();
+    const boxes = root.querySelectorAll(".ops-host").length;
     for (const name of ["cpu_percent", "memory_percent", "disk_percent"]) {
-      draw(name, Object.entries(s.hosts).map(([host, h]) => [host, h.t, h[name]]), " %");
+      // with host boxes on the page, only the checked hosts are drawn (none checked: none)
+      draw(name, Object.entries(s.hosts).filter(([host]) => !boxes || chosen.includes(host))
+        .map(([host, h]) => [host, h.t, h[name]]), " %", boxes && !chosen.length ? "no host selected" : null);
     }
     draw("db_connections", [["connections", c.t, c.db_connections]]);
     draw("queue_depth", [["waiting", c.t, c.queue_depth], ["workers", c.t, c.workers]]);
@@ -148,7 +152,33 @@
 
   const loaded = { series: null, tables: null };
 
+  /* The range and the hosts live in the page's address, so a reload or a shared link shows the same. */
+  function keepInAddress() {
+    const params = new URLSearchParams({ range: state.range });
+    const boxes = root.querySelectorAll(".ops-host");
+    const chosen = hosts();
+    if (boxes.length && chosen.length < boxes.length) {
+      if (chosen.length) chosen.forEach((h) => params.append("host", h));
+      else params.set("hosts", "none");
+    }
+    history.replaceState(null, "", `${location.pathname}?${params}`);
+  }
+
+  function readAddress() {
+    const params = new URLSearchParams(location.search);
+    const range = params.get("range");
+    if (range && root.querySelector(`.ops-range[data-range="${CSS.escape(range)}"]`)) {
+      state.range = range;
+      root.querySelectorAll(".ops-range").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.range === range)));
+    }
+    const wanted = params.getAll("host");
+    if (wanted.length || params.get("hosts") === "none") {
+      root.querySelectorAll(".ops-host").forEach((box) => { box.checked = wanted.includes(box.value); });
+    }
+  }
+
   async function loadSeries() {
+    keepInAddress();
     const params = new URLSearchParams({ range: state.range });
     hosts().forEach((h) => params.append("host", h));
     panelStatus("ops-charts-status", "series", "loading", "loading charts…");
@@ -158,6 +188,7 @@
       if (loaded.series) {  // the charts still show the last range that loaded: say so on its button
         state.range = loaded.series.range;
         root.querySelectorAll(".ops-range").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.range === state.range)));
+        keepInAddress();
       }
       failed("ops-charts-status", "series", "charts", error, loaded.series && loaded.series.at, () => loadSeries().catch(console.error));
       throw error;
@@ -324,6 +355,7 @@
   const theme = new MutationObserver(() => state.series && renderSeries(state.series));
   theme.observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
 
+  readAddress();
   getJSON(root.dataset.liveUrl).then((d) => { applyFigures(d); applyOrders(d.orders_by_restaurant); }).catch(console.error);
   refresh();
   setInterval(refresh, REFRESH_MS);

@@ -34,6 +34,7 @@ from monitoring.health.probes import last_status
 from monitoring.history.models import CLUSTER, MetricSnapshot, Resolution
 from monitoring.history.service_levels import service_levels
 from monitoring.ledger.deploys import deployments_between, deployments_marker
+from monitoring.ledger.jobs import job_summaries
 from monitoring.ledger.models import TaskRun
 from monitoring.requests.models import FrontendErrorGroup
 from monitoring.requests.queries import n_plus_one_suspects, top_queries
@@ -203,16 +204,6 @@ def recent_backups(limit: int = 8) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def recent_task_runs(limit: int = 25) -> list[dict[str, Any]]:
-    """The run ledger, newest first: missed and duplicate runs included."""
-
-    return [
-        {"job": r.job, "status": r.status, "scheduled_for": r.scheduled_for.isoformat(),
-         "started_at": r.started_at.isoformat(), "duration_ms": r.duration_ms, "node": r.node}
-        for r in TaskRun.objects.order_by("-scheduled_for", "-started_at")[:limit]
-    ]  # fmt: skip
-
-
 def active_alerts() -> list[dict[str, Any]]:
     """Firing first, then pending and no-data, each newest first."""
     order = {Alert.State.FIRING: 0, Alert.State.PENDING: 1, Alert.State.NO_DATA: 2}
@@ -263,7 +254,7 @@ def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
         ],
         "backups": recent_backups(),
         "service_levels": [{"restaurant": slug, **levels} for slug, levels in service_levels(timezone.now()).items()],
-        "task_runs": recent_task_runs(),
+        "jobs": job_summaries(),
         "alerts": active_alerts(),
         "cache": cache_stats(),
     }

@@ -70,7 +70,7 @@ def test_ops_page_and_endpoints_answer_users_with_the_permission():
         "n_plus_one",
         "frontend_errors",
         "backups",
-        "task_runs",
+        "jobs",
         "alerts",
         "cache",
         "service_levels",

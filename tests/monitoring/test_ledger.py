@@ -387,3 +387,29 @@ def test_an_interval_run_just_before_the_look_back_is_still_the_last_run(setting
     assert runs_audit(now=T0 + timedelta(minutes=5), lookback=timedelta(minutes=5)) == 3
     missed = sorted(TaskRun.objects.filter(status="missed").values_list("scheduled_for", flat=True))
     assert missed == [T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)]
+
+
+def test_each_job_is_one_row_with_its_last_run_next_run_and_counts():
+    from monitoring.ledger.jobs import job_summaries
+
+    every(60, "job: minutely")
+    each_minute("job: cron")
+    now = datetime.now(UTC).replace(microsecond=0)
+    for minutes_ago, status in ((3, "succeeded"), (2, "missed"), (1, "failed")):
+        slot = now - timedelta(minutes=minutes_ago)
+        TaskRun.objects.create(job="job: minutely", task="t", task_id=f"m-{minutes_ago}", scheduled_for=slot,
+                               started_at=slot, status=status, duration_ms=12.5, node="w1")  # fmt: skip
+    TaskRun.objects.create(job="job: minutely", task="t", task_id="dup", scheduled_for=now - timedelta(minutes=1),
+                           started_at=now, status="duplicate", node="w2")  # fmt: skip
+    TaskRun.objects.create(job="job: minutely", task="t", task_id="old", scheduled_for=now - timedelta(days=2),
+                           started_at=now - timedelta(days=2), status="missed", node="w1")  # fmt: skip
+    rows = {row["job"]: row for row in job_summaries(now=now)}
+    minutely = rows["job: minutely"]
+    assert (minutely["runs_24h"], minutely["failed_24h"], minutely["missed_24h"], minutely["duplicate_24h"]) == (
+        2, 1, 1, 1)  # fmt: skip
+    assert minutely["last_status"] == "failed" and minutely["last_node"] == "w1"  # not the duplicate, nor the miss
+    assert minutely["next_run_at"] is not None
+    assert datetime.fromisoformat(minutely["next_run_at"]) <= now + timedelta(seconds=60)
+    cron = rows["job: cron"]
+    assert cron["last_status"] is None and cron["runs_24h"] == 0
+    assert now <= datetime.fromisoformat(cron["next_run_at"]) <= now + timedelta(seconds=61)

@@ -256,7 +256,10 @@
       [`${pct(r.connected.sli, 3)} (objective ${pct(r.connected.objective, 1)})`, "num"], [pct(r.connected.budget_left, 0), "num"],
       [burn(r.connected.burn), "num"], [pct(r.acks.sli), "num"]]);
     fillTable("ops-backups", t.backups, (b) => [[b.id], [b.status], [when(b.started_at)], [bytes(b.size_bytes), "num"], [when(b.verified_at)]]);
-    fillTable("ops-task-runs", t.task_runs, (r) => [[r.job], [when(r.scheduled_for)], [r.status, `status-${r.status}`], [r.duration_ms, "num"], [r.node]]);
+    fillTable("ops-task-runs", t.jobs, (r) => [[r.job], [when(r.last_started_at)], [r.last_status || "never run", `status-${r.last_status}`],
+      [r.last_duration_ms == null ? null : Math.round(r.last_duration_ms), "num"], [when(r.next_run_at)], [r.runs_24h, "num"],
+      [r.failed_24h, r.failed_24h ? "num status-failed" : "num"], [r.missed_24h, r.missed_24h ? "num status-missed" : "num"],
+      [r.duplicate_24h, r.duplicate_24h ? "num status-duplicate" : "num"]]);
     fillTable("ops-alerts", t.alerts, (a) => [[a.held ? `${a.state} (held)` : a.state, `state-${a.state}`], [a.severity], [a.rule],
       [Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(", ")], [a.value == null ? "–" : fmt(a.value), "num"], [when(a.since)]]);
     fillTable("ops-cache", Object.entries(t.cache), ([ns, c]) => [[ns], [c.hits, "num"], [c.misses, "num"],

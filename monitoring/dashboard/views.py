@@ -58,6 +58,7 @@ def ops_dashboard(request: HttpRequest) -> HttpResponse:
         "tiles": figures.page_tiles(),
         "slo_days": settings.OPSITE_SLO_WINDOW_DAYS,
         "slo_within_s": f"{settings.OPSITE_SLO_DELIVERY_WITHIN_S:g}",
+        "statement_sorts": [("total", "total time"), ("mean", "mean time"), ("count", "count")],
     }
     return render(request, "monitoring/ops.html", context)
 

@@ -97,6 +97,17 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
         expect(tile).to_have_text("3", timeout=10_000)
         expect(page.locator("#ops-orders tbody")).to_contain_text(staff.restaurant.slug)
         expect(page.locator("#ops-task-runs tbody")).to_contain_text("monitoring: metric snapshot")
+        # statements say how they are sorted, can be sorted otherwise, and lead to their admin page
+        statements = page.locator("#ops-slow-queries tbody tr")
+        expect(statements.first.locator("a")).to_have_attribute(
+            "href", re.compile(r"^/admin/monitoring/queryfingerprint/\?q=\w+")
+        )
+        expect(statements.first.locator("td").nth(4)).to_have_text(re.compile(r"^\d+(\.\d)? %$"))
+        expect(page.locator("#ops-slow-queries-title")).to_have_text("Heaviest statements (1 h), by total time")
+        page.click('.ops-sort[data-sort="count"]')
+        expect(page.locator("#ops-slow-queries-title")).to_have_text("Heaviest statements (1 h), by count")
+        counts = [int(c) for c in statements.locator("td:nth-child(2)").all_inner_texts()]
+        assert counts == sorted(counts, reverse=True) and len(counts) >= 2, counts
         expect(page.locator("#ops-alerts tbody")).to_contain_text("Beat heartbeat older than 45 seconds")
         assert int(page.locator('.ops-tile[data-tile="alerts_firing"] .value').inner_text()) >= 1
         page.screenshot(path=str(ARTIFACTS / "ops-dashboard.png"), full_page=True)

@@ -219,6 +219,15 @@
           a.href = value[1];
           td.appendChild(a);
         }
+        else if (cls === "codelink") {  // a statement leading to its admin page (EXPLAIN, index advice)
+          const a = document.createElement("a");
+          a.href = value[1];
+          const code = document.createElement("code");
+          code.textContent = value[0].length > 160 ? value[0].slice(0, 157) + "…" : value[0];
+          code.title = value[0];
+          a.appendChild(code);
+          td.appendChild(a);
+        }
         else if (cls === "code") {
           const code = document.createElement("code");
           code.textContent = value.length > 160 ? value.slice(0, 157) + "…" : value;
@@ -233,6 +242,20 @@
   const when = (iso) => iso ? new Date(iso).toLocaleString() : "–";
   const bytes = (n) => n == null ? "–" : fmt(n) + "B";
 
+  const SORT_WORDS = { total: "total time", mean: "mean time", count: "count" };
+  function showStatements() {
+    const sort = state.sort || "total";
+    document.getElementById("ops-slow-queries-title").textContent = `Heaviest statements (1 h), by ${SORT_WORDS[sort]}`;
+    fillTable("ops-slow-queries", (state.statements || {})[sort] || [], (q) => [
+      [[q.sql || q.fingerprint, `/admin/monitoring/queryfingerprint/?q=${encodeURIComponent(q.fingerprint)}`], "codelink"],
+      [q.count, "num"], [q.mean_ms, "num"], [q.total_ms, "num"], [q.share_pct == null ? null : q.share_pct + " %", "num"]]);
+  }
+  root.querySelectorAll(".ops-sort").forEach((button) => button.addEventListener("click", () => {
+    state.sort = button.dataset.sort;
+    root.querySelectorAll(".ops-sort").forEach((b) => b.setAttribute("aria-pressed", String(b === button)));
+    showStatements();
+  }));
+
   async function loadTables() {
     panelStatus("ops-tables-status", "tables", "loading", "loading tables…");
     let t;
@@ -244,7 +267,8 @@
     }
     loaded.tables = new Date();
     panelStatus("ops-tables-status", "tables", "ok", `tables updated ${clock(loaded.tables)}`);
-    fillTable("ops-slow-queries", t.slow_queries, (q) => [[q.sql || q.fingerprint, "code"], [q.count, "num"], [q.mean_ms, "num"], [q.total_ms, "num"]]);
+    state.statements = t.slow_queries;
+    showStatements();
     fillTable("ops-n-plus-one", t.n_plus_one, (q) => [[q.route], [q.fingerprint, "code"], [q.requests, "num"]]);
     fillTable("ops-frontend-errors", t.frontend_errors, (e) => [[`${e.type}: ${e.message}`], [e.screen], [e.count, "num"], [when(e.last_seen)]]);
     const pct = (v, digits) => v == null ? "–" : (v * 100).toFixed(digits == null ? 2 : digits) + " %";

@@ -243,6 +243,7 @@ def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
         "n_plus_one": n_plus_one_suspects(minutes)[:10],
         "frontend_errors": [
             {
+                "id": e.pk,
                 "type": e.error_type,
                 "message": e.message[:200],
                 "screen": e.screen,

@@ -20,6 +20,7 @@ from monitoring.history.snapshots import snapshot_collect
 from monitoring.ledger.models import Deployment
 from monitoring.ledger.runs import run_claim
 from monitoring.nodes.reports import node_report
+from monitoring.requests.queries import get_aggregator
 from tests.conftest import ARTIFACTS, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.processes]
@@ -51,6 +52,13 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
     now = timezone.now()
     for minutes_ago in range(8, 0, -1):
         snapshot_collect(now=now - timedelta(minutes=minutes_ago))
+    # statements of the last hour, as request processes record them (the store is shared)
+    statements = get_aggregator()
+    for n, (sql, ms) in enumerate((("SELECT * FROM realtime_orderevent WHERE restaurant_id = 1", 40.0),
+                                   ("SELECT * FROM realtime_restaurant WHERE slug = 'x'", 2.0))):  # fmt: skip
+        for _ in range(3 + 5 * n):
+            statements.add(sql, ms)
+    statements.flush()
     ensure_default_rules()
     alerts_evaluate()  # beat has never run here: its heartbeat rule fires
     run_claim(job="monitoring: metric snapshot", task="monitoring.snapshot_collect", task_id="t-1")
@@ -97,6 +105,16 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
         expect(tile).to_have_text("3", timeout=10_000)
         expect(page.locator("#ops-orders tbody")).to_contain_text(staff.restaurant.slug)
         expect(page.locator("#ops-task-runs tbody")).to_contain_text("monitoring: metric snapshot")
+        # rows lead to their pages: a restaurant's service levels, an alert, a job's runs
+        expect(page.locator("#ops-orders tbody a").first).to_have_attribute(
+            "href", f"restaurants/{staff.restaurant.slug}/"
+        )
+        expect(page.locator("#ops-alerts tbody a").first).to_have_attribute(
+            "href", re.compile(r"^/admin/monitoring/alert/\d+/change/$")
+        )
+        expect(page.locator("#ops-task-runs tbody a").first).to_have_attribute(
+            "href", re.compile(r"^/admin/monitoring/taskrun/\?job=")
+        )
         # statements say how they are sorted, can be sorted otherwise, and lead to their admin page
         statements = page.locator("#ops-slow-queries tbody tr")
         expect(statements.first.locator("a")).to_have_attribute(

@@ -270,7 +270,7 @@
     state.statements = t.slow_queries;
     showStatements();
     fillTable("ops-n-plus-one", t.n_plus_one, (q) => [[q.route], [q.fingerprint, "code"], [q.requests, "num"]]);
-    fillTable("ops-frontend-errors", t.frontend_errors, (e) => [[`${e.type}: ${e.message}`], [e.screen], [e.count, "num"], [when(e.last_seen)]]);
+    fillTable("ops-frontend-errors", t.frontend_errors, (e) => [[[`${e.type}: ${e.message}`, `/admin/monitoring/frontenderrorgroup/${e.id}/change/`], "link"], [e.screen], [e.count, "num"], [when(e.last_seen)]]);
     const pct = (v, digits) => v == null ? "–" : (v * 100).toFixed(digits == null ? 2 : digits) + " %";
     const burn = (b) => (b["1h"] == null ? "–" : b["1h"].toFixed(1) + "×") + " / " + (b["6h"] == null ? "–" : b["6h"].toFixed(1) + "×");
     fillTable("ops-service-levels", t.service_levels, (r) => [
@@ -279,12 +279,13 @@
       [burn(r.delivery.burn), "num"],
       [`${pct(r.connected.sli, 3)} (objective ${pct(r.connected.objective, 1)})`, "num"], [pct(r.connected.budget_left, 0), "num"],
       [burn(r.connected.burn), "num"], [pct(r.acks.sli), "num"]]);
-    fillTable("ops-backups", t.backups, (b) => [[b.id], [b.status], [when(b.started_at)], [bytes(b.size_bytes), "num"], [when(b.verified_at)]]);
-    fillTable("ops-task-runs", t.jobs, (r) => [[r.job], [when(r.last_started_at)], [r.last_status || "never run", `status-${r.last_status}`],
+    fillTable("ops-backups", t.backups, (b) => [[[String(b.id), `/admin/backups/backup/${b.id}/change/`], "link"], [b.status], [when(b.started_at)], [bytes(b.size_bytes), "num"], [when(b.verified_at)]]);
+    fillTable("ops-task-runs", t.jobs, (r) => [[[r.job, `/admin/monitoring/taskrun/?job=${encodeURIComponent(r.job)}`], "link"], [when(r.last_started_at)], [r.last_status || "never run", `status-${r.last_status}`],
       [r.last_duration_ms == null ? null : Math.round(r.last_duration_ms), "num"], [when(r.next_run_at)], [r.runs_24h, "num"],
       [r.failed_24h, r.failed_24h ? "num status-failed" : "num"], [r.missed_24h, r.missed_24h ? "num status-missed" : "num"],
       [r.duplicate_24h, r.duplicate_24h ? "num status-duplicate" : "num"]]);
-    fillTable("ops-alerts", t.alerts, (a) => [[a.held ? `${a.state} (held)` : a.state, `state-${a.state}`], [a.severity], [a.rule],
+    fillTable("ops-alerts", t.alerts, (a) => [[a.held ? `${a.state} (held)` : a.state, `state-${a.state}`], [a.severity],
+      [[a.rule, `/admin/monitoring/alert/${a.id}/change/`], "link"],
       [Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(", ")], [a.value == null ? "–" : fmt(a.value), "num"], [when(a.since)]]);
     fillTable("ops-cache", Object.entries(t.cache), ([ns, c]) => [[ns], [c.hits, "num"], [c.misses, "num"],
       [c.ratio == null ? "–" : (c.ratio * 100).toFixed(1) + " %", "num"]]);
@@ -316,7 +317,7 @@
 
   function applyOrders(counts) {
     const rows = Object.entries(counts).sort((a, b) => b[1] - a[1]);
-    fillTable("ops-orders", rows, ([slug, n]) => [[slug], [n, "num"]]);
+    fillTable("ops-orders", rows, ([slug, n]) => [[[slug, `restaurants/${encodeURIComponent(slug)}/`], "link"], [n, "num"]]);
     root.dataset.ordersTotal = String(rows.reduce((n, [, v]) => n + v, 0));
   }
 

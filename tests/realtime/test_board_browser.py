@@ -96,3 +96,34 @@ def test_board_rides_out_its_server_dying_and_shows_every_order_once_in_order(
         assert page.evaluate("window.__marker") == "same page", "the page was reloaded"
         page.screenshot(path=str(ARTIFACTS / "board-after-reconnect.png"), full_page=True)
         browser.close()
+
+
+def test_the_board_shows_every_time_in_the_restaurants_zone(make_staff, start_server, chromium_path, needs_redis):
+    """A restaurant in Tokyo watched from a browser in New York: the server-rendered row and the
+    live one both say Tokyo's time, in one 24-hour format, and the page says which zone."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    staff = make_staff()
+    staff.restaurant.timezone = "Asia/Tokyo"
+    staff.restaurant.save()
+    headers = {"Authorization": f"Bearer {staff.token}"}
+    server = start_server()
+    assert httpx.post(f"{server.url}/api/v1/orders/events", json=event("ZONE-1"), headers=headers).status_code == 201
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        context = browser.new_context(timezone_id="America/New_York", locale="en-US")
+        page = context.new_page()
+        board_login(page, server.url, staff)
+        expect(page.locator("#connection")).to_have_text("live", timeout=10_000)
+        expect(page.locator(".board-zone")).to_have_text("times in Asia/Tokyo")
+        assert (
+            httpx.post(f"{server.url}/api/v1/orders/events", json=event("ZONE-2"), headers=headers).status_code == 201
+        )
+        expect(page.locator('tr[data-order="ZONE-2"]')).to_be_visible(timeout=10_000)
+        for order in ("ZONE-1", "ZONE-2"):
+            time_el = page.locator(f'tr[data-order="{order}"] time')
+            at = datetime.fromisoformat(time_el.get_attribute("datetime") or "")
+            expected = at.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%H:%M")
+            expect(time_el).to_have_text(expected)
+        browser.close()

@@ -15,7 +15,10 @@
   const lastUpdate = document.getElementById("last-update");
   const retryButton = document.getElementById("retry-now");
   let updatedAt = new Date();  // the page was rendered with the orders up to now
-  const hhmmss = function (d) { return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" }); };
+  // every time on the board in the restaurant's own zone, one 24-hour format, whatever the browser's
+  const zone = board.dataset.tz || undefined;
+  const hhmmss = function (d) { return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZone: zone }); };
+  const hhmm = function (d) { return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone }); };
 
   function setState(state, text) {
     indicator.className = "conn conn-" + state;
@@ -29,6 +32,15 @@
     const td = document.createElement("td");
     td.textContent = text;
     if (cls) td.className = cls;
+    return td;
+  }
+
+  function timeCell(iso) {
+    const td = document.createElement("td");
+    const time = document.createElement("time");
+    time.dateTime = iso;
+    time.textContent = hhmm(new Date(iso));
+    td.appendChild(time);
     return td;
   }
 
@@ -53,7 +65,7 @@
     row.replaceChildren(
       cell(ev.order_id), cell(status, "status"), cell(table), cell(String(ev.items_count)),
       cell(ev.total_amount + " " + currency),
-      cell(new Date(ev.occurred_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
+      timeCell(ev.occurred_at),
       cell("", "age")
     );
     row.dataset.seq = String(ev.seq);

@@ -77,8 +77,9 @@ def board_orders_today(restaurant: Restaurant) -> list[dict[str, Any]]:
         order = orders.setdefault(e.order_id, {"order_id": e.order_id, "table": "", "currency": "",
                                                "opened_at": e.occurred_at})  # fmt: skip
         # A later event may leave out what an earlier one said (a payment names no table).
+        failed_payment = e.type == OrderEvent.Type.UPDATED and (e.data or {}).get("payment_status") == "failed"
         order.update(
-            status=e.type.split(".", 1)[1],
+            status="payment-failed" if failed_payment else e.type.split(".", 1)[1],
             seq=e.seq,
             total_amount=e.total_amount,
             items_count=e.items_count,

@@ -164,6 +164,7 @@ def dashboard_series(*, range_key: str, hosts: list[str] | None = None, now: dat
         "hosts": _by_key(host_rows, HOST_SERIES),
         "restaurants": restaurant_series(window),
         "deploys": deployments_between(since, timezone.now()),
+        "engine": connection.vendor,  # some figures (database connections) exist only on Postgres
     }
 
 

@@ -89,6 +89,14 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
             expect(section.locator("canvas")).to_have_count(1, timeout=10_000)
             assert int(section.get_attribute("data-points") or 0) >= 8, chart
         assert page.evaluate("Object.keys(window.opsDashboard.charts).length") >= 8
+        # charts say what a point counts, show the latest values, and share one crosshair
+        expect(page.locator('.ops-chart[data-chart="orders"] h2')).to_have_text("Orders per restaurant, per minute")
+        latest = page.locator('.ops-chart[data-chart="cpu_percent"] .u-legend .u-series').nth(1).locator(".u-value")
+        expect(latest).to_have_text(re.compile(r"^\d+(\.\d+)? %$"))
+        box = page.locator('.ops-chart[data-chart="request_rate"] .u-over').bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+        page.wait_for_function("window.opsDashboard.charts.latency.cursor.left > 0")
         # deploys: a mark on every chart where each finished, and in words above them
         deploys = page.locator("#ops-deploys li")
         expect(deploys).to_have_count(2)
@@ -295,4 +303,38 @@ def test_a_point_on_the_latency_chart_leads_to_its_slow_requests(make_staff, sta
         link.click()
         expect(page.locator("body")).to_contain_text(re.compile(r"statements \(slowest first", re.IGNORECASE))
         expect(page.locator("body")).to_contain_text("GET /health/ready")
+        browser.close()
+
+
+def test_times_are_in_one_labelled_zone_that_can_be_switched(make_staff, start_server, chromium_path, needs_redis):
+    """UTC by default, said in the header of the dashboard and the admin; the viewer's own zone
+    at the press of a button, on both, with the admin's own times and the dashboard's in it."""
+    get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-123456")
+    finished = datetime(2026, 6, 1, 12, 5, tzinfo=UTC)
+    Deployment.objects.create(version="r9", by="bob", layout="plain", started_at=finished - timedelta(minutes=1),
+                              finished_at=finished, result=Deployment.Result.SUCCEEDED)  # fmt: skip
+    server = start_server()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        page = browser.new_context(timezone_id="Asia/Tokyo", locale="en-GB").new_page()
+        _log_in_to_ops(page, server.url)
+        zone = page.locator("#display-zone")
+        expect(zone).to_contain_text("Times in UTC")
+        assert page.locator("#ops").get_attribute("data-tz") == "UTC"
+        icon = page.locator('link[rel="icon"]').get_attribute("href") or ""
+        assert httpx.get(f"{server.url}{icon}").status_code == 200  # every page has its favicon
+        page.goto(f"{server.url}/admin/monitoring/deployment/")
+        expect(zone).to_contain_text("Times in UTC")
+        expect(page.locator("#result_list")).to_contain_text("12:05 p.m.")  # the admin's own rendering, in UTC
+        zone.get_by_role("button", name="show my local time").click()
+        expect(zone).to_contain_text("Times in Asia/Tokyo")
+        expect(page.locator("#result_list")).to_contain_text("9:05 p.m.")  # the same moment in Tokyo
+        page.goto(f"{server.url}/ops/")
+        assert page.locator("#ops").get_attribute("data-tz") == "Asia/Tokyo"
+        expect(zone).to_contain_text("Times in Asia/Tokyo")
+        stale = page.evaluate("""() => new Date(Date.UTC(2026, 5, 1, 12, 5)).toLocaleTimeString([],
+            { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: document.getElementById("ops").dataset.tz })""")
+        assert stale == "21:05"
+        zone.get_by_role("button", name="show UTC").click()
+        expect(zone).to_contain_text("Times in UTC")
         browser.close()

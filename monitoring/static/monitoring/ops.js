@@ -6,6 +6,8 @@
   if (!root) return;
   const PALETTE = ["#2f7ed8", "#e4572e", "#29a36a", "#c9a227", "#8e5ea2", "#17becf", "#d62728", "#7f7f7f"];
   const REFRESH_MS = 60000;
+  // every time on the page in the zone the header says (UTC unless the viewer chose their own)
+  const ZONE = root.dataset.tz || "UTC";
   const state = { range: "1h", charts: {}, frames: 0, lastFrame: null, series: null, socket: null, events: [] };
   window.opsDashboard = state;  // for people poking at it in the console (and the browser tests)
 
@@ -52,8 +54,16 @@
     })));
     const opts = { width: box.clientWidth || 400, height: 200, series, axes: axes(unit), legend: { live: true },
                    scales: { x: { time: true, range: [state.series.since, state.series.until] } },
+                   tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), ZONE),
+                   cursor: { sync: { key: "ops" } },  // one crosshair across every chart
                    hooks: { draw: [drawDeploys] } };
     const chart = state.charts[name] = new uPlot(opts, data, box);
+    // the legend shows the latest point's values until the pointer is on a chart, and again after
+    let last = data[0].length - 1;
+    while (last > 0 && data.slice(1).every((ys) => ys[last] == null)) last -= 1;  // the latest point with a value
+    const latest = () => setTimeout(() => { if (chart.cursor.idx == null) chart.setLegend({ idx: last }); }, 0);
+    latest();  // after uPlot's own first pass, which empties the legend
+    chart.over.addEventListener("mouseleave", latest);
     if (name === "latency") {  // a point leads to the slow requests kept for its time
       chart.over.addEventListener("click", () => {
         const i = chart.cursor.idx;
@@ -91,12 +101,17 @@
     list.hidden = !deploys.length;
     for (const d of deploys) {
       const item = document.createElement("li");
-      const when = new Date(d.at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      const when = new Date(d.at * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: ZONE });
       const what = d.kind === "rollback" ? `rollback to ${d.version}` : `deploy ${d.version}`;
       item.textContent = `${when} ${what} by ${d.by || "?"}: ${d.result.replace("_", " ")}` + (d.reason ? ` (${d.reason})` : "");
       item.className = `deploy-${d.result}`;
       list.appendChild(item);
     }
+  }
+
+  function bucketWords(seconds) {
+    if (seconds % 3600 === 0) return seconds === 3600 ? "hour" : `${seconds / 3600} h`;
+    return seconds === 60 ? "minute" : `${Math.round(seconds / 60)} min`;
   }
 
   function renderSeries(s) {
@@ -113,10 +128,14 @@
       draw(name, Object.entries(s.hosts).filter(([host]) => !boxes || chosen.includes(host))
         .map(([host, h]) => [host, h.t, h[name]]), " %", boxes && !chosen.length ? "no host selected" : null);
     }
-    draw("db_connections", [["connections", c.t, c.db_connections]]);
+    draw("db_connections", [["connections", c.t, c.db_connections]], "", s.engine === "sqlite" ? "not available on SQLite" : null);
     draw("queue_depth", [["waiting", c.t, c.queue_depth], ["workers", c.t, c.workers]]);
     draw("sockets", [["sockets", c.t, c.sockets]]);
     const restaurants = Object.entries(s.restaurants);
+    // say what a point counts: the orders (and revenue) of one bucket of the range
+    const bucket = bucketWords(s.step || s.resolution || 60);
+    root.querySelector('.ops-chart[data-chart="orders"] h2').textContent = `Orders per restaurant, per ${bucket}`;
+    root.querySelector('.ops-chart[data-chart="revenue"] h2').textContent = `Revenue per restaurant, per ${bucket}`;
     draw("orders", restaurants.map(([slug, r]) => [slug, r.t, r.orders]));
     draw("revenue", restaurants.map(([slug, r]) => [slug, r.t, r.revenue]));
   }
@@ -127,7 +146,7 @@
     return response.json();
   }
 
-  const clock = (d) => d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  const clock = (d) => d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZone: ZONE });
 
   /* A panel's state in words: loading, updated at, or failed (with what it still shows and a retry). */
   function panelStatus(id, panel, s, text, retry) {
@@ -239,7 +258,7 @@
     }
   }
 
-  const when = (iso) => iso ? new Date(iso).toLocaleString() : "–";
+  const when = (iso) => iso ? new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "medium", hourCycle: "h23", timeZone: ZONE }) : "–";
   const bytes = (n) => n == null ? "–" : fmt(n) + "B";
 
   const SORT_WORDS = { total: "total time", mean: "mean time", count: "count" };
@@ -299,7 +318,7 @@
     const found = await getJSON(`${root.dataset.slowUrl}?${params}`);
     const title = document.getElementById("ops-slow-requests-title");
     title.textContent = start == null ? "Slow requests (last hour; click the latency chart for a point's own)"
-      : `Slow requests ${from.toLocaleTimeString()} + ${minutes} min`;
+      : `Slow requests ${clock(from)} + ${minutes} min`;
     fillTable("ops-slow-requests", found.requests, (r) => [[when(r.at)], [r.route], [r.status, "num"],
       [r.ms.toFixed(0), "num"], [r.queries, "num"], [[r.request_id, r.admin_url], "link"]]);
   }

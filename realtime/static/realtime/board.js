@@ -47,7 +47,9 @@
   function apply(ev) {
     if (ev.seq <= seq) return;
     seq = ev.seq;
-    const status = ev.type.split(".")[1];
+    // a failed payment is said as such, not as a plain update: staff have to act on it
+    const failedPayment = ev.type === "order.updated" && ev.data && ev.data.payment_status === "failed";
+    const status = failedPayment ? "payment-failed" : ev.type.split(".")[1];
     let row = tbody.querySelector('tr[data-order="' + CSS.escape(ev.order_id) + '"]');
     const fresh = !row;
     if (!row) {
@@ -63,7 +65,7 @@
     row.dataset.currency = currency;
     if (!row.dataset.opened) row.dataset.opened = ev.occurred_at;  // the order's first event
     row.replaceChildren(
-      cell(ev.order_id), cell(status, "status"), cell(table), cell(String(ev.items_count)),
+      cell(ev.order_id), cell(failedPayment ? "payment failed" : status, "status"), cell(table), cell(String(ev.items_count)),
       cell(ev.total_amount + " " + currency),
       timeCell(ev.occurred_at),
       cell("", "age")
@@ -78,7 +80,7 @@
   const expectedS = parseInt(board.dataset.ticketExpected, 10);
   const lateS = parseInt(board.dataset.ticketLate, 10);
   const veryLateS = parseInt(board.dataset.ticketVeryLate, 10);
-  const OPEN = ["status-created", "status-updated"];
+  const OPEN = ["status-created", "status-updated", "status-payment-failed"];
 
   function tickRow(row, now) {
     const ageCell = row.querySelector("td.age");

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable
-from functools import cache
+from functools import lru_cache
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -14,15 +14,18 @@ from django.utils import timezone
 COOKIE = "opsite_tz"
 
 
-@cache
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+@lru_cache(maxsize=128)
+def _zone(name: str) -> zoneinfo.ZoneInfo | None:
+    """The zone called ``name``, or None (looked up once per name, not by listing every zone)."""
+    try:
+        return zoneinfo.ZoneInfo(name) if name else None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
 
 
-def chosen_zone(request: HttpRequest) -> str | None:
+def chosen_zone(request: HttpRequest) -> zoneinfo.ZoneInfo | None:
     """The zone the request's cookie names, when it is a real one."""
-    name = request.COOKIES.get(COOKIE, "")
-    return name if name in _zones() else None
+    return _zone(request.COOKIES.get(COOKIE, "")[:64])
 
 
 class DisplayZoneMiddleware:
@@ -33,7 +36,7 @@ class DisplayZoneMiddleware:
         zone = chosen_zone(request)
         if zone is None:
             return self.get_response(request)
-        timezone.activate(zoneinfo.ZoneInfo(zone))
+        timezone.activate(zone)
         try:
             return self.get_response(request)
         finally:

@@ -208,7 +208,7 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
             committed_at, labels = delivery
             seconds = max(0.0, self.last_frame_at - committed_at)
             DELIVERY_SERIES.observe(seconds, labels)
-            self.hub.service.delivered(self.restaurant_id, seconds)
+            self.hub.service.delivered(self.restaurant_id, seconds, self.last_frame_at)
             if seq % max(1, settings.OPSITE_FEED_ACK_EVERY) == 0:  # the frames the board acknowledges
                 self.committed[seq] = committed_at
                 if len(self.committed) > ACKS_KEPT:

@@ -25,14 +25,15 @@ class ServiceTally:
         self._report = ServiceReport()
         self._connected_from: dict[int, float] = {}  # restaurant -> since when (or the last report)
 
-    def _count(self, restaurant_id: int, name: str, seconds: float) -> None:
-        counts = self._report.counts.setdefault((restaurant_id, _minute(time.time())), Counter())
+    def _count(self, restaurant_id: int, name: str, seconds: float, at: float | None = None) -> None:
+        counts = self._report.counts.setdefault((restaurant_id, _minute(at or time.time())), Counter())
         counts[name] += 1
         if seconds > settings.OPSITE_SLO_DELIVERY_WITHIN_S:
             counts[f"{name}_late"] += 1
 
-    def delivered(self, restaurant_id: int, seconds: float) -> None:
-        self._count(restaurant_id, "delivered", seconds)
+    def delivered(self, restaurant_id: int, seconds: float, at: float) -> None:
+        """Called for every frame written: ``at`` is the time the socket already read."""
+        self._count(restaurant_id, "delivered", seconds, at)
 
     def acked(self, restaurant_id: int, seconds: float) -> None:
         self._count(restaurant_id, "acked", seconds)

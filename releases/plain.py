@@ -13,7 +13,6 @@ import contextlib
 import os
 from pathlib import Path
 
-from monitoring.ledger.deploys import deployments_interrupted
 from monitoring.ledger.models import Deployment
 from releases import gate, processes
 from releases.layout import Layout
@@ -178,13 +177,7 @@ def rollback(layout: Layout, *, to: str | None, restore_backup: bool, backup_id:
                     said = run.manage(target, "restore_backup", str(backup_id), "--yes", timeout_s=4 * 3600,
                                       brief=True)  # fmt: skip
                     step.detail = next((line for line in reversed(said) if line.strip()), "")
-                    if run.record is not None:  # the restored database does not hold this rollback's row
-                        run.record.pk = None
-                        run.record._state.adding = True
-                        run.save()
-                        if run.record.pk is not None:
-                            run.outcome.deployment_id = run.record.pk
-                            deployments_interrupted(but=run.record.pk)
+                    run.record_again()  # the restored database does not hold this rollback's row
                 with run.step("migrate"):
                     run.manage(target, "migrate", "--noinput")
             _point(layout.previous, current if current != target else None)

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from backups.selectors import newest_verified, newest_verified_age_s
 from monitoring.alerts.delivery import channels_announce
-from monitoring.ledger.deploys import deployment_begin, deployment_save_quietly
+from monitoring.ledger.deploys import deployment_begin, deployment_save_quietly, deployments_interrupted
 from monitoring.ledger.models import Deployment
 from releases import gate, processes
 from releases.layout import Layout
@@ -91,6 +91,19 @@ class Run:
             return
         self.outcome.deployment_id = self.record.pk
         self.save()
+
+    def record_again(self) -> None:
+        """Write the record as a new row: a restored database no longer holds it. Deploys the
+        restored database shows as running (the backup was taken while they ran) are marked
+        failed."""
+        if self.record is None:
+            return
+        self.record.pk = None
+        self.record._state.adding = True
+        self.save()
+        if self.record.pk is not None:
+            self.outcome.deployment_id = self.record.pk
+            deployments_interrupted(but=self.record.pk)
 
     def save(self) -> None:
         o = self.outcome

@@ -37,7 +37,7 @@ from monitoring.ledger.deploys import deployments_between, deployments_marker
 from monitoring.ledger.jobs import job_summaries
 from monitoring.ledger.models import TaskRun
 from monitoring.requests.models import FrontendErrorGroup
-from monitoring.requests.queries import SORTS, n_plus_one_suspects, top_queries
+from monitoring.requests.queries import SORTS, n_plus_one_suspects, top_queries_by
 from monitoring.requests.selectors import traffic_summary
 from realtime.selectors import presence_summary, restaurant_slugs
 
@@ -240,7 +240,7 @@ def tables_json(*, refresh: bool = False) -> str:
 def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
     errors = FrontendErrorGroup.objects.select_related("restaurant").order_by("-last_seen")[:10]
     return {
-        "slow_queries": {sort: top_queries(minutes, limit=10, sort=sort) for sort in SORTS},
+        "slow_queries": top_queries_by(minutes, 10, sorts=SORTS),
         "n_plus_one": n_plus_one_suspects(minutes)[:10],
         "frontend_errors": [
             {

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -313,27 +313,34 @@ def top_queries(minutes: int, limit: int = 20, *, sort: str = "total", last_minu
     """The heaviest fingerprints over the ``minutes`` up to ``last_minute`` (epoch minutes; now
     by default), by total time, mean time or count, with their text from the catalogue and
     their share of the window's total time."""
+    return top_queries_by(minutes, limit, sorts=(sort,), last_minute=last_minute)[sort]
+
+
+def top_queries_by(minutes: int, limit: int, *, sorts: Iterable[str], last_minute: int | None = None
+                   ) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """``top_queries`` for several sorts from one read of the store and one of the catalogue."""
     last = int(time.time()) // 60 if last_minute is None else last_minute
     totals, _ = get_query_store().read(last - minutes + 1, last)
     all_ms = sum(t.total_ms for t in totals.values()) or 1.0
-    heaviest = sorted(totals.items(), key=lambda item: SORTS[sort](item[1]), reverse=True)[:limit]
-    texts = dict(
-        QueryFingerprint.objects.filter(fingerprint__in=[fp for fp, _ in heaviest]).values_list(
-            "fingerprint", "normalized"
-        )
-    )
-    return [
-        {
-            "fingerprint": fp,
-            "sql": texts.get(fp, ""),
-            "count": t.count,
-            "total_ms": round(t.total_ms, 2),
-            "mean_ms": round(t.total_ms / t.count, 3) if t.count else 0.0,
-            "max_ms": round(t.max_ms, 2),
-            "share_pct": round(100 * t.total_ms / all_ms, 1),
-        }
-        for fp, t in heaviest
-    ]
+    heaviest = {sort: sorted(totals.items(), key=lambda item: SORTS[sort](item[1]), reverse=True)[:limit]
+                for sort in sorts}  # fmt: skip
+    fingerprints = {fp for rows in heaviest.values() for fp, _ in rows}
+    texts = dict(QueryFingerprint.objects.filter(fingerprint__in=fingerprints).values_list("fingerprint", "normalized"))
+    return {
+        sort: [
+            {
+                "fingerprint": fp,
+                "sql": texts.get(fp, ""),
+                "count": t.count,
+                "total_ms": round(t.total_ms, 2),
+                "mean_ms": round(t.total_ms / t.count, 3) if t.count else 0.0,
+                "max_ms": round(t.max_ms, 2),
+                "share_pct": round(100 * t.total_ms / all_ms, 1),
+            }
+            for fp, t in rows
+        ]
+        for sort, rows in heaviest.items()
+    }
 
 
 def n_plus_one_suspects(minutes: int, *, last_minute: int | None = None) -> list[dict[str, Any]]:

@@ -48,6 +48,23 @@ class StaffMembershipAdmin(admin.ModelAdmin):
             membership_remove(membership=membership)
 
 
+class PaymentMethodFilter(admin.SimpleListFilter):
+    """Payment methods as sent; events that name none (most but the payment) are "none", not a blank link."""
+
+    title = "payment method"
+    parameter_name = "payment_method"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        methods = OrderEvent.objects.order_by("payment_method").values_list("payment_method", flat=True).distinct()
+        return [(method or "-", method or "none") for method in methods]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OrderEvent]) -> QuerySet[OrderEvent]:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(payment_method="" if value == "-" else value)
+
+
 @admin.register(OrderEvent)
 class OrderEventAdmin(admin.ModelAdmin):
     list_display = [
@@ -60,7 +77,7 @@ class OrderEventAdmin(admin.ModelAdmin):
         "occurred_at",
         "published_at",
     ]
-    list_filter = ["type", "restaurant", "payment_method"]
+    list_filter = ["type", "restaurant", PaymentMethodFilter]
     search_fields = ["order_id", "idempotency_key"]
     date_hierarchy = "occurred_at"
     list_select_related = ["restaurant"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import secrets
 import zoneinfo
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -18,6 +19,9 @@ class Restaurant(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     timezone = models.CharField(max_length=64, default="UTC")
+    currency = models.CharField(
+        max_length=3, blank=True, default="", help_text="ISO 4217 code shown on amounts whose events name none (EUR)"
+    )
     ingest_token_hash = models.CharField(max_length=64, unique=True, editable=False)
     ingest_token_prefix = models.CharField(max_length=16, editable=False)
     # The stream: the last seq handed out, and the epoch that seqs are counted in.
@@ -54,7 +58,19 @@ class Restaurant(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    # Written only by the ingest's own UPDATE (last_seq) and a restore (epoch): a form or script
+    # that loaded the row earlier must not write its old values back over orders taken since.
+    STREAM_FIELDS = ("last_seq", "epoch")
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [f.name for f in self._meta.concrete_fields
+                                       if not f.primary_key and f.name not in self.STREAM_FIELDS]  # fmt: skip
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
+        if self.currency and not (len(self.currency) == 3 and self.currency.isalpha() and self.currency.isupper()):
+            raise ValidationError({"currency": "a three-letter ISO 4217 code in capitals, e.g. EUR"})
         if self.ticket_very_late_after_s <= self.ticket_late_after_s:
             raise ValidationError({"ticket_very_late_after_s": "must be more than the late threshold"})
         if (self.opens_at is None) != (self.closes_at is None):

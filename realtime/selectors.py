@@ -67,14 +67,18 @@ def restaurant_day_start(restaurant: Restaurant, now: datetime | None = None) ->
     return datetime.combine(local.date(), time.min, tzinfo=tz)
 
 
+FINISHED = ("paid", "completed", "cancelled")
+
+
 def board_orders_today(restaurant: Restaurant) -> list[dict[str, Any]]:
-    """Today's orders, each as its latest event, newest first."""
+    """Today's orders, each as its latest event, newest first; ``finished`` says whether it is
+    paid, completed or cancelled, and amounts that name no currency take the restaurant's."""
     start = restaurant_day_start(restaurant)
     orders: dict[str, dict[str, Any]] = {}
     for e in OrderEvent.objects.filter(
         restaurant=restaurant, occurred_at__gte=start, occurred_at__lt=start + timedelta(days=1)
     ).order_by("seq"):
-        order = orders.setdefault(e.order_id, {"order_id": e.order_id, "table": "", "currency": "",
+        order = orders.setdefault(e.order_id, {"order_id": e.order_id, "table": "", "currency": restaurant.currency,
                                                "opened_at": e.occurred_at})  # fmt: skip
         # A later event may leave out what an earlier one said (a payment names no table).
         failed_payment = e.type == OrderEvent.Type.UPDATED and (e.data or {}).get("payment_status") == "failed"
@@ -87,6 +91,7 @@ def board_orders_today(restaurant: Restaurant) -> list[dict[str, Any]]:
             table=e.table or order["table"],
             currency=e.currency or order["currency"],
         )
+        order["finished"] = order["status"] in FINISHED
     return sorted(orders.values(), key=lambda o: o["seq"], reverse=True)
 
 
@@ -134,6 +139,11 @@ def restaurant_slugs(ids: Iterable[int] | None = None) -> dict[int, str]:
     """Slug by id, of the given restaurants (of all without ``ids``)."""
     restaurants = Restaurant.objects.all() if ids is None else Restaurant.objects.filter(pk__in=list(ids))
     return dict(restaurants.values_list("pk", "slug"))
+
+
+def restaurant_currencies(ids: Iterable[int]) -> dict[int, str]:
+    """The currency (ISO 4217, or "" when not set) of each of the given restaurants."""
+    return dict(Restaurant.objects.filter(pk__in=list(ids)).values_list("pk", "currency"))
 
 
 def restaurant_ids(slugs: Iterable[str]) -> dict[str, int]:

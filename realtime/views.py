@@ -85,9 +85,13 @@ def order_board(request: HttpRequest, slug: str) -> HttpResponse:
     if not selectors.user_can_view(request.user, restaurant):
         raise Http404("no such restaurant")
     head_seq, epoch = stream_head(restaurant.pk)
+    orders = selectors.board_orders_today(restaurant)
     context = {
         "restaurant": restaurant,
-        "orders": selectors.board_orders_today(restaurant),
+        "orders": orders,
+        "open_orders": [o for o in orders if not o["finished"]],
+        "finished_orders": [o for o in orders if o["finished"]],
+        "finished_visible_s": settings.OPSITE_BOARD_FINISHED_VISIBLE_S,
         "head_seq": head_seq,
         "epoch": epoch,
     }

@@ -39,7 +39,7 @@ from monitoring.ledger.models import TaskRun
 from monitoring.requests.models import FrontendErrorGroup
 from monitoring.requests.queries import SORTS, n_plus_one_suspects, top_queries_by
 from monitoring.requests.selectors import traffic_summary
-from realtime.selectors import presence_summary, restaurant_slugs
+from realtime.selectors import presence_summary, restaurant_currencies, restaurant_slugs
 
 
 @dataclass(frozen=True)
@@ -185,14 +185,16 @@ def series_json(*, range_key: str, hosts: list[str] | None = None, refresh: bool
                         timeout=2 * chosen.resolution + 60, refresh=refresh)  # fmt: skip
 
 
-def restaurant_series(window: Window) -> dict[str, dict[str, list[Any]]]:
-    """Orders and revenue per restaurant, summed per ``window.step`` seconds."""
+def restaurant_series(window: Window) -> dict[str, dict[str, Any]]:
+    """Orders and revenue per restaurant, summed per ``window.step`` seconds; each restaurant's
+    revenue is in its own currency (named, so the dashboard never puts two currencies on one axis)."""
 
     sums = {"orders": "SUM(orders)", "revenue": "SUM(revenue)"}
     by_id = _by_key(_grouped("monitoring_restaurantsnapshot", "restaurant_id", sums, window), ("orders", "revenue"))
     slugs = restaurant_slugs(by_id)
-    return {slugs[pk]: series for pk, series in sorted(by_id.items(), key=lambda item: slugs.get(item[0], ""))
-            if pk in slugs}  # fmt: skip
+    currencies = restaurant_currencies(by_id)
+    ordered = sorted(by_id.items(), key=lambda item: slugs.get(item[0], ""))
+    return {slugs[pk]: {**series, "currency": currencies.get(pk, "")} for pk, series in ordered if pk in slugs}
 
 
 def recent_backups(limit: int = 8) -> list[dict[str, Any]]:
@@ -315,7 +317,7 @@ def tiles_display(tiles: dict[str, Any]) -> list[dict[str, str]]:
         or (timezone.now() - datetime.fromisoformat(tiles["last_verified_backup"])).total_seconds()
         > settings.OPSITE_BACKUP_MAX_AGE_S
     )
-    return [
+    shown = [
         {"key": "health", "label": "Health", "value": tiles["health"], "href": reverse("health-detailed"),
          "state": {"healthy": "ok", "degraded": "warn", "unknown": "warn"}.get(tiles["health"], "bad")},
         {"key": "error_rate", "label": "Error rate (5 min)", "value": f"{error_pct:.2f} %",
@@ -332,6 +334,11 @@ def tiles_display(tiles: dict[str, Any]) -> list[dict[str, str]]:
          "href": f"{ops}#alerts",
          "state": "bad" if tiles["alerts_critical"] else "warn" if tiles["alerts_firing"] else "ok"},
     ]  # fmt: skip
+    # the state in words as well as in colour
+    return [{**tile, "state_text": TILE_STATE_TEXT[tile["state"]]} for tile in shown]
+
+
+TILE_STATE_TEXT = {"ok": "ok", "warn": "warning", "bad": "needs attention"}
 
 
 class LiveFigures:

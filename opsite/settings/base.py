@@ -293,6 +293,8 @@ OPSITE_FEED_HEAD_TTL_S: float = env.float("OPSITE_FEED_HEAD_TTL_S", default=30.0
 OPSITE_FEED_RECENT_FRAMES: int = env.int("OPSITE_FEED_RECENT_FRAMES", default=2000)
 # Boards acknowledge every Nth live frame (its seq divisible by N): the delivery time as they see it.
 OPSITE_FEED_ACK_EVERY: int = env.int("OPSITE_FEED_ACK_EVERY", default=10)
+# The board keeps finished orders (paid, completed, cancelled) in view this long, then folds them away.
+OPSITE_BOARD_FINISHED_VISIBLE_S: float = env.float("OPSITE_BOARD_FINISHED_VISIBLE_S", default=600.0)
 # Service levels per restaurant (each restaurant may set its own objectives).
 OPSITE_SLO_DELIVERY_WITHIN_S: float = env.float("OPSITE_SLO_DELIVERY_WITHIN_S", default=1.0)
 OPSITE_SLO_DELIVERY_OBJECTIVE: float = env.float("OPSITE_SLO_DELIVERY_OBJECTIVE", default=0.99)

@@ -16,6 +16,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from monitoring.alerts.defaults import ensure_default_rules
 from monitoring.alerts.evaluation import alerts_evaluate
+from monitoring.history.models import Resolution, RestaurantSnapshot
 from monitoring.history.snapshots import snapshot_collect
 from monitoring.ledger.models import Deployment
 from monitoring.ledger.runs import run_claim
@@ -61,6 +62,17 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
     statements.flush()
     ensure_default_rules()
     alerts_evaluate()  # beat has never run here: its heartbeat rule fires
+    # revenue in two currencies: one chart each, never one axis
+    staff.restaurant.currency = "EUR"
+    staff.restaurant.save()
+    diner = make_staff(slug="diner").restaurant
+    diner.currency = "USD"
+    diner.save()
+    for place, amount in ((staff.restaurant, "120.00"), (diner, "95.50")):
+        RestaurantSnapshot.objects.update_or_create(
+            resolution=Resolution.MINUTE, taken_at=(now - timedelta(minutes=2)).replace(second=0, microsecond=0),
+            restaurant=place, defaults={"orders": 4, "paid": 3, "revenue": amount},
+        )  # fmt: skip
     run_claim(job="monitoring: metric snapshot", task="monitoring.snapshot_collect", task_id="t-1")
     good = Deployment.objects.create(version="r2", previous_version="r1", by="bob", layout="plain",
                                      started_at=now - timedelta(minutes=6), finished_at=now - timedelta(minutes=5),
@@ -91,6 +103,12 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
         assert page.evaluate("Object.keys(window.opsDashboard.charts).length") >= 8
         # charts say what a point counts, show the latest values, and share one crosshair
         expect(page.locator('.ops-chart[data-chart="orders"] h2')).to_have_text("Orders per restaurant, per minute")
+        revenue = page.locator(".ops-chart[data-currency]")
+        expect(revenue).to_have_count(2)
+        expect(revenue.nth(0).locator("h2")).to_have_text("Revenue in EUR per restaurant, per minute")
+        expect(revenue.nth(1).locator("h2")).to_have_text("Revenue in USD per restaurant, per minute")
+        expect(revenue.nth(1).locator(".u-legend")).to_contain_text("diner")
+        expect(revenue.nth(1).locator(".u-legend")).not_to_contain_text(staff.restaurant.slug)
         latest = page.locator('.ops-chart[data-chart="cpu_percent"] .u-legend .u-series').nth(1).locator(".u-value")
         expect(latest).to_have_text(re.compile(r"^\d+(\.\d+)? %$"))
         box = page.locator('.ops-chart[data-chart="request_rate"] .u-over').bounding_box()

@@ -106,7 +106,9 @@ def test_board_rides_out_its_server_dying_and_shows_every_order_once_in_order(
         expect(page.locator("#retry-now")).to_be_hidden()
         expect(page.locator("#last-update")).to_have_text("")
         expect(page.locator("#order-count")).to_have_text("6", timeout=10_000)
-        rows = page.locator("tbody tr").evaluate_all("rows => rows.map(r => [r.dataset.order, Number(r.dataset.seq)])")
+        rows = page.locator("#orders tr[data-order]").evaluate_all(
+            "rows => rows.map(r => [r.dataset.order, Number(r.dataset.seq)])"
+        )
         assert [order for order, _ in rows] == [f"R-{n}" for n in range(6, 0, -1)], rows  # once each, newest first
         assert [seq for _, seq in rows] == sorted((seq for _, seq in rows), reverse=True)
         assert page.evaluate("window.__marker") == "same page", "the page was reloaded"
@@ -147,4 +149,49 @@ def test_the_board_shows_every_time_in_the_restaurants_zone(make_staff, start_se
         page.wait_for_url("**/accounts/login/")
         page.goto(f"{server.url}/restaurants/{staff.restaurant.slug}/")
         page.wait_for_url(re.compile(r"/accounts/login/\?next="))  # signed out: the board asks for a login again
+        browser.close()
+
+
+def test_open_orders_stay_on_top_finished_ones_fold_away_and_amounts_carry_a_currency(
+    make_staff, start_server, chromium_path, needs_redis
+):
+    staff = make_staff()
+    staff.restaurant.currency = "CHF"
+    staff.restaurant.save()
+    headers = {"Authorization": f"Bearer {staff.token}"}
+    server = start_server({"OPSITE_BOARD_FINISHED_VISIBLE_S": "4"})
+    sent = [event("OLD-PAID"), event("OLD-PAID", "order.paid"), event("OPEN-1", currency="EUR")]
+    assert httpx.post(f"{server.url}/api/v1/orders/events", json=sent, headers=headers).status_code == 201
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})  # a 10-inch tablet, landscape
+        board_login(page, server.url, staff)
+        expect(page.locator("#connection")).to_have_text("live", timeout=10_000)
+        # rendered by the server: the open order above, the paid one in the finished list
+        expect(page.locator('#open-orders tr[data-order="OPEN-1"]')).to_contain_text("10.00 EUR")
+        expect(page.locator('#finished-orders tr[data-order="OLD-PAID"]')).to_contain_text("10.00 CHF")
+        live = [
+            event("LIVE-1"),
+            event("LIVE-2", total_amount="8.50"),
+            event("LIVE-2", "order.completed", total_amount="8.50"),
+        ]
+        assert httpx.post(f"{server.url}/api/v1/orders/events", json=live, headers=headers).status_code == 201
+        expect(page.locator('#finished-orders tr[data-order="LIVE-2"]')).to_contain_text("8.50 CHF", timeout=10_000)
+        expect(page.locator("#open-orders tr")).to_have_count(2)
+        assert page.locator("#open-orders tr").first.get_attribute("data-order") == "LIVE-1"  # newest open first
+        expect(page.locator("#finished-count")).to_have_text("2")
+        # after the visible time the finished orders fold into "show older", and unfold on demand
+        expect(page.locator('tr[data-order="OLD-PAID"]')).to_be_hidden(timeout=10_000)
+        expect(page.locator('tr[data-order="OPEN-1"]')).to_be_visible()  # open orders never fold
+        older = page.locator("#show-older")
+        expect(older).to_have_text(re.compile(r"show \d older"))
+        older.click()
+        expect(page.locator('tr[data-order="OLD-PAID"]')).to_be_visible()
+        expect(older).to_have_attribute("aria-expanded", "true")
+        for width, height in ((1280, 800), (800, 1280)):  # landscape and portrait
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(200)
+            wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert wide <= 0, f"the board is {wide} px too wide at {width}x{height}"
+            page.screenshot(path=str(ARTIFACTS / f"board-tablet-{width}x{height}.png"), full_page=True)
         browser.close()

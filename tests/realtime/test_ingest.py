@@ -299,3 +299,17 @@ def test_saving_the_restaurant_after_an_ingest_neither_rewinds_nor_skips_its_seq
 def test_committed_events_are_published_at_once(staff, needs_redis):
     ingest_sync(staff.restaurant, event("P-1"), event("P-2"))
     assert OrderEvent.objects.filter(published_at__isnull=False).count() == 2, "left for the outbox sweep"
+
+
+def test_saving_a_restaurant_loaded_earlier_keeps_the_orders_taken_since(client, staff):
+    """The admin form (or a script) holds the row from before the orders came in: saving it
+    changes what it edits and never writes the old stream position back."""
+    stale = Restaurant.objects.get(pk=staff.restaurant.pk)
+    assert post(client, staff.token, [event("A1"), event("A2")]).status_code == 201
+    stale.name = "Renamed"
+    stale.currency = "EUR"
+    stale.save()
+    fresh = Restaurant.objects.get(pk=stale.pk)
+    assert (fresh.name, fresh.currency, fresh.last_seq) == ("Renamed", "EUR", 2)
+    response = post(client, staff.token, event("A3"))
+    assert response.status_code == 201 and response.json()["seq"] == 3

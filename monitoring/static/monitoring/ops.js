@@ -135,9 +135,43 @@
     // say what a point counts: the orders (and revenue) of one bucket of the range
     const bucket = bucketWords(s.step || s.resolution || 60);
     root.querySelector('.ops-chart[data-chart="orders"] h2').textContent = `Orders per restaurant, per ${bucket}`;
-    root.querySelector('.ops-chart[data-chart="revenue"] h2').textContent = `Revenue per restaurant, per ${bucket}`;
     draw("orders", restaurants.map(([slug, r]) => [slug, r.t, r.orders]));
-    draw("revenue", restaurants.map(([slug, r]) => [slug, r.t, r.revenue]));
+    drawRevenue(restaurants, bucket);
+  }
+
+  /* Revenue: one chart per currency, each with its currency on the axis and in the title (two
+     currencies never share an axis); the first chart is the page's own, the others copies of it. */
+  function drawRevenue(restaurants, bucket) {
+    const first = root.querySelector('.ops-chart[data-chart="revenue"]');
+    root.querySelectorAll(".ops-chart[data-revenue-copy]").forEach((section) => {
+      const name = section.dataset.chart;
+      if (state.charts[name]) { state.charts[name].destroy(); delete state.charts[name]; }
+      section.remove();
+    });
+    const byCurrency = new Map();
+    for (const [slug, r] of restaurants) {
+      const currency = r.currency || "";
+      if (!byCurrency.has(currency)) byCurrency.set(currency, []);
+      byCurrency.get(currency).push([slug, r.t, r.revenue]);
+    }
+    if (!byCurrency.size) byCurrency.set("", []);
+    let after = first;
+    [...byCurrency.entries()].sort(([a], [b]) => a.localeCompare(b)).forEach(([currency, tables], i) => {
+      let section = first;
+      if (i > 0) {
+        section = first.cloneNode(true);
+        section.dataset.chart = `revenue-${i}`;
+        section.dataset.revenueCopy = "1";
+        section.removeAttribute("id");
+        section.querySelector(".plot").textContent = "";
+        after.after(section);
+        after = section;
+      }
+      section.dataset.currency = currency;
+      section.querySelector("h2").textContent = currency ? `Revenue in ${currency} per restaurant, per ${bucket}`
+        : `Revenue per restaurant (no currency set), per ${bucket}`;
+      draw(section.dataset.chart, tables, currency ? ` ${currency}` : "");
+    });
   }
 
   async function getJSON(url) {
@@ -331,6 +365,7 @@
       if (!el) continue;
       el.dataset.state = tile.state;
       el.querySelector(".value").textContent = tile.value;
+      el.querySelector(".state").textContent = tile.state_text;
     }
   }
 

@@ -8,7 +8,13 @@
   let epoch = board.dataset.epoch;
   let attempts = 0;
   let socket = null;
-  const tbody = document.querySelector("#orders tbody");
+  const tbody = document.getElementById("open-orders");
+  const finishedBody = document.getElementById("finished-orders");
+  const finishedCount = document.getElementById("finished-count");
+  const olderButton = document.getElementById("show-older");
+  const restaurantCurrency = board.dataset.currency || "";
+  const finishedVisibleMs = parseFloat(board.dataset.finishedVisibleS || "600") * 1000;
+  const FINISHED = ["paid", "completed", "cancelled"];
   const indicator = document.getElementById("connection");
   const counter = document.getElementById("order-count");
 
@@ -50,23 +56,32 @@
     // a failed payment is said as such, not as a plain update: staff have to act on it
     const failedPayment = ev.type === "order.updated" && ev.data && ev.data.payment_status === "failed";
     const status = failedPayment ? "payment-failed" : ev.type.split(".")[1];
-    let row = tbody.querySelector('tr[data-order="' + CSS.escape(ev.order_id) + '"]');
+    let row = board.querySelector('#orders tr[data-order="' + CSS.escape(ev.order_id) + '"]');
     const fresh = !row;
     if (!row) {
       row = document.createElement("tr");
       row.dataset.order = ev.order_id;
-      tbody.prepend(row);
       counter.textContent = String(parseInt(counter.textContent, 10) + 1);
     }
-    // A later event may leave out what an earlier one said (a payment names no table).
+    // open orders on top, newest first; a finished one moves to the top of the finished list
+    const finished = FINISHED.indexOf(status) >= 0;
+    if (finished && (fresh || !row.dataset.finished)) {
+      row.dataset.finished = ev.occurred_at;
+      finishedBody.prepend(row);
+    } else if (!finished && (fresh || row.dataset.finished)) {
+      delete row.dataset.finished;
+      tbody.prepend(row);
+    }
+    // A later event may leave out what an earlier one said (a payment names no table); an
+    // amount always carries a currency, the restaurant's when the events name none.
     const table = ev.table || row.dataset.table || "";
-    const currency = ev.currency || row.dataset.currency || "";
+    const currency = ev.currency || row.dataset.currency || restaurantCurrency;
     row.dataset.table = table;
     row.dataset.currency = currency;
     if (!row.dataset.opened) row.dataset.opened = ev.occurred_at;  // the order's first event
     row.replaceChildren(
       cell(ev.order_id), cell(failedPayment ? "payment failed" : status, "status"), cell(table), cell(String(ev.items_count)),
-      cell(ev.total_amount + " " + currency),
+      cell(currency ? ev.total_amount + " " + currency : ev.total_amount),
       timeCell(ev.occurred_at),
       cell("", "age")
     );
@@ -97,9 +112,30 @@
     ageCell.textContent = text;
   }
 
+  // finished orders stay in view for a while, then fold into "show older"
+  function foldFinished(now) {
+    let older = 0;
+    finishedBody.querySelectorAll("tr").forEach(function (row) {
+      const old = now - Date.parse(row.dataset.finished) > finishedVisibleMs;
+      row.classList.toggle("older", old);
+      if (old) older += 1;
+    });
+    finishedCount.textContent = String(finishedBody.rows.length);
+    olderButton.hidden = older === 0;
+    const shown = board.classList.contains("show-older");
+    olderButton.textContent = (shown ? "hide " : "show ") + older + " older";
+    olderButton.setAttribute("aria-expanded", String(shown));
+  }
+  olderButton.addEventListener("click", function () {
+    board.classList.toggle("show-older");
+    foldFinished(Date.now());
+  });
+
   function tick() {
     const now = Date.now();
     tbody.querySelectorAll("tr").forEach(function (row) { tickRow(row, now); });
+    finishedBody.querySelectorAll("tr").forEach(function (row) { tickRow(row, now); });
+    foldFinished(now);
   }
   tick();
   window.setInterval(tick, 1000);

@@ -11,6 +11,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from common.formats import size, table
+
 from .models import Backup
 from .storage import backup_storage
 from .tasks import backup_create_task, backup_verify_task
@@ -22,7 +24,8 @@ class BackupAdmin(admin.ModelAdmin):
                     "verify_seconds", "download"]  # fmt: skip
     list_filter = ["status", "engine", "reason"]
     date_hierarchy = "started_at"
-    readonly_fields = [f.name for f in Backup._meta.fields]
+    readonly_fields = [f.name for f in Backup._meta.fields if f.name not in ("row_counts", "migrations")] + [
+        "rows_per_table", "migrations_applied"]  # fmt: skip
     actions = ["verify_selected"]
     change_list_template = "admin/backups/backup/change_list.html"
 
@@ -32,9 +35,17 @@ class BackupAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description="size")
+    @admin.display(description="size", ordering="size_bytes")
     def size(self, obj: Backup) -> str:
-        return "—" if obj.size_bytes is None else f"{obj.size_bytes / 2**20:.1f} MiB"
+        return size(obj.size_bytes)
+
+    @admin.display(description="row counts (at the dump's snapshot)")
+    def rows_per_table(self, obj: Backup) -> str:
+        return table(obj.row_counts, ("table", "rows"))
+
+    @admin.display(description="migrations (latest applied per app)")
+    def migrations_applied(self, obj: Backup) -> str:
+        return table(obj.migrations, ("app", "migration"))
 
     @admin.display(description="age")
     def age(self, obj: Backup) -> str:

@@ -14,22 +14,41 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
+from common.formats import duration, measurement
 from common.resilience import circuit_reset
 from monitoring.admin_base import ReadOnlyAdmin
+from monitoring.alerts.catalog import CATALOG
 from monitoring.alerts.delivery import channel_circuit, channel_circuit_reset
 from monitoring.alerts.metrics import METRICS
 from monitoring.alerts.models import Alert, AlertRule, MuteWindow, Notification, NotificationChannel, Silence
 from monitoring.health.dependencies import all_circuits
 
 
+def _unit(metric: str) -> str:
+    info = CATALOG.get(metric)
+    return info.unit if info else ""
+
+
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
-    list_display = ["name", "metric", "scope", "comparison", "threshold", "recovery_threshold", "for_s", "severity",
+    list_display = ["name", "metric", "scope", "threshold_shown", "recovery_shown", "for_shown", "severity",
                     "enabled"]  # fmt: skip
     list_filter = ["enabled", "severity", "metric", "scope"]
     list_editable = ["enabled"]
     search_fields = ["name", "description"]
     filter_horizontal = ["channels"]
+
+    @admin.display(description="fires when", ordering="threshold")
+    def threshold_shown(self, rule: AlertRule) -> str:
+        return f"{rule.get_comparison_display()} {measurement(rule.threshold, _unit(rule.metric))}"
+
+    @admin.display(description="recovers at", ordering="recovery_threshold")
+    def recovery_shown(self, rule: AlertRule) -> str:
+        return measurement(rule.recovery_threshold, _unit(rule.metric))
+
+    @admin.display(description="for", ordering="for_s")
+    def for_shown(self, rule: AlertRule) -> str:
+        return duration(rule.for_s)
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change, **kwargs)
@@ -42,10 +61,14 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ["rule", "labels", "state", "value", "fired_at", "resolved_at", "held", "acknowledged_by"]
+    list_display = ["rule", "labels", "state", "value_shown", "fired_at", "resolved_at", "held", "acknowledged_by"]
     list_filter = ["state", "rule__severity", "held", "rule"]
     list_select_related = ["rule"]
     actions = ["acknowledge", "silence_2h", "silence_24h"]
+
+    @admin.display(description="value", ordering="value")
+    def value_shown(self, alert: Alert) -> str:
+        return measurement(alert.value, _unit(alert.rule.metric))
 
     def has_acknowledge_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("monitoring.change_alert"))

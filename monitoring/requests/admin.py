@@ -108,6 +108,11 @@ class FrontendErrorGroupAdmin(ReadOnlyAdmin):
         return obj.message[:100]
 
 
+EXTERNAL_FONT_CSS = "https://fonts.googleapis.com/css"
+CALL_TREE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline' data:; "
+                    "img-src data:; font-src data:; base-uri 'none'; form-action 'none'")  # fmt: skip
+
+
 @admin.register(Profile)
 class ProfileAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "kind", "name", "profiler", "duration_ms", "queries", "request_id", "links"]
@@ -149,7 +154,12 @@ class ProfileAdmin(ReadOnlyAdmin):
         return found
 
     def call_tree(self, request: HttpRequest, pk: int) -> HttpResponse:
-        return HttpResponse(self._profile(request, pk).html)
+        # pyinstrument's page asks Google for a web font: the page is served without it, and its
+        # policy lets it load nothing from anywhere else (the browser's own fonts are used)
+        html = self._profile(request, pk).html.replace(EXTERNAL_FONT_CSS, "data:text/css,")
+        response = HttpResponse(html)
+        response["Content-Security-Policy"] = CALL_TREE_POLICY
+        return response
 
     def download_speedscope(self, request: HttpRequest, pk: int) -> HttpResponse:
         response = HttpResponse(self._profile(request, pk).speedscope, content_type="application/json")

@@ -155,6 +155,8 @@ def test_dashboard_draws_charts_and_updates_live(make_staff, start_server, chrom
         expect(page.locator("#ops-alerts tbody")).to_contain_text("Beat heartbeat older than 45 seconds")
         assert int(page.locator('.ops-tile[data-tile="alerts_firing"] .value').inner_text()) >= 1
         page.screenshot(path=str(ARTIFACTS / "ops-dashboard.png"), full_page=True)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(ARTIFACTS / "ops-dashboard-top.png"))  # the tiles and the first charts
         page.evaluate("window.__marker = 'same page'")
 
         response = httpx.post(f"{server.url}/api/v1/orders/events", json=[order("B1"), order("B2")], headers=headers)

@@ -86,6 +86,9 @@ def test_admin_shows_the_call_tree_and_downloads(client, profiler_user):
     assert client.get("/admin/monitoring/profile/").status_code == 200
     tree = client.get(f"/admin/monitoring/profile/{pk}/calltree/")
     assert tree.status_code == 200 and b"pyinstrument" in tree.content.lower()
+    # nothing from elsewhere: no web font, and a policy that would refuse one
+    assert b"fonts.googleapis.com" not in tree.content
+    assert "default-src 'none'" in tree["Content-Security-Policy"]
     download = client.get(f"/admin/monitoring/profile/{pk}/speedscope/")
     assert download["Content-Disposition"].endswith('.speedscope.json"')
 

@@ -239,6 +239,13 @@ OPS_API_TOKENS: list[str] = env.list("OPS_API_TOKENS", default=[])
 
 # Backups: files go to STORAGES["backups"], the local backup directory unless S3 is named.
 OPSITE_BACKUP_DIR = Path(env.path("OPSITE_BACKUP_DIR", default=str(DATA_DIR / "backups")))
+# Point-in-time recovery (PostgreSQL): the WAL receiver's slot and local spool, whether commits
+# wait for it (synchronous), how often it ships finished segments, and base backups kept.
+OPSITE_WAL_SLOT: str = env.str("OPSITE_WAL_SLOT", default="opsite_wal")
+OPSITE_WAL_SPOOL_DIR = Path(env.path("OPSITE_WAL_SPOOL_DIR", default=str(OPSITE_BACKUP_DIR / "wal-spool")))
+OPSITE_WAL_SYNCHRONOUS: bool = env.bool("OPSITE_WAL_SYNCHRONOUS", default=False)
+OPSITE_WAL_SHIP_INTERVAL_S: float = env.float("OPSITE_WAL_SHIP_INTERVAL_S", default=1.0)
+OPSITE_PITR_KEEP_BASE: int = env.int("OPSITE_PITR_KEEP_BASE", default=2)
 OPSITE_BACKUP_S3_BUCKET: str = env.str("OPSITE_BACKUP_S3_BUCKET", default="")
 if OPSITE_BACKUP_S3_BUCKET:
     from botocore.config import Config as S3ClientConfig

@@ -11,11 +11,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from common.formats import size, table
+from common.formats import duration, size, table
 
-from .models import Backup
+from .models import Backup, RestoreDrill
 from .storage import backup_storage
-from .tasks import backup_create_task, backup_verify_task
+from .tasks import backup_create_task, backup_verify_task, drill_task
 
 
 @admin.register(Backup)
@@ -94,3 +94,39 @@ class BackupAdmin(admin.ModelAdmin):
         return FileResponse(
             storage.open(backup.path, "rb"), as_attachment=True, filename=backup.path.rsplit("/", 1)[-1]
         )
+
+
+@admin.register(RestoreDrill)
+class RestoreDrillAdmin(admin.ModelAdmin):
+    list_display = ["id", "status", "reason", "started_at", "rto", "base", "segments", "restored_to", "error"]
+    list_filter = ["status", "reason"]
+    readonly_fields = [f.name for f in RestoreDrill._meta.fields if f.name != "checks"] + ["checked"]
+    exclude = ["checks"]
+    change_list_template = "admin/backups/restoredrill/change_list.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="restore time", ordering="rto_seconds")
+    def rto(self, obj: RestoreDrill) -> str:
+        return "-" if obj.rto_seconds is None else duration(obj.rto_seconds)
+
+    @admin.display(description="checks in the restored copy")
+    def checked(self, obj: RestoreDrill) -> str:
+        return table(obj.checks)
+
+    def drill_now_view(self, request: HttpRequest) -> HttpResponseRedirect:
+        if request.method != "POST" or not request.user.has_perm("backups.run_backup"):
+            raise PermissionDenied("starting a restore drill needs the run_backup permission, by POST from the list")
+        drill_task.delay("admin")
+        self.message_user(request, "A restore drill is queued; it appears here when it finishes.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:backups_restoredrill_changelist"))
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path("drill-now/", self.admin_site.admin_view(self.drill_now_view), name="backups_restoredrill_now"),
+            *super().get_urls(),
+        ]

@@ -59,3 +59,31 @@ class BackupLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder or 'nobody'} until {self.expires_at}"
+
+
+class RestoreDrill(models.Model):
+    """One restore drill: the newest base backup and the archived WAL restored into a scratch
+    cluster, the application's invariants checked there, the copy dropped."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        PASSED = "passed"
+        FAILED = "failed"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    reason = models.CharField(max_length=64, default="scheduled")
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    base = models.CharField(max_length=200, blank=True, default="", help_text="the base backup restored")
+    segments = models.IntegerField(null=True, blank=True, help_text="WAL segments replayed")
+    rto_seconds = models.FloatField(null=True, blank=True, help_text="fetch, unpack, replay and promote")
+    restored_to = models.DateTimeField(null=True, blank=True, help_text="the last transaction in the copy")
+    checks = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    node = models.CharField(max_length=128, blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"restore drill {self.pk} ({self.status}, {self.started_at:%Y-%m-%d %H:%M})"

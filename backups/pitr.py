@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -395,6 +396,27 @@ def archive_report() -> ArchiveReport:
     return ArchiveReport(bases=bases, segments=segments, gaps=archive_gaps(segments), newest_segment_at=newest)
 
 
+def archiver_lag_s() -> float | None:
+    """How far the WAL archiver's flush trails the server, in seconds: None when no archiver slot
+    exists (point-in-time recovery not set up, or the server archives by archive_command), and
+    ``math.inf`` when the slot exists but nothing streams from it (the archiver is down)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.active, EXTRACT(epoch FROM r.flush_lag) FROM pg_replication_slots s "
+            "LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = %s",
+            [settings.OPSITE_WAL_SLOT],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    active, lag = row
+    return float(lag or 0.0) if active else math.inf
+
+
 # --- restore to a point in time ------------------------------------------------------------------
 
 
@@ -464,17 +486,18 @@ def restore_to_point(*, into: Path, target: datetime | None, port: int, spool: P
     _extract(storage, base, into)
     wal_dir = into / "pitr_wal"
     wal_dir.mkdir()
+    # The spool first, then the archive: a segment the archiver ships meanwhile is stored before
+    # it leaves the spool, so it is found in one or the other; an archived copy of a segment
+    # supersedes the unfinished one taken from the spool.
+    from_spool = _take_spool(spool, wal_dir, progress) if spool is not None else set()
     needed = [s for s in archived_segments(storage) if _position(s) >= _position(base.start_segment)]
-    for n, segment in enumerate(needed, 1):
+    fetch = [s for s in needed if s in from_spool or not (wal_dir / s).exists()]
+    for n, segment in enumerate(fetch, 1):
         _get(storage, f"{WAL_DIR}/{segment}.zst", wal_dir / segment)
-        if n % 20 == 0 or n == len(needed):
-            progress(f"fetched {n} of {len(needed)} WAL segments")
-    if spool is not None and spool.is_dir():  # what the receiver had not shipped yet, the open segment too
-        for path in sorted(spool.iterdir()):
-            segment = path.name.removesuffix(".partial")
-            if SEGMENT.match(segment) and not (wal_dir / segment).exists():
-                shutil.copyfile(path, wal_dir / segment)
-                progress(f"took {path.name} from the spool")
+        if n % 20 == 0 or n == len(fetch):
+            progress(f"fetched {n} of {len(fetch)} WAL segments")
+    if spool is not None:
+        _take_spool(spool, wal_dir, progress)  # one renamed while the archive was listed
     missing = archive_gaps([*needed, *(p.name for p in wal_dir.iterdir())])
     if missing:
         progress(f"warning: the archive has a gap ({missing[0]}…); recovery stops before it")
@@ -492,6 +515,26 @@ def restore_to_point(*, into: Path, target: datetime | None, port: int, spool: P
     replayed = _wait_promoted(port, progress)
     return Restored(base=base, data_dir=into, port=port, segments=len(list(wal_dir.iterdir())),
                     seconds=time.monotonic() - began, replayed_to=replayed)  # fmt: skip
+
+
+def _take_spool(spool: Path, wal_dir: Path, progress: Progress) -> set[str]:
+    """Copy what the archiver has not shipped yet (its unfinished segment too) into ``wal_dir``;
+    the names of the segments taken from ``.partial`` files."""
+    partial: set[str] = set()
+    if not spool.is_dir():
+        return partial
+    for path in sorted(spool.iterdir()):
+        segment = path.name.removesuffix(".partial")
+        if not SEGMENT.match(segment) or (wal_dir / segment).exists():
+            continue
+        try:
+            shutil.copyfile(path, wal_dir / segment)
+        except FileNotFoundError:  # shipped or renamed just now: the archive or the next pass has it
+            continue
+        if path.name.endswith(".partial"):
+            partial.add(segment)
+        progress(f"took {path.name} from the spool")
+    return partial
 
 
 def _write_recovery(into: Path, *, port: int, target: datetime | None) -> None:

@@ -5,7 +5,8 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
-from .models import Backup
+from .models import Backup, RestoreDrill
+from .pitr import archive_report, archiver_lag_s, base_backups
 from .storage import STORE_BREAKER as STORE_BREAKER  # the name the health check shows the circuit under
 from .storage import backup_storage, is_remote, remote_call, storage_label
 
@@ -56,3 +57,48 @@ def storage_check() -> str:
     storage = backup_storage()
     remote_call(storage, lambda: storage.listdir(""))
     return storage_label(storage)
+
+
+def newest_drill() -> RestoreDrill | None:
+    return RestoreDrill.objects.exclude(status=RestoreDrill.Status.RUNNING).order_by("-started_at").first()
+
+
+def passed_drill_age_s() -> float | None:
+    """Seconds since the newest passed restore drill started (None: never passed)."""
+    drill = RestoreDrill.objects.filter(status=RestoreDrill.Status.PASSED).order_by("-started_at").first()
+    return None if drill is None else (timezone.now() - drill.started_at).total_seconds()
+
+
+def base_backups_exist() -> bool:
+    return bool(base_backups())
+
+
+def archive_gap_count() -> int:
+    """Segments missing between the first and the newest archived (0 without an archive)."""
+    return len(archive_report().gaps)
+
+
+archiver_lag_s = archiver_lag_s  # re-exported: the alert metrics read the archive through here
+
+
+def pitr_summary() -> dict[str, Any]:
+    """Point-in-time recovery at a glance (the dashboard's backup panel): how far a restore
+    reaches now, the archiver's lag, any gap, and the last restore drill."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return {"available": False, "why": "point-in-time recovery needs PostgreSQL"}
+    report = archive_report()
+    lag = archiver_lag_s()
+    drill = newest_drill()
+    return {
+        "available": True,
+        "bases": len(report.bases),
+        "restorable_to": report.newest_segment_at.isoformat() if report.newest_segment_at and report.bases else None,
+        "archiver": "none" if lag is None else "down" if lag == float("inf") else "streaming",
+        "archive_lag_s": None if lag is None or lag == float("inf") else round(lag, 3),
+        "gaps": len(report.gaps),
+        "last_drill": None if drill is None else {
+            "id": drill.pk, "status": drill.status, "at": drill.started_at.isoformat(), "rto_s": drill.rto_seconds,
+        },
+    }  # fmt: skip

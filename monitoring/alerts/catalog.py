@@ -53,6 +53,25 @@ CATALOG: dict[str, MetricInfo] = {
             reads_database=True,
             windowed=False,
         ),
+        MetricInfo(
+            "restore_drill_age_s",
+            "age of the newest passed restore drill (0 without PITR)",
+            "s",
+            OVERALL_ONLY,
+            reads_database=True,
+            windowed=False,
+        ),
+        MetricInfo(
+            "wal_archive_lag_s",
+            "WAL archiver's flush lag (1e9: its slot exists, nothing streams; 0 without)",
+            "s",
+            OVERALL_ONLY,
+            reads_database=True,
+            windowed=False,
+        ),
+        MetricInfo(
+            "wal_archive_gaps", "WAL segments missing from the archive", "segments", OVERALL_ONLY, windowed=False
+        ),
         MetricInfo("sockets", "open staff sockets", "sockets", HOSTS, windowed=False),
         MetricInfo("orders_per_minute", "orders opened per minute", "/min", RESTAURANTS, reads_database=True),
         MetricInfo(

@@ -57,6 +57,21 @@ SLO_RULES = [
     )
 ]
 
+# Point-in-time recovery (inactive while no base backup or archiver slot exists); the same text
+# stands in the migration that adds them to installs that already have rules.
+PITR_RULES = [
+    DefaultRule("No passed restore drill in 8 days", "restore_drill_age_s", 8 * 86400, for_s=0,
+                description="The weekly restore drill has not passed for 8 days: a point-in-time restore is "
+                            "not known to work. Admin → Restore drills shows the last one's error."),
+    DefaultRule("WAL archiving behind", "wal_archive_lag_s", 60, recovery=30, for_s=120, severity=Severity.CRITICAL,
+                description="The WAL archiver (manage.py wal_archive) trails the server by over a minute, or its "
+                            "slot exists and nothing streams from it: a restore would lose what it has not got."),
+    DefaultRule("WAL archive has a gap", "wal_archive_gaps", 1, recovery=0.5, for_s=0, severity=Severity.CRITICAL,
+                comparison=AlertRule.Comparison.AT_LEAST,
+                description="A segment is missing between the oldest and the newest archived: a restore cannot "
+                            "replay past it. manage.py pitr_status names it; take a new base backup."),
+]  # fmt: skip
+
 DEFAULT_RULES = [
     DefaultRule("Error rate above 5 %", "error_rate", 5, recovery=4, for_s=60, severity=Severity.CRITICAL,
                 description="More than 5 % of requests were answered with a 5xx."),
@@ -72,6 +87,7 @@ DEFAULT_RULES = [
                 description="The scheduled alert evaluation has not finished for 45 s (beat down, no worker, "
                             "or stuck): the watchdog evaluates meanwhile."),
     DefaultRule("No verified backup in 26 hours", "backup_age_s", 26 * 3600, for_s=0, severity=Severity.CRITICAL),
+    *PITR_RULES,
     DefaultRule("Database unreachable", "database_down", 1, recovery=0.5, window_s=60, for_s=0,
                 severity=Severity.CRITICAL, comparison=AlertRule.Comparison.AT_LEAST,
                 description="While it fires, rules that read the database are held."),

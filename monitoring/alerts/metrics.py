@@ -18,7 +18,14 @@ from typing import Any
 
 from django.db.models import Count, Q, Sum
 
-from backups.selectors import last_finished_failed, newest_verified_age_s
+from backups.selectors import (
+    archive_gap_count,
+    archiver_lag_s,
+    base_backups_exist,
+    last_finished_failed,
+    newest_verified_age_s,
+    passed_drill_age_s,
+)
 from monitoring.alerts.catalog import CATALOG, MetricInfo
 from monitoring.health import dependencies
 from monitoring.health.celery_state import queue_depth
@@ -106,6 +113,23 @@ def _backup_age(reading: Reading) -> Values:
 
 def _backup_failed(reading: Reading) -> Values:
     return {OVERALL: 1.0 if last_finished_failed() else 0.0}
+
+
+def _restore_drill_age(reading: Reading) -> Values:
+    """Only where point-in-time recovery is in use (a base backup exists): else 0, never firing."""
+    if not base_backups_exist():
+        return {OVERALL: 0.0}
+    age = passed_drill_age_s()
+    return {OVERALL: NEVER if age is None else age}
+
+
+def _wal_archive_lag(reading: Reading) -> Values:
+    lag = archiver_lag_s()
+    return {OVERALL: 0.0 if lag is None else NEVER if math.isinf(lag) else lag}
+
+
+def _wal_archive_gaps(reading: Reading) -> Values:
+    return {OVERALL: float(archive_gap_count())}
 
 
 def _sockets(reading: Reading) -> Values:
@@ -234,6 +258,9 @@ _READERS: dict[str, Callable[[Reading], Values]] = {
     "alert_evaluator_age_s": _evaluator_age,
     "backup_age_s": _backup_age,
     "backup_failed": _backup_failed,
+    "restore_drill_age_s": _restore_drill_age,
+    "wal_archive_lag_s": _wal_archive_lag,
+    "wal_archive_gaps": _wal_archive_gaps,
     "sockets": _sockets,
     "orders_per_minute": _orders_per_minute,
     "orders_vs_normal_pct": _orders_vs_normal,

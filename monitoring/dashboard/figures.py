@@ -25,7 +25,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from backups.selectors import change_marker as backup_changes
-from backups.selectors import newest_verified, recent
+from backups.selectors import newest_verified, pitr_summary, recent
 from common.cache import hit_ratios, read_through
 from common.clock import floor_to
 from monitoring.alerts.models import Alert
@@ -257,6 +257,7 @@ def dashboard_tables(*, minutes: int = 60) -> dict[str, Any]:
             for e in errors
         ],
         "backups": recent_backups(),
+        "pitr": pitr_summary(),
         "service_levels": [{"restaurant": slug, **levels} for slug, levels in service_levels(timezone.now()).items()],
         "jobs": job_summaries(),
         "alerts": active_alerts(),

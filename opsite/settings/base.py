@@ -246,6 +246,8 @@ OPSITE_WAL_SPOOL_DIR = Path(env.path("OPSITE_WAL_SPOOL_DIR", default=str(OPSITE_
 OPSITE_WAL_SYNCHRONOUS: bool = env.bool("OPSITE_WAL_SYNCHRONOUS", default=False)
 OPSITE_WAL_SHIP_INTERVAL_S: float = env.float("OPSITE_WAL_SHIP_INTERVAL_S", default=1.0)
 OPSITE_PITR_KEEP_BASE: int = env.int("OPSITE_PITR_KEEP_BASE", default=2)
+# Restore drills restore into a scratch cluster under this directory (empty: the system's temp directory).
+OPSITE_PITR_SCRATCH_DIR: str = env.str("OPSITE_PITR_SCRATCH_DIR", default="")
 OPSITE_BACKUP_S3_BUCKET: str = env.str("OPSITE_BACKUP_S3_BUCKET", default="")
 if OPSITE_BACKUP_S3_BUCKET:
     from botocore.config import Config as S3ClientConfig

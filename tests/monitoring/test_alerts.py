@@ -361,7 +361,7 @@ def test_slack_gets_a_text_message(sink):
 def test_a_fresh_install_has_the_usual_rules():
     from monitoring.alerts.defaults import ensure_default_rules
 
-    assert ensure_default_rules() == 19
+    assert ensure_default_rules() == 22
     names = set(AlertRule.objects.values_list("name", flat=True))
     assert {"Error rate above 5 %", "p95 latency above 1 s", "CPU above 90 %", "Memory above 90 %", "Disk above 90 %",
             "Beat heartbeat older than 45 seconds", "No verified backup in 26 hours"} <= names  # fmt: skip
@@ -375,7 +375,7 @@ def test_evaluate_alerts_command_reports_what_it_did(capsys):
     ensure_default_rules()
     call_command("evaluate_alerts")
     out = capsys.readouterr().out
-    assert out.startswith("19 rule(s)")
+    assert out.startswith("22 rule(s)")
     # beat has never written a heartbeat and no backup was ever verified: both fire at once
     firing = set(Alert.objects.filter(state="firing").values_list("rule__name", flat=True))
     assert {"Beat heartbeat older than 45 seconds", "No verified backup in 26 hours"} <= firing

@@ -72,12 +72,16 @@ def test_ops_page_and_endpoints_answer_users_with_the_permission():
         "n_plus_one",
         "frontend_errors",
         "backups",
+        "pitr",
         "jobs",
         "alerts",
         "cache",
         "service_levels",
     }
     assert set(tables["cache"]) == {"dashboard-series", "dashboard-tables", "orders-today"}
+    # no base backup on this database yet: the backup panel says point-in-time recovery cannot reach
+    assert tables["pitr"]["available"] is (connection.vendor == "postgresql")
+    assert tables["pitr"].get("bases", 0) == 0
     live = client.get("/ops/api/live").json()
     assert {t["key"] for t in live["tiles"]} >= {"health", "error_rate", "p95_ms", "sockets", "orders_today"}
 

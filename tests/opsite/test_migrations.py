@@ -92,7 +92,8 @@ def test_an_install_with_rules_gets_the_rules_added_later(scratch_database):
         names = {name for (name,) in db.execute("SELECT name FROM monitoring_alertrule").fetchall()}
     assert names == {"Error rate above 5 %", "Dependency failing", "Health not healthy for 10 minutes", "Orders late",
                      "Orders very late", "Order delivery SLO burning fast", "Order delivery SLO burning slow",
-                     "Boards connected SLO burning fast", "Boards connected SLO burning slow"}  # fmt: skip
+                     "Boards connected SLO burning fast", "Boards connected SLO burning slow",
+                     "No passed restore drill in 8 days", "WAL archiving behind", "WAL archive has a gap"}  # fmt: skip
 
 
 def test_a_fresh_install_gets_every_default_rule_once(scratch_database):

@@ -332,6 +332,7 @@
       [burn(r.delivery.burn), "num"],
       [`${pct(r.connected.sli, 3)} (objective ${pct(r.connected.objective, 1)})`, "num"], [pct(r.connected.budget_left, 0), "num"],
       [burn(r.connected.burn), "num"], [pct(r.acks.sli), "num"]]);
+    showPitr(t.pitr);
     fillTable("ops-backups", t.backups, (b) => [[[String(b.id), `/admin/backups/backup/${b.id}/change/`], "link"], [b.status], [when(b.started_at)], [bytes(b.size_bytes), "num"], [when(b.verified_at)]]);
     fillTable("ops-task-runs", t.jobs, (r) => [[[r.job, `/admin/monitoring/taskrun/?job=${encodeURIComponent(r.job)}`], "link"], [when(r.last_started_at)], [r.last_status || "never run", `status-${r.last_status}`],
       [r.last_duration_ms == null ? null : Math.round(r.last_duration_ms), "num"], [when(r.next_run_at)], [r.runs_24h, "num"],
@@ -355,6 +356,22 @@
       : `Slow requests ${clock(from)} + ${minutes} min`;
     fillTable("ops-slow-requests", found.requests, (r) => [[when(r.at)], [r.route], [r.status, "num"],
       [r.ms.toFixed(0), "num"], [r.queries, "num"], [[r.request_id, r.admin_url], "link"]]);
+  }
+
+  /* Point-in-time recovery in one line: how far a restore reaches now, the archiver, the last drill. */
+  function showPitr(p) {
+    const el = document.getElementById("ops-pitr");
+    if (!el || !p) return;
+    if (!p.available) { el.textContent = `Point in time: ${p.why}.`; return; }
+    if (!p.bases) { el.textContent = "Point in time: no base backup yet (manage.py backup --base)."; el.dataset.state = "warn"; return; }
+    const parts = [`Point in time: restorable to ${p.restorable_to ? when(p.restorable_to) : "–"}`];
+    parts.push(p.archiver === "streaming" ? `archiver streaming, lag ${p.archive_lag_s.toFixed(1)} s`
+      : p.archiver === "down" ? "archiver DOWN" : "no archiver slot");
+    if (p.gaps) parts.push(`${p.gaps} segments missing`);
+    const d = p.last_drill;
+    parts.push(d ? `last drill ${d.status} ${when(d.at)}${d.rto_s == null ? "" : `, restored in ${d.rto_s.toFixed(1)} s`}` : "no restore drill yet");
+    el.textContent = parts.join(" · ") + ".";
+    el.dataset.state = p.gaps || p.archiver === "down" || (d && d.status === "failed") ? "bad" : "ok";
   }
 
   function applyFigures(data) {

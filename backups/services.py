@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -195,17 +196,32 @@ def fetched_dump(backup: Backup) -> Iterator[Path]:
         dump = Path(tmp) / "dump"
         digest = hashlib.sha256()
         decompressor = zstandard.ZstdDecompressor()
+        local = local_path(storage, backup.path)
+        # A local file is hashed by a second reader while it is decompressed (both release the
+        # GIL), so checking costs no time of its own; a remote object is hashed as it streams.
+        hasher = threading.Thread(target=_hash_file, args=(local, digest)) if local is not None else None
+        if hasher is not None:
+            hasher.start()
         try:
             with storage.open(backup.path, "rb") as stored, dump.open("wb") as out:
-                source = _HashingReader(stored, digest)
-                decompressor.copy_stream(source, out, read_size=CHUNK, write_size=CHUNK)  # type: ignore[arg-type]
+                source = stored if hasher is not None else _HashingReader(stored, digest)
+                decompressor.copy_stream(source, out, read_size=4 * CHUNK, write_size=4 * CHUNK)  # type: ignore[arg-type]
         except zstandard.ZstdError as exc:
             raise BackupError(f"backup {backup.pk} is corrupt: {exc}") from exc
+        finally:
+            if hasher is not None:
+                hasher.join()
         if digest.hexdigest() != backup.sha256:
             raise BackupError(
                 f"backup {backup.pk} checksum mismatch: stored file {digest.hexdigest()}, manifest {backup.sha256}"
             )
         yield dump
+
+
+def _hash_file(path: Path, digest: Any) -> None:
+    with path.open("rb") as source:
+        while chunk := source.read(4 * CHUNK):
+            digest.update(chunk)
 
 
 class _HashingReader:

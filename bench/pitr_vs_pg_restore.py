@@ -69,7 +69,7 @@ def main() -> None:
                 conn.execute("CREATE TABLE bench_order (id bigint PRIMARY KEY, ref text, note text, "
                              "amount numeric(10,2), at timestamptz)")  # fmt: skip
                 conn.execute("INSERT INTO bench_order SELECT g, md5(g::text), md5((g * 7)::text) || "
-                             "md5((g * 13)::text), (g % 100000) / 100.0, now() - make_interval(secs => g) "
+                             "md5((g * 13)::text), (g %% 100000) / 100.0, now() - make_interval(secs => g) "
                              "FROM generate_series(1, %s) g", [int(args.gib * ROWS_PER_GIB)])  # fmt: skip
                 conn.execute("VACUUM ANALYZE bench_order")
                 size = conn.execute("SELECT pg_database_size('opsite')").fetchone()[0]  # type: ignore[index]

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import psycopg
 import zstandard
@@ -38,7 +38,7 @@ from django.core.files.storage import Storage
 from django.db import connections
 
 from .engines import CHUNK, BackupError
-from .storage import backup_storage, remote_call
+from .storage import HashingWriter, backup_storage, remote_call
 
 log = logging.getLogger(__name__)
 BASE_DIR = "pitr/base"
@@ -99,26 +99,13 @@ def _position(segment: str) -> int:
 # --- storing and fetching ----------------------------------------------------------------------
 
 
-class _Hashing:
-    def __init__(self, target: BinaryIO) -> None:
-        self.target, self.digest, self.size = target, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        self.size += len(data)
-        return self.target.write(data)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-
 def _put(storage: Storage, name: str, source: Path) -> tuple[str, int]:
     """Compress ``source`` into the store as ``name`` with its sha256 beside it; a name already
     stored is left as it is (an archive is append-only: the same segment sent twice is one)."""
     if storage.exists(name) and storage.exists(name + ".sha256"):
         return storage.open(name + ".sha256", "rb").read().decode().split()[0], storage.size(name)
     with tempfile.NamedTemporaryFile(dir=source.parent, prefix=".ship-", delete=False) as tmp:
-        writer = _Hashing(tmp)  # type: ignore[arg-type]
+        writer = HashingWriter(tmp)  # type: ignore[arg-type]
         compressor = zstandard.ZstdCompressor(level=settings.OPSITE_BACKUP_ZSTD_LEVEL, threads=-1)
         with source.open("rb") as raw, compressor.stream_writer(writer, closefd=False) as out:  # type: ignore[arg-type]
             shutil.copyfileobj(raw, out, CHUNK)

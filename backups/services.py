@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import environ
 import zstandard
@@ -27,26 +27,11 @@ from .engines import CHUNK, BackupError, Engine, engine_for
 from .models import Backup, BackupLock
 from .series import backup_observe
 from .signals import backup_finished
-from .storage import backup_storage, local_path, remote_call, storage_label, stored_sha256
+from .storage import HashingWriter, backup_storage, local_path, remote_call, storage_label, stored_sha256
 
 log = logging.getLogger(__name__)
 LOCK = "backups"
 EXTENSIONS = {"postgresql": "pgdump", "sqlite": "sqlite3"}
-
-
-class _HashingWriter:
-    """The compressed bytes on their way to disk: counted and hashed as they pass."""
-
-    def __init__(self, target: BinaryIO) -> None:
-        self.target, self.digest, self.size = target, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        self.size += len(data)
-        return self.target.write(data)
-
-    def flush(self) -> None:
-        self.target.flush()
 
 
 # How figures are shown, not what they are: not mutated.
@@ -101,7 +86,7 @@ def _dump_to(path: Path, engine: Engine) -> tuple[dict[str, int], str, int]:
         level=settings.OPSITE_BACKUP_ZSTD_LEVEL, threads=settings.OPSITE_BACKUP_ZSTD_THREADS
     )
     with path.open("wb") as raw:
-        writer = _HashingWriter(raw)
+        writer = HashingWriter(raw)
         with compressor.stream_writer(writer, closefd=False, write_size=CHUNK) as compressed:  # type: ignore[arg-type]
             counts = engine.dump(compressed)
         raw.flush()

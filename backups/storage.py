@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from django.conf import settings
 from django.core.files.storage import Storage, storages
@@ -59,3 +59,18 @@ def remote_call(storage: Storage, call: Callable[[], T]) -> T:
         return call()
     policy = BreakerPolicy(settings.OPSITE_DEPENDENCY_FAILURES, settings.OPSITE_DEPENDENCY_RESET_S)
     return call_through(STORE_BREAKER, call, breaker=policy)
+
+
+class HashingWriter:
+    """The compressed bytes on their way to disk: counted and hashed as they pass."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self.target, self.digest, self.size = target, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.target.write(data)
+
+    def flush(self) -> None:
+        self.target.flush()

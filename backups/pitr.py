@@ -103,7 +103,7 @@ def _put(storage: Storage, name: str, source: Path) -> tuple[str, int]:
     """Compress ``source`` into the store as ``name`` with its sha256 beside it; a name already
     stored is left as it is (an archive is append-only: the same segment sent twice is one)."""
     if storage.exists(name) and storage.exists(name + ".sha256"):
-        return storage.open(name + ".sha256", "rb").read().decode().split()[0], storage.size(name)
+        return _stored_sum(storage, name), storage.size(name)
     with tempfile.NamedTemporaryFile(dir=source.parent, prefix=".ship-", delete=False) as tmp:
         writer = HashingWriter(tmp)  # type: ignore[arg-type]
         compressor = zstandard.ZstdCompressor(level=settings.OPSITE_BACKUP_ZSTD_LEVEL, threads=-1)
@@ -129,9 +129,14 @@ def _put(storage: Storage, name: str, source: Path) -> tuple[str, int]:
     return sha, size
 
 
+def _stored_sum(storage: Storage, name: str) -> str:
+    with storage.open(name + ".sha256", "rb") as handle:
+        return str(handle.read().decode().split()[0])
+
+
 def _get(storage: Storage, name: str, target: Path) -> None:
     """Fetch ``name``, check its sha256, and write it decompressed to ``target`` (atomically)."""
-    expected = storage.open(name + ".sha256", "rb").read().decode().split()[0]
+    expected = _stored_sum(storage, name)
     digest = hashlib.sha256()
     partial = target.with_name(target.name + ".fetching")
     with storage.open(name, "rb") as stored, partial.open("wb") as out:
@@ -465,7 +470,9 @@ def restore_to_point(*, into: Path, target: datetime | None, port: int, spool: P
         if (into / "postmaster.pid").exists():
             raise BackupError(f"{into} holds a running cluster (postmaster.pid); stop it or choose another directory")
         if not replace:
-            raise BackupError(f"{into} is not empty; pass --yes to replace what is there")
+            raise BackupError(f"{into} is not empty; pass --yes to replace an earlier restore there")
+        if not (into / "pitr_wal").is_dir():  # never delete a directory this did not make (a live data dir)
+            raise BackupError(f"{into} was not made by a restore (no pitr_wal/ in it); not replacing it")
         shutil.rmtree(into)
     into.mkdir(parents=True, exist_ok=True)
     progress(f"base backup {base.name} ({base.size_bytes / 2**20:.1f} MiB compressed, finished "

@@ -234,6 +234,8 @@ def test_restores_refuse_bad_input_in_one_line(private_cluster):
     assert with_base.returncode == 0, with_base.stderr
     assert refused_in_one_line(manage_py("restore_backup", "--to-latest", "--into", str(occupied), env=env),
                                "is not empty; pass --yes")  # fmt: skip
+    refused = manage_py("restore_backup", "--to-latest", "--into", str(occupied), "--yes", env=env)
+    assert refused_in_one_line(refused, "was not made by a restore")  # --yes replaces only an earlier restore
     assert (occupied / "something").read_text() == "keep me"
     sqlite = {**env, "DATABASE_URL": f"sqlite:///{private_cluster.root / 'db.sqlite3'}"}
     assert refused_in_one_line(manage_py("backup", "--base", env=sqlite), "point-in-time recovery needs PostgreSQL")

@@ -113,14 +113,15 @@ def test_ingest_endpoints_need_a_token(people):
             assert response.status_code == 401, (path, who)
 
 
-ADMIN_VIEWS = ["admin/monitoring/queryfingerprint/live/", "admin/backups/backup/back-up-now/"]
+ADMIN_VIEWS = ["admin/monitoring/queryfingerprint/live/", "admin/backups/backup/back-up-now/",
+               "admin/backups/restoredrill/drill-now/"]  # fmt: skip
 
 
 def test_admin_pages_refuse_staff_without_the_permission(people):
     bare = people["clients"]["bare staff"]
     model_pages = [f"admin/{m._meta.app_label}/{m._meta.model_name}/" for m in admin.site._registry]
     for path in model_pages + ADMIN_VIEWS:
-        response = bare.post("/" + path) if path.endswith("back-up-now/") else bare.get("/" + path)
+        response = bare.post("/" + path) if path.endswith("now/") else bare.get("/" + path)
         assert response.status_code == 403, (path, response.status_code)
     assert people["clients"]["anonymous"].get("/admin/").status_code == 302
 
@@ -151,6 +152,24 @@ def test_a_view_only_user_cannot_start_a_backup_or_a_verification(django_user_mo
     response = client.post("/admin/backups/backup/", {"action": "verify_selected", "_selected_action": [backup.pk]})
     assert response.status_code in (200, 302)
     assert Backup.objects.get(pk=backup.pk).status == Backup.Status.SUCCEEDED  # nothing was queued or run
+
+
+def test_only_who_may_run_backups_starts_a_restore_drill(django_user_model, needs_postgres):
+    from backups.models import RestoreDrill
+
+    viewer = django_user_model.objects.create_user("drill-viewer", password="pw-123456", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_restoredrill"))
+    client = Client()
+    client.force_login(viewer)
+    assert "Run a restore drill now" not in client.get("/admin/backups/restoredrill/").content.decode()
+    assert client.post("/admin/backups/restoredrill/drill-now/").status_code == 403
+    assert client.get("/admin/backups/restoredrill/drill-now/").status_code == 403  # and never by GET
+    viewer.user_permissions.add(Permission.objects.get(codename="run_backup"))
+    client.force_login(django_user_model.objects.get(pk=viewer.pk))
+    assert "Run a restore drill now" in client.get("/admin/backups/restoredrill/").content.decode()
+    response = client.post("/admin/backups/restoredrill/drill-now/", follow=True)
+    assert response.status_code == 200 and "A restore drill is queued" in response.content.decode()
+    assert not RestoreDrill.objects.filter(status=RestoreDrill.Status.PASSED).exists()  # no base backup: no drill
 
 
 def test_dependency_urls_are_shown_without_credentials(admin_client, settings):

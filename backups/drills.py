@@ -27,7 +27,7 @@ from .services import job_lock
 CATCH_UP_SAMPLE = 100
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -80,7 +80,7 @@ def drill_run(*, reason: str = "scheduled") -> RestoreDrill:
     into = scratch / "cluster"
     try:
         with job_lock(f"{settings.OPSITE_NODE_NAME}:{os.getpid()}:drill"):
-            restored = restore_to_point(into=into, target=None, port=_free_port(),
+            restored = restore_to_point(into=into, target=None, port=free_port(),
                                         spool=Path(settings.OPSITE_WAL_SPOOL_DIR))  # fmt: skip
             try:
                 dsn = restored.conninfo.replace("dbname=postgres", f"dbname={connection.settings_dict['NAME']}")

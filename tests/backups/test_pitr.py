@@ -196,11 +196,12 @@ def test_a_killed_primary_is_restored_to_its_last_acknowledged_order(mode, priva
     assert seqs == set(range(1, max(seqs) + 1)), "the restored sequence numbers have a gap"
 
     # and to a moment in the middle: the orders up to it, none after
-    earlier, earlier_port = cluster.root / "midpoint", free_port()
+    earlier = cluster.root / "backups" / "restores" / "midpoint"  # a bare name, as the interface gives it
     cluster.others.append(earlier)
-    done = manage_py("restore_backup", "--to-time", midpoint.isoformat(), "--into", str(earlier), "--port",
-                     str(earlier_port), env=env, timeout=180)  # fmt: skip
+    done = manage_py("restore_backup", "latest", "--to-time", midpoint.isoformat(), "--into", "midpoint", "--yes",
+                     env=env, timeout=180)  # fmt: skip
     assert done.returncode == 0, done.stderr
+    earlier_port = int(done.stdout.split("running on port ")[1].split()[0])
     with psycopg.connect(f"host=127.0.0.1 port={earlier_port} user=postgres dbname=opsite") as conn:
         row = conn.execute("SELECT max(seq), max(received_at) FROM realtime_orderevent").fetchone()
     assert row is not None and row[0] >= acknowledged_by_midpoint and row[1] <= midpoint
@@ -227,6 +228,8 @@ def test_restores_refuse_bad_input_in_one_line(private_cluster):
                                "needs its offset")  # fmt: skip
     assert refused_in_one_line(manage_py("restore_backup", "--to-latest", "--into", into, env=env),
                                "no base backup is stored yet")  # fmt: skip
+    assert refused_in_one_line(manage_py("restore_backup", "7", "--to-latest", "--into", into, env=env),
+                               "leave out the backup id")  # fmt: skip
     occupied = private_cluster.root / "occupied"
     occupied.mkdir()
     (occupied / "something").write_text("keep me")

@@ -22,8 +22,11 @@ class Command(BaseCommand):
         parser.add_argument("--database-url", default=None, help="restore here instead of DATABASE_URL")
         parser.add_argument("--to-time", default=None, help="point in time, ISO 8601 (2026-12-01T21:30:00+01:00)")
         parser.add_argument("--to-latest", action="store_true", help="as late as the archived WAL reaches")
-        parser.add_argument("--into", default=None, help="data directory of the new cluster (point in time)")
-        parser.add_argument("--port", type=int, default=5433, help="port the new cluster listens on")
+        parser.add_argument("--into", default=None, help="the new cluster's data directory, or a name for "
+                            "OPSITE_BACKUP_DIR/restores/NAME (point in time)")  # fmt: skip
+        parser.add_argument(
+            "--port", type=int, default=None, help="port the new cluster listens on (default: a free one)"
+        )
         parser.add_argument("--spool", default=None, help="the WAL receiver's spool, for its unfinished segment")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -48,6 +51,12 @@ class Command(BaseCommand):
             raise CommandError("give --to-time or --to-latest, not both")
         if not options["into"]:
             raise CommandError("--into DIR is required: the restored cluster's new data directory")
+        if options["backup"] not in (None, "latest"):
+            raise CommandError("a point-in-time restore chooses its base backup by the time; leave out the backup id")
+        into = Path(options["into"])
+        if "/" not in options["into"]:  # a bare name: a directory of its own beside the backups
+            into = Path(settings.OPSITE_BACKUP_DIR) / "restores" / options["into"]
+            into.parent.mkdir(parents=True, exist_ok=True)
         target = None
         if options["to_time"]:
             try:

@@ -291,6 +291,14 @@ class BaseBackup:
 def base_backup_create(*, progress: Progress = _quiet) -> BaseBackup:
     """Take a base backup with pg_basebackup (tar, no WAL: the archive has it), store it
     compressed with its sha256 and a manifest that says which WAL it needs."""
+    from .services import job_lock  # one heavy backup job at a time, dumps and base backups alike
+
+    conninfo()  # PostgreSQL only: says so before anything else
+    with job_lock(f"{settings.OPSITE_NODE_NAME}:{os.getpid()}:base"):
+        return _base_backup(progress)
+
+
+def _base_backup(progress: Progress) -> BaseBackup:
     storage = backup_storage()
     started = datetime.now(UTC)
     with psycopg.connect(conninfo()) as conn:

@@ -233,6 +233,7 @@ def test_restores_refuse_bad_input_in_one_line(private_cluster):
     occupied = private_cluster.root / "occupied"
     occupied.mkdir()
     (occupied / "something").write_text("keep me")
+    assert manage_py("migrate", "-v0", env=env, timeout=120).returncode == 0
     with_base = manage_py("shell", "-c", "from backups.pitr import base_backup_create; base_backup_create()", env=env)
     assert with_base.returncode == 0, with_base.stderr
     assert refused_in_one_line(manage_py("restore_backup", "--to-latest", "--into", str(occupied), env=env),

@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from backups.drills import free_port
 from backups.engines import BackupError
 from backups.pitr import business_checks, restore_to_point
 from backups.services import backup_for_reference, backup_restore
@@ -68,9 +69,9 @@ class Command(BaseCommand):
         spool = Path(options["spool"]) if options["spool"] else settings.OPSITE_WAL_SPOOL_DIR
         try:
             restored = restore_to_point(
-                into=Path(options["into"]),
+                into=into,
                 target=target,
-                port=options["port"],
+                port=options["port"] or free_port(),
                 spool=spool,
                 replace=options["yes"],
                 progress=lambda line: self.stdout.write(f"  {line}"),

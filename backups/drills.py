@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,10 @@ from django.utils import timezone
 
 from .engines import BackupError
 from .models import RestoreDrill
-from .pitr import base_backups, business_checks, restore_to_point, stop_cluster
+from .pitr import base_backups, business_checks, free_port, restore_to_point, stop_cluster
 from .services import job_lock
 
 CATCH_UP_SAMPLE = 100
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _scratch_dir() -> Path:
@@ -83,7 +76,7 @@ def drill_run(*, reason: str = "scheduled") -> RestoreDrill:
             restored = restore_to_point(into=into, target=None, port=free_port(),
                                         spool=Path(settings.OPSITE_WAL_SPOOL_DIR))  # fmt: skip
             try:
-                dsn = restored.conninfo.replace("dbname=postgres", f"dbname={connection.settings_dict['NAME']}")
+                dsn = restored.dsn(connection.settings_dict["NAME"])
                 checks = business_checks(dsn)
                 checks["catch_up_read"] = _catch_up_sample(dsn)
             finally:

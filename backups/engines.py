@@ -73,6 +73,16 @@ def _tool(name: str) -> str:
     return path
 
 
+def settings_conninfo(settings: dict[str, Any], *, dbname: str | None = None, **extra: str) -> str:
+    """A libpq connection string for a Django database's settings (another database, or extra
+    parameters such as ``application_name``, on request)."""
+    parts = {
+        "host": settings.get("HOST") or "", "port": str(settings.get("PORT") or ""), "user": settings.get("USER") or "",
+        "password": settings.get("PASSWORD") or "", "dbname": dbname or settings["NAME"], **extra,
+    }  # fmt: skip
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v})
+
+
 class PostgresEngine:
     name = "postgresql"
     format = "pg_dump custom"
@@ -81,12 +91,7 @@ class PostgresEngine:
         self.settings = settings
 
     def _conninfo(self, dbname: str | None = None) -> str:
-        s = self.settings
-        parts = {
-            "host": s.get("HOST") or "", "port": str(s.get("PORT") or ""), "user": s.get("USER") or "",
-            "password": s.get("PASSWORD") or "", "dbname": dbname or s["NAME"],
-        }  # fmt: skip
-        return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v})
+        return settings_conninfo(self.settings, dbname=dbname)
 
     def versions(self) -> tuple[str, str]:
         with psycopg.connect(self._conninfo()) as conn:

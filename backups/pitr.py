@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -37,8 +38,10 @@ from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage
 from django.db import connections
 
-from .engines import CHUNK, BackupError
-from .storage import HashingWriter, backup_storage, remote_call
+from common.cache import invalidate, read_through
+
+from .engines import CHUNK, BackupError, settings_conninfo
+from .storage import HashingWriter, backup_storage, remote_call, storage_label
 
 log = logging.getLogger(__name__)
 BASE_DIR = "pitr/base"
@@ -78,9 +81,14 @@ def conninfo(*, dbname: str | None = None, **extra: str) -> str:
     s = connections["default"].settings_dict
     if not s["ENGINE"].endswith("postgresql"):
         raise BackupError("point-in-time recovery needs PostgreSQL; the embedded SQLite database keeps its dumps")
-    parts = {"host": s.get("HOST") or "", "port": str(s.get("PORT") or ""), "user": s.get("USER") or "",
-             "password": s.get("PASSWORD") or "", "dbname": dbname or s["NAME"], **extra}  # fmt: skip
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v})
+    return settings_conninfo(s, dbname=dbname, **extra)
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a restored cluster."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def segment_name(lsn: str, *, timeline: int, segment_size: int) -> str:
@@ -117,7 +125,7 @@ def _put(storage: Storage, name: str, source: Path) -> tuple[str, int]:
         if storage.exists(name):
             storage.delete(name)
         with open(tmp.name, "rb") as compressed:
-            storage.save(name, ContentFile(compressed.read()) if size < (64 << 20) else File(compressed, name=name))
+            storage.save(name, File(compressed, name=name))
         if storage.exists(name + ".sha256"):
             storage.delete(name + ".sha256")
         storage.save(name + ".sha256", ContentFile(f"{sha}  {Path(name).name}\n".encode()))
@@ -151,12 +159,16 @@ def _get(storage: Storage, name: str, target: Path) -> None:
     os.replace(partial, target)
 
 
-def archived_segments(storage: Storage | None = None) -> list[str]:
-    storage = storage or backup_storage()
+def _files(storage: Storage, folder: str) -> list[str]:
+    """The files in a folder of the store (none while it does not exist yet)."""
     try:
-        _dirs, files = storage.listdir(WAL_DIR)
+        return list(storage.listdir(folder)[1])
     except FileNotFoundError:
         return []
+
+
+def archived_segments(storage: Storage | None = None) -> list[str]:
+    files = _files(storage or backup_storage(), WAL_DIR)
     names = {f.removesuffix(".zst") for f in files if f.endswith(".zst")}
     sums = {f.removesuffix(".zst.sha256") for f in files if f.endswith(".zst.sha256")}
     return sorted((n for n in names & sums if SEGMENT.match(n)), key=_position)
@@ -295,7 +307,9 @@ def base_backup_create(*, progress: Progress = _quiet) -> BaseBackup:
 
     conninfo()  # PostgreSQL only: says so before anything else
     with job_lock(f"{settings.OPSITE_NODE_NAME}:{os.getpid()}:base"):
-        return _base_backup(progress)
+        base = _base_backup(progress)
+    _archive_changed()
+    return base
 
 
 def _base_backup(progress: Progress) -> BaseBackup:
@@ -340,12 +354,8 @@ def _base_backup(progress: Progress) -> BaseBackup:
 def base_backups(storage: Storage | None = None) -> list[BaseBackup]:
     """Every stored base backup, oldest first."""
     storage = storage or backup_storage()
-    try:
-        _dirs, files = storage.listdir(BASE_DIR)
-    except FileNotFoundError:
-        return []
     found = []
-    for manifest in sorted(f for f in files if f.endswith(".json")):
+    for manifest in sorted(f for f in _files(storage, BASE_DIR) if f.endswith(".json")):
         with storage.open(f"{BASE_DIR}/{manifest}", "rb") as handle:
             found.append(BaseBackup.from_json(json.loads(handle.read())))
     return sorted(found, key=lambda b: b.finished_at)
@@ -369,6 +379,7 @@ def pitr_prune(*, keep: int | None = None) -> tuple[list[str], list[str]]:
     for segment in removed:
         storage.delete(f"{WAL_DIR}/{segment}.zst")
         storage.delete(f"{WAL_DIR}/{segment}.zst.sha256")
+    _archive_changed()
     return [b.name for b in dropped], removed
 
 
@@ -417,6 +428,21 @@ def archiver_lag_s() -> float | None:
     return float(lag or 0.0) if active else math.inf
 
 
+ARCHIVE_CACHE = "pitr-archive"
+ARCHIVE_CACHE_S = 60
+
+
+def archive_report_cached() -> ArchiveReport:
+    """The archive's report as of at most a minute ago: the alert evaluation (every 15 s) and the
+    dashboard read it, and making it lists the store and reads every base backup's manifest."""
+    where = storage_label(backup_storage())
+    return read_through(ARCHIVE_CACHE, (where,), archive_report, timeout=ARCHIVE_CACHE_S)
+
+
+def _archive_changed() -> None:
+    invalidate(ARCHIVE_CACHE, storage_label(backup_storage()))
+
+
 # --- restore to a point in time ------------------------------------------------------------------
 
 
@@ -429,9 +455,8 @@ class Restored:
     seconds: float
     replayed_to: datetime | None
 
-    @property
-    def conninfo(self) -> str:
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
 
 
 def choose_base(bases: list[BaseBackup], target: datetime | None) -> BaseBackup:

@@ -6,7 +6,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from .models import Backup, RestoreDrill
-from .pitr import archive_report, archiver_lag_s, base_backups
+from .pitr import archive_report_cached, archiver_lag_s
 from .storage import STORE_BREAKER as STORE_BREAKER  # the name the health check shows the circuit under
 from .storage import backup_storage, is_remote, remote_call, storage_label
 
@@ -70,15 +70,12 @@ def passed_drill_age_s() -> float | None:
 
 
 def base_backups_exist() -> bool:
-    return bool(base_backups())
+    return bool(archive_report_cached().bases)
 
 
 def archive_gap_count() -> int:
     """Segments missing between the first and the newest archived (0 without an archive)."""
-    return len(archive_report().gaps)
-
-
-archiver_lag_s = archiver_lag_s  # re-exported: the alert metrics read the archive through here
+    return len(archive_report_cached().gaps)
 
 
 def pitr_summary() -> dict[str, Any]:
@@ -88,7 +85,7 @@ def pitr_summary() -> dict[str, Any]:
 
     if connection.vendor != "postgresql":
         return {"available": False, "why": "point-in-time recovery needs PostgreSQL"}
-    report = archive_report()
+    report = archive_report_cached()
     lag = archiver_lag_s()
     drill = newest_drill()
     return {

@@ -141,9 +141,10 @@ def restaurant_slugs(ids: Iterable[int] | None = None) -> dict[int, str]:
     return dict(restaurants.values_list("pk", "slug"))
 
 
-def restaurant_currencies(ids: Iterable[int]) -> dict[int, str]:
-    """The currency (ISO 4217, or "" when not set) of each of the given restaurants."""
-    return dict(Restaurant.objects.filter(pk__in=list(ids)).values_list("pk", "currency"))
+def restaurant_names_and_currencies(ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """Slug and currency (ISO 4217, or "" when not set) by id, of the given restaurants."""
+    rows = Restaurant.objects.filter(pk__in=list(ids)).values_list("pk", "slug", "currency")
+    return {pk: (slug, currency) for pk, slug, currency in rows}
 
 
 def restaurant_ids(slugs: Iterable[str]) -> dict[str, int]:

@@ -18,9 +18,9 @@ from typing import Any
 
 from django.db.models import Count, Q, Sum
 
+from backups.pitr import archiver_lag_s
 from backups.selectors import (
     archive_gap_count,
-    archiver_lag_s,
     base_backups_exist,
     last_finished_failed,
     newest_verified_age_s,

@@ -39,7 +39,7 @@ from monitoring.ledger.models import TaskRun
 from monitoring.requests.models import FrontendErrorGroup
 from monitoring.requests.queries import SORTS, n_plus_one_suspects, top_queries_by
 from monitoring.requests.selectors import traffic_summary
-from realtime.selectors import presence_summary, restaurant_currencies, restaurant_slugs
+from realtime.selectors import presence_summary, restaurant_names_and_currencies
 
 
 @dataclass(frozen=True)
@@ -191,10 +191,9 @@ def restaurant_series(window: Window) -> dict[str, dict[str, Any]]:
 
     sums = {"orders": "SUM(orders)", "revenue": "SUM(revenue)"}
     by_id = _by_key(_grouped("monitoring_restaurantsnapshot", "restaurant_id", sums, window), ("orders", "revenue"))
-    slugs = restaurant_slugs(by_id)
-    currencies = restaurant_currencies(by_id)
-    ordered = sorted(by_id.items(), key=lambda item: slugs.get(item[0], ""))
-    return {slugs[pk]: {**series, "currency": currencies.get(pk, "")} for pk, series in ordered if pk in slugs}
+    named = restaurant_names_and_currencies(by_id)
+    ordered = sorted((named[pk], series) for pk, series in by_id.items() if pk in named)
+    return {slug: {**series, "currency": currency} for (slug, currency), series in ordered}
 
 
 def recent_backups(limit: int = 8) -> list[dict[str, Any]]:

@@ -5,9 +5,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from backups.drills import free_port
 from backups.engines import BackupError
-from backups.pitr import business_checks, restore_to_point
+from backups.pitr import business_checks, free_port, restore_to_point
 from backups.services import backup_for_reference, backup_restore
 
 
@@ -83,7 +82,7 @@ class Command(BaseCommand):
                           f"running on port {restored.port} ({restored.data_dir})")  # fmt: skip
         database = settings.DATABASES["default"]["NAME"]
         try:
-            checks = business_checks(f"{restored.conninfo.replace('dbname=postgres', f'dbname={database}')}")
+            checks = business_checks(restored.dsn(database))
         except Exception as exc:
             self.stdout.write(f"business checks could not run: {exc}")
             return

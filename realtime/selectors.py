@@ -70,13 +70,15 @@ def restaurant_day_start(restaurant: Restaurant, now: datetime | None = None) ->
 FINISHED = ("paid", "completed", "cancelled")
 
 
-def board_orders_today(restaurant: Restaurant) -> list[dict[str, Any]]:
-    """Today's orders, each as its latest event, newest first; ``finished`` says whether it is
-    paid, completed or cancelled, and amounts that name no currency take the restaurant's."""
-    start = restaurant_day_start(restaurant)
+def board_orders_today(restaurant: Restaurant, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Today's orders, and yesterday's that are still open (a ticket opened before midnight stays
+    on the kitchen's board until it is finished), each as its latest event, newest first;
+    ``finished`` says whether it is paid, completed or cancelled, and amounts that name no
+    currency take the restaurant's."""
+    start = restaurant_day_start(restaurant, now)
     orders: dict[str, dict[str, Any]] = {}
     for e in OrderEvent.objects.filter(
-        restaurant=restaurant, occurred_at__gte=start, occurred_at__lt=start + timedelta(days=1)
+        restaurant=restaurant, occurred_at__gte=start - timedelta(days=1), occurred_at__lt=start + timedelta(days=1)
     ).order_by("seq"):
         order = orders.setdefault(e.order_id, {"order_id": e.order_id, "table": "", "currency": restaurant.currency,
                                                "opened_at": e.occurred_at})  # fmt: skip
@@ -92,7 +94,8 @@ def board_orders_today(restaurant: Restaurant) -> list[dict[str, Any]]:
             currency=e.currency or order["currency"],
         )
         order["finished"] = order["status"] in FINISHED
-    return sorted(orders.values(), key=lambda o: o["seq"], reverse=True)
+    shown = [o for o in orders.values() if o["occurred_at"] >= start or not o["finished"]]
+    return sorted(shown, key=lambda o: o["seq"], reverse=True)
 
 
 def order_totals(*, since: datetime, until: datetime | None = None) -> dict[str, dict[str, Any]]:

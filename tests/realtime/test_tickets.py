@@ -82,7 +82,8 @@ def test_the_board_shows_each_open_orders_age_and_says_when_it_is_late(kitchen, 
         expect(page.locator('tr[data-order="A"] td.age')).to_contain_text("very late")
         expect(page.locator('tr[data-order="A"]')).to_have_class("status-created ticket-very-late")
         expect(page.locator('tr[data-order="B"] td.age')).to_have_text(_late_text())
-        expect(page.locator('tr[data-order="C"] td.age')).to_have_text("")  # paid: no timer
+        # paid: no timer (and, once the day it was paid on is over, not on the board at all)
+        assert page.locator('tr[data-order="C"] td.age').all_inner_texts() in ([], [""])
         expect(page.locator('tr[data-order="E"] td.age')).to_have_text(_plain_age())
         httpx.post(f"{server.url}/api/v1/orders/events", json=opened(25, "LIVE"),
                    headers={"Authorization": f"Bearer {kitchen.token}"})  # fmt: skip
@@ -100,3 +101,23 @@ def _plain_age():
     import re
 
     return re.compile(r"^[45]:\d\d$")
+
+
+def test_an_order_opened_before_midnight_stays_on_the_board_until_it_is_finished(make_restaurant):
+    from realtime.selectors import board_orders_today, restaurant_day_start
+
+    restaurant = make_restaurant()
+    midnight = restaurant_day_start(restaurant) - timedelta(days=1)  # the board as it was at 00:10 yesterday
+
+    def at(minutes: float, order_id: str, kind: str = "order.created"):
+        return event(order_id, kind, occurred_at=(midnight + timedelta(minutes=minutes)).isoformat())
+
+    ingest_sync(restaurant,
+                at(-10, "OPEN"),  # opened 23:50, still open: stays
+                at(-20, "DONE"), at(-15, "DONE", "order.paid"),  # finished yesterday: gone
+                at(-5, "LATE-PAID"), at(5, "LATE-PAID", "order.paid"),  # finished today: among today's finished
+                at(-60 * 30, "STALE"),  # opened the day before yesterday: gone
+                at(3, "NEW"))  # fmt: skip
+    orders = {o["order_id"]: o for o in board_orders_today(restaurant, now=midnight + timedelta(minutes=10))}
+    assert set(orders) == {"OPEN", "LATE-PAID", "NEW"}
+    assert not orders["OPEN"]["finished"] and orders["LATE-PAID"]["finished"]

@@ -97,8 +97,8 @@ def server(
 
 def uvicorn(port: int, app: str = "opsite.asgi:application", *, workers: int = 1) -> list[str]:
     return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-            "--log-level", "warning", "--ws-max-size", "1048576", "--no-proxy-headers",
-            *(["--workers", str(workers)] if workers > 1 else [])]  # fmt: skip
+            "--log-level", "warning", "--ws-max-size", "1048576", "--ws-per-message-deflate", "false",
+            "--no-proxy-headers", *(["--workers", str(workers)] if workers > 1 else [])]  # fmt: skip
 
 
 def gunicorn(port: int, *, workers: int = 1) -> list[str]:

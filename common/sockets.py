@@ -30,12 +30,29 @@ def frame_type(text: str) -> str:
     return bounded(found.group(1), FRAME_TYPES) if found else "other"
 
 
+_children: dict[tuple[str, str], tuple[CountedChild, CountedChild]] = {}
+
+
+def frame_counters(
+    socket_kind: str, text: str | None, data: bytes | None = None
+) -> tuple[CountedChild, CountedChild, int]:
+    """The frames and bytes counters a frame counts in, and its size."""
+    kind = frame_type(text) if text is not None else "binary"
+    key = (socket_kind, kind)
+    children = _children.get(key)
+    if children is None:
+        children = _children[key] = (CountedChild(FRAMES.labels(*key)), CountedChild(FRAME_BYTES.labels(*key)))
+    if text is None:
+        return children[0], children[1], len(data or b"")
+    # the JSON frames are ASCII: their length is their size
+    return children[0], children[1], len(text) if text.isascii() else len(text.encode())
+
+
 class CountedSocket:
     """Mixed into an AsyncWebsocketConsumer (before it): counts what the socket sends and how it ends."""
 
     socket_kind = "socket"
     _close_code: int | None = None
-    _children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         CONNECTS.labels(self.socket_kind).inc()
@@ -43,18 +60,9 @@ class CountedSocket:
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         await super().send(text_data, bytes_data, close)  # type: ignore[misc]
-        kind = frame_type(text_data) if text_data is not None else "binary"
-        key = (self.socket_kind, kind)
-        children = CountedSocket._children.get(key)
-        if children is None:
-            children = (CountedChild(FRAMES.labels(*key)), CountedChild(FRAME_BYTES.labels(*key)))
-            CountedSocket._children[key] = children
-        children[0].inc()
-        if text_data is not None:  # the JSON frames are ASCII: their length is their size
-            size = len(text_data) if text_data.isascii() else len(text_data.encode())
-        else:
-            size = len(bytes_data or b"")
-        children[1].inc(size)
+        frames, sent_bytes, size = frame_counters(self.socket_kind, text_data, bytes_data)
+        frames.inc()
+        sent_bytes.inc(size)
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         if self._close_code is None and isinstance(code, int) and not isinstance(code, bool):

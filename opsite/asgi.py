@@ -8,10 +8,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsite.settings.development")
 # Django must be set up before anything imports models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from common.origin import SameOriginValidator  # noqa: E402
+from common.socket_auth import SessionAuthMiddleware  # noqa: E402
 from monitoring.lifecycle import starting_loops_on_first_use, web_process_started  # noqa: E402
 from opsite.checks import enforce_production_settings  # noqa: E402
 from opsite.routing import websocket_urlpatterns  # noqa: E402
@@ -38,7 +38,7 @@ application = ProtocolTypeRouter(
         "http": starting_loops_on_first_use(django_asgi_app),
         # the Host must be an allowed host, and the Origin this site's own (scheme, host, port)
         "websocket": starting_loops_on_first_use(
-            SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            SameOriginValidator(SessionAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

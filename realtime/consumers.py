@@ -16,10 +16,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from common.http import error_frame
+from common.series import pending
 from common.sockets import CountedSocket
 from common.validation import non_negative_int
 
 from . import protocol, selectors
+from .frames import FEED_SOCKET, LiveFrame
 from .hub import FeedHub, get_hub
 from .models import Restaurant
 from .series import DELIVERY
@@ -57,7 +59,7 @@ def _access_still_valid(user: Any, session: Any, restaurant: Restaurant) -> bool
 
 
 class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
-    socket_kind = "feed"
+    socket_kind = FEED_SOCKET
     # No per-socket channel: the process-wide hub receives from the layer and fans out.
     channel_layer_alias = "__feed_hub_only__"
 
@@ -116,6 +118,7 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
         self.connected_at = time.time()
         self.last_frame_at: float | None = None
         self.committed: dict[int, float] = {}  # recent live frames' commit times, for the board's acks
+        self.ack_every = max(1, settings.OPSITE_FEED_ACK_EVERY)  # read once: settings lookups cost per frame
         # Subscribe before reading the head, so nothing committed in between is missed;
         # frames that arrive meanwhile wait in the inbox and are de-duplicated by seq.
         if not await hub.join(feed_group(restaurant.pk), self, cap=settings.OPSITE_FEED_MAX_SOCKETS_PER_USER):
@@ -188,31 +191,37 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
             item = await self.inbox.get()
             kind = item[0]
             if kind == "frames":
-                for seq, text in item[1]:
-                    step = protocol.on_frame(last_seq=self.last_seq, seq=seq)
+                frame: LiveFrame
+                for frame in item[1]:
+                    step = protocol.on_frame(last_seq=self.last_seq, seq=frame.seq)
                     if step is protocol.Frame.DUPLICATE:
                         continue
                     if step is protocol.Frame.GAP:
-                        await self._catch_up(seq - 1)
-                    await self.send(text)
-                    self.last_seq = seq
-                    self._delivered(seq, item[2])
+                        await self._catch_up(frame.seq - 1)
+                    # the message the hub built once for every socket, straight to the server
+                    await self.base_send(frame.message)
+                    self.last_seq = frame.seq
+                    self._delivered(frame, item[2])
             elif kind == "resync":
                 await self._catch_up(None)
             elif kind == "text":
                 await self.send(item[1])
 
-    def _delivered(self, seq: int, delivery: tuple[float, dict[str, str]] | None) -> None:
+    def _delivered(self, frame: LiveFrame, delivery: tuple[float, dict[str, str]] | None) -> None:
+        """The frame's counts and, with the commit time, its delivery latency: one batched write."""
         self.last_frame_at = time.time()
-        if delivery is not None and self.hub is not None:
-            committed_at, labels = delivery
-            seconds = max(0.0, self.last_frame_at - committed_at)
-            DELIVERY_SERIES.observe(seconds, labels)
-            self.hub.service.delivered(self.restaurant_id, seconds, self.last_frame_at)
-            if seq % max(1, settings.OPSITE_FEED_ACK_EVERY) == 0:  # the frames the board acknowledges
-                self.committed[seq] = committed_at
-                if len(self.committed) > ACKS_KEPT:
-                    del self.committed[min(self.committed)]
+        if delivery is None or self.hub is None:
+            for counter, amount in frame.counts:
+                pending.count(counter, amount)
+            return
+        committed_at, labels = delivery
+        seconds = max(0.0, self.last_frame_at - committed_at)
+        DELIVERY_SERIES.observe_with(frame.counts, seconds, labels)
+        self.hub.service.delivered(self.restaurant_id, seconds, self.last_frame_at)
+        if frame.seq % self.ack_every == 0:  # the frames the board acknowledges
+            self.committed[frame.seq] = committed_at
+            if len(self.committed) > ACKS_KEPT:
+                del self.committed[min(self.committed)]
 
     def _acked(self, seq: Any) -> None:
         """The board applied every frame up to ``seq``: the time since each one's commit."""

@@ -22,6 +22,7 @@ from django.conf import settings
 
 from common.series import exemplar_labels
 
+from .frames import live_frames
 from .presence import RedisPresence, get_presence
 from .resume_reads import ResumeReads
 from .service_levels import ServiceTally
@@ -256,7 +257,7 @@ class FeedHub:
             delivery = (
                 (sent["at"], exemplar_labels(sent.get("request_id", ""), sent.get("trace_id", ""))) if sent else None
             )
-            item = ("frames", message["frames"], delivery)
+            item = ("frames", live_frames(message["frames"]), delivery)
             self.resume.received(message.get("group", ""), message["frames"])
             for sub in list(members):
                 sub.offer(item)

@@ -22,13 +22,14 @@ def _minute(at: float) -> int:
 
 class ServiceTally:
     def __init__(self) -> None:
+        self.late_after_s = settings.OPSITE_SLO_DELIVERY_WITHIN_S  # read once: counted per frame
         self._report = ServiceReport()
         self._connected_from: dict[int, float] = {}  # restaurant -> since when (or the last report)
 
     def _count(self, restaurant_id: int, name: str, seconds: float, at: float | None = None) -> None:
         counts = self._report.counts.setdefault((restaurant_id, _minute(at or time.time())), Counter())
         counts[name] += 1
-        if seconds > settings.OPSITE_SLO_DELIVERY_WITHIN_S:
+        if seconds > self.late_after_s:
             counts[f"{name}_late"] += 1
 
     def delivered(self, restaurant_id: int, seconds: float, at: float) -> None:

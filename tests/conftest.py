@@ -257,7 +257,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         env = {**server_env(), **(extra_env or {})}
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "opsite.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--ws-max-size", "1048576", "--no-proxy-headers"],
+             "--port", str(port), "--ws-max-size", "1048576", "--ws-per-message-deflate", "false",
+             "--no-proxy-headers"],
             cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         server = ServerProcess(url=f"http://127.0.0.1:{port}", process=process, log=log)

@@ -215,17 +215,22 @@ def test_every_dependency_is_locked_with_hashes_and_installed_from_the_lock() ->
         assert expected in (ROOT / path).read_text(), f"{path} does not install from the lock"
 
 
-def test_no_shipped_command_lets_a_server_believe_forwarded_headers() -> None:
+def test_no_shipped_command_lets_a_server_believe_forwarded_headers_or_compress_frames() -> None:
     """opsite resolves the client address itself (OPSITE_TRUSTED_PROXIES); uvicorn would
-    otherwise take X-Forwarded-For from 127.0.0.1 and rewrite the address first."""
+    otherwise take X-Forwarded-For from 127.0.0.1 and rewrite the address first. And the feed's
+    small frames are not compressed: per-message deflate costs a compressor per socket and CPU
+    per frame on both ends, for frames of a few hundred bytes."""
     texts = {
         "Procfile": (ROOT / "Procfile").read_text(),
         "compose": (DEPLOY / "docker-compose.prod.yml").read_text(),
         "k8s": (DEPLOY / "k8s" / "ws.yaml").read_text(),
+        "plain": (DEPLOY / "plain" / "layout.toml").read_text(),
     }
     for name, text in texts.items():
         commands = re.findall(r"uvicorn\W+opsite\.asgi[^\n]*(?:\n\s+\"[^\n]*)*", text)
         assert commands and all("--no-proxy-headers" in c for c in commands), (name, commands)
+        flat = [re.sub(r'[",\s]+', " ", c) for c in commands]
+        assert all("--ws-per-message-deflate false" in c for c in flat), (name, commands)
 
 
 def test_metrics_are_not_open_to_what_the_ingress_or_published_ports_forward() -> None:

@@ -23,6 +23,40 @@ async def test_it_rejects_anonymous_socket(make_staff):
     assert await close_code(feed) == 4401
 
 
+async def test_a_session_from_before_a_password_change_cannot_open_a_feed(make_staff):
+    staff = await database_sync_to_async(make_staff)()
+
+    def change_password() -> None:
+        staff.user.set_password("a-new-password-2")
+        staff.user.save()
+
+    await database_sync_to_async(change_password)()
+    feed = await open_feed(staff.cookie, staff.restaurant.slug)
+    assert await close_code(feed) == 4401
+
+
+async def test_the_handshake_reads_the_session_and_user_without_wrapping_the_sockets_send(make_staff):
+    """Frames go straight to the server: nothing between the consumer and the server's send
+    looks at the session per frame (channels' session middleware would)."""
+    from common.socket_auth import SessionAuthMiddleware
+
+    seen: dict[str, object] = {}
+
+    async def inner(scope, receive, send):
+        seen.update(user=scope["user"], session=scope["session"], send=send)
+
+    async def server_send(message):  # pragma: no cover - never called
+        raise AssertionError(message)
+
+    staff = await database_sync_to_async(make_staff)()
+    scope = {"type": "websocket", "headers": [(b"cookie", staff.cookie.encode())]}
+    await SessionAuthMiddleware(inner)(scope, None, server_send)
+    assert seen["send"] is server_send
+    assert seen["user"].pk == staff.user.pk and seen["session"].session_key == staff.cookie.split("=", 1)[1]
+    await SessionAuthMiddleware(inner)({"type": "websocket", "headers": []}, None, server_send)
+    assert not seen["user"].is_authenticated
+
+
 async def test_it_rejects_staff_of_another_restaurant(make_staff):
     mine = await database_sync_to_async(make_staff)()
     other = await database_sync_to_async(make_staff)()

@@ -163,3 +163,43 @@ class WebhookSink:
                     return at
             time.sleep(0.05)
         return None
+
+
+class Listener:
+    """The feed benches' measuring client (``feed_listener.mjs``, Node.js): ``sockets`` staff
+    sockets spread round-robin over ``slugs`` of the socket server at ``ws_base``
+    (``ws://host:port``); open once ``start()`` returns."""
+
+    SCRIPT = Path(__file__).with_name("feed_listener.mjs")
+
+    def __init__(self, ws_base: str, slugs: Sequence[str], sockets: int, cookie: str) -> None:
+        template = f"{ws_base}/ws/restaurants/{{slug}}/orders/"
+        self.command = ["node", str(self.SCRIPT), template, ",".join(slugs), str(sockets), cookie,
+                        http_origin(template)]  # fmt: skip
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)  # fmt: skip
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the listener could not open its sockets")
+
+    def results(self, expected: int, settle_s: float = 30.0) -> dict[str, Any]:
+        """Wait for ``expected`` order frames (at most ``settle_s``): the samples
+        ``[[order_id, ms], ...]``, ``cross_tenant``, and the listener's ``cpu_s`` and ``wall_s``."""
+        assert self.process is not None and self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"expected": expected, "settle_s": settle_s}) + "\n")
+        self.process.stdin.flush()
+        result: dict[str, Any] = json.loads(self.process.stdout.readline())
+        self.process.wait(10)
+        return result
+
+    def __enter__(self) -> Listener:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -1,14 +1,16 @@
-"""A reconnect storm: 1,000 boards of one restaurant on one uvicorn process, a till sending
-orders through gunicorn, the uvicorn process killed with SIGKILL and started again. Every board
-reconnects with jittered backoff (0.25 s doubling to 2 s) and resumes from its last seq.
+"""A reconnect storm: 1,000 boards of one restaurant on the socket tier (uvicorn, two workers
+as the compose layout runs it; --ws-workers 1 for one process), a till sending orders through
+gunicorn, the socket tier killed with SIGKILL (its whole process group, as a crashed container
+goes) and started again. Every board reconnects with jittered backoff (0.25 s doubling to 2 s)
+and resumes from its last seq; the boards are a Node.js fleet (storm_boards.mjs).
 
 Printed: lost, duplicated and out-of-order orders over every board; how long after the process
 was ready again the last board had resumed; and, side by side with the normal period before the
 kill, the ingest API's p99 and the database's p99 (a probe reading the restaurant's newest
 events every 20 ms) during the storm; the resume reads the restarted process answered and the
-queries it needed; the client's own CPU share.
+queries it needed; the clients' own CPU share (the boards' fleet and this script's till).
 
-    .venv/bin/python bench/feed_storm.py [--boards 1000] [--rate 50] [--down 2]
+    .venv/bin/python bench/feed_storm.py [--boards 1000] [--rate 50] [--down 2] [--ws-workers 2]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -73,6 +76,7 @@ def main() -> None:
     parser.add_argument("--boards", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=50, help="orders per second from the till")
     parser.add_argument("--down", type=float, default=2.0, help="seconds the socket process stays dead")
+    parser.add_argument("--ws-workers", type=int, default=2, help="uvicorn workers of the socket tier")
     args = parser.parse_args()
     fresh_database()
     from realtime.services import restaurant_create
@@ -85,7 +89,8 @@ def main() -> None:
     state: dict[str, subprocess.Popen[bytes]] = {}
 
     def start_ws() -> None:
-        state["ws"] = subprocess.Popen(uvicorn(ws_port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        state["ws"] = subprocess.Popen(uvicorn(ws_port, workers=args.ws_workers), cwd=ROOT, env=env, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -97,7 +102,7 @@ def main() -> None:
         raise RuntimeError("the socket process never became ready")
 
     async def kill() -> None:
-        state["ws"].kill()
+        os.killpg(state["ws"].pid, signal.SIGKILL)  # the master and its workers at once
         await asyncio.to_thread(state["ws"].wait)
         await asyncio.sleep(args.down)
 
@@ -119,7 +124,7 @@ def main() -> None:
             page = httpx.get(f"http://127.0.0.1:{ws_port}/metrics").text
     finally:
         probe.stopping.set()
-        state["ws"].terminate()
+        os.killpg(state["ws"].pid, signal.SIGTERM)
         state["ws"].wait(15)
     cpu = os.times()
     client_cpu = (cpu.user - cpu_before.user + cpu.system - cpu_before.system) / (time.monotonic() - wall_before)
@@ -128,8 +133,8 @@ def main() -> None:
     normal_end = samples[0][0] + 5 if samples else 0.0
     normal_db = probe.p99_ms(samples[0][0], normal_end) if samples else float("nan")
     storm_db = probe.p99_ms(normal_end + 0.5, normal_end + args.down + 0.5 + result.resumed_within_s + 3)
-    print(f"reconnect storm: {args.boards} boards of one restaurant, uvicorn killed (SIGKILL) for {args.down:g} s, "
-          f"till at {args.rate:g} orders/s through gunicorn x2")  # fmt: skip
+    print(f"reconnect storm: {args.boards} boards of one restaurant, uvicorn x{args.ws_workers} killed (SIGKILL) "
+          f"for {args.down:g} s, till at {args.rate:g} orders/s through gunicorn x2")  # fmt: skip
     print(f"  orders {result.orders}; lost {result.lost}, duplicated {result.duplicated}, "
           f"out of order {result.out_of_order}, resets {result.resets}, not resumed {result.not_resumed}")  # fmt: skip
     print(f"  every board resumed {result.resumed_within_s:.2f} s after the process was ready (target 5 s)")
@@ -142,7 +147,9 @@ def main() -> None:
           f"{metric(page, 'opsite_feed_resume_queries_total', 'head'):.0f} queries, missed events "
           f"{metric(page, 'opsite_feed_resume_reads_total', 'frames'):.0f} -> "
           f"{metric(page, 'opsite_feed_resume_queries_total', 'frames'):.0f} queries")  # fmt: skip
-    print(f"  client CPU: {client_cpu:.0%} of one core on average (the machine has {os.cpu_count()})")
+    boards_cpu = result.boards_cpu_s / (time.monotonic() - wall_before)
+    print(f"  client CPU: the boards {boards_cpu:.0%} and the till {client_cpu:.0%} of one core on average "
+          f"(the machine has {os.cpu_count()})")  # fmt: skip
 
 
 if __name__ == "__main__":

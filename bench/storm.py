@@ -1,7 +1,8 @@
 """A reconnect storm, driven from outside as real boards and tills drive it: boards follow a
 restaurant's feed on one socket process, a till keeps sending orders through another, the
 socket process is killed with SIGKILL and started again, and every board reconnects with
-jittered exponential backoff and resumes from its ``last_seq``. Used by
+jittered exponential backoff and resumes from its ``last_seq``. The boards are a Node.js fleet
+(``storm_boards.mjs``), the till and the orchestration are here. Used by
 ``bench/feed_storm.py`` (1,000 boards) and by the test suite (100)."""
 
 from __future__ import annotations
@@ -13,73 +14,11 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 import httpx
-import websockets
 
-BACKOFF_BASE_S = 0.25
-BACKOFF_CAP_S = 2.0
-
-
-@dataclass
-class Board:
-    url: str
-    cookie: str
-    origin: str
-    rng: random.Random
-    last_seq: int | None = None
-    epoch: str = ""
-    first_seq: int | None = None
-    seqs: list[int] = field(default_factory=list)
-    hellos: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-    resets: int = 0
-    stopping: bool = False
-
-    async def run(self, connected: asyncio.Event) -> None:
-        attempt = 0
-        while not self.stopping:
-            query = f"?batch=1&last_seq={self.last_seq}&epoch={self.epoch}" if self.last_seq is not None else ""
-            try:
-                async with websockets.connect(self.url + query, origin=self.origin, open_timeout=10, max_queue=None,
-                                              additional_headers={"Cookie": self.cookie}) as ws:  # fmt: skip
-                    async for raw in ws:
-                        frame = json.loads(raw)
-                        kind = frame.get("type", "")
-                        if kind == "hello":
-                            attempt = 0
-                            self.hellos.append((time.monotonic(), frame))
-                            if self.last_seq is None:
-                                self.last_seq = self.first_seq = frame["seq"]
-                                self.epoch = frame["epoch"]
-                                connected.set()
-                        elif kind.startswith("order."):
-                            self.seqs.append(frame["seq"])
-                            self.last_seq = frame["seq"]
-                        elif kind == "events":  # a page of a replay
-                            self.seqs.extend(event["seq"] for event in frame["frames"])
-                            self.last_seq = frame["frames"][-1]["seq"]
-                        elif kind == "ping":
-                            await ws.send('{"type":"pong"}')
-                        elif kind == "reset":
-                            self.resets += 1
-                        if self.stopping:
-                            return
-            except (TimeoutError, websockets.WebSocketException, OSError):
-                pass
-            if self.stopping:
-                return
-            attempt += 1
-            await asyncio.sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)) * (0.5 + self.rng.random()))
-
-    def problems(self, last: int) -> tuple[int, int, int]:
-        """(lost, duplicated, out of order) against every seq after its first hello up to ``last``."""
-        assert self.first_seq is not None
-        expected = set(range(self.first_seq + 1, last + 1))
-        lost = len(expected - set(self.seqs))
-        duplicated = len(self.seqs) - len(set(self.seqs))
-        out_of_order = sum(1 for a, b in zip(self.seqs, self.seqs[1:], strict=False) if b <= a)
-        return lost, duplicated, out_of_order
+BOARDS = Path(__file__).with_name("storm_boards.mjs")
 
 
 @dataclass
@@ -141,6 +80,7 @@ class StormResult:
     ingest_p99_normal_ms: float | None
     ingest_p99_storm_ms: float | None
     till_failures: int
+    boards_cpu_s: float  # the boards' fleet's own CPU time
 
 
 async def run_storm(*, ws_url: str, origin: str, cookie: str, ingest_base: str, token: str, boards: int,
@@ -150,47 +90,50 @@ async def run_storm(*, ws_url: str, origin: str, cookie: str, ingest_base: str, 
     """Connect ``boards`` boards, run the till for ``before_s``, ``kill`` the socket process,
     ``restart`` it, keep the till going ``after_s`` more, then wait for every board to have
     every order and count what went wrong."""
-    rng = random.Random(seed)
-    connected = [asyncio.Event() for _ in range(boards)]
-    fleet = [Board(ws_url, cookie, origin, random.Random(rng.random())) for _ in range(boards)]
-    tasks = [asyncio.create_task(board.run(flag)) for board, flag in zip(fleet, connected, strict=True)]
+    fleet = await asyncio.create_subprocess_exec(
+        "node", str(BOARDS), ws_url, str(boards), cookie, origin, str(seed),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
+    )  # fmt: skip
+    assert fleet.stdin is not None and fleet.stdout is not None
     till = Till(ingest_base, token, rate)
     till_task: asyncio.Task[None] | None = None
     try:
-        for flag in connected:
-            await asyncio.wait_for(flag.wait(), timeout=60)
+        line = await asyncio.wait_for(fleet.stdout.readline(), timeout=60)
+        if not line or not json.loads(line).get("connected"):
+            raise RuntimeError("the boards could not connect")
         till_task = asyncio.create_task(till.run())
         await asyncio.sleep(before_s)
-        storm_started = time.monotonic()
+        storm_started, storm_started_wall = time.monotonic(), time.time()
         await kill()
         await restart()
-        ready_at = time.monotonic()
+        ready_at, ready_at_wall = time.monotonic(), time.time()
         await asyncio.sleep(after_s)
         till.stopping = True
         await till_task
         last = till.last_seq
-        deadline = time.monotonic() + settle_timeout_s
-        while time.monotonic() < deadline and any((b.last_seq or 0) < last for b in fleet):
-            await asyncio.sleep(0.1)
+        fleet.stdin.write(json.dumps({"last": last, "settle_s": settle_timeout_s}).encode() + b"\n")
+        await fleet.stdin.drain()
+        report = json.loads(await asyncio.wait_for(fleet.stdout.readline(), timeout=settle_timeout_s + 30))
     finally:
-        for board in fleet:
-            board.stopping = True
         till.stopping = True
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, *([till_task] if till_task else []), return_exceptions=True)
-    lost = duplicated = out_of_order = 0
-    for board in fleet:
-        a, b, c = board.problems(last)
-        lost, duplicated, out_of_order = lost + a, duplicated + b, out_of_order + c
-    again = [next(((t, f) for t, f in board.hellos if t >= storm_started), None) for board in fleet]
-    resumed_at = [t for t, f in (h for h in again if h is not None) if f.get("resumed") is True]
-    storm_end = max(resumed_at) if resumed_at else ready_at
+        if till_task is not None:
+            await asyncio.gather(till_task, return_exceptions=True)
+        if fleet.returncode is None:
+            fleet.kill()
+        await fleet.wait()
+    summaries = report["boards"]
+    # each board's first hello after the kill, and whether it said the resume was complete
+    again = [next(((t / 1000, resumed) for t, resumed in b["hellos"] if t / 1000 >= storm_started_wall), None)
+             for b in summaries]  # fmt: skip
+    resumed_at = [t for t, resumed in (h for h in again if h is not None) if resumed]
+    storm_end_wall = max(resumed_at) if resumed_at else ready_at_wall
+    storm_end = ready_at + (storm_end_wall - ready_at_wall)
     normal = [lat for sent, lat in till.latencies if sent < storm_started]
     storm = [lat for sent, lat in till.latencies if storm_started <= sent <= storm_end]
     return StormResult(
-        boards=boards, orders=len(till.latencies), lost=lost, duplicated=duplicated, out_of_order=out_of_order,
-        resets=sum(b.resets for b in fleet), not_resumed=boards - len(resumed_at),
-        resumed_within_s=storm_end - ready_at, ingest_p99_normal_ms=p99_ms(normal),
-        ingest_p99_storm_ms=p99_ms(storm), till_failures=till.failures,
+        boards=boards, orders=len(till.latencies), lost=sum(b["lost"] for b in summaries),
+        duplicated=sum(b["duplicated"] for b in summaries), out_of_order=sum(b["out_of_order"] for b in summaries),
+        resets=sum(b["resets"] for b in summaries), not_resumed=boards - len(resumed_at),
+        resumed_within_s=storm_end_wall - ready_at_wall, ingest_p99_normal_ms=p99_ms(normal),
+        ingest_p99_storm_ms=p99_ms(storm), till_failures=till.failures, boards_cpu_s=report["cpu_s"],
     )  # fmt: skip

@@ -17,6 +17,7 @@ from django.conf import settings
 
 from common.http import error_frame
 from common.series import pending
+from common.socket_auth import socket_user
 from common.sockets import CountedSocket
 from common.validation import non_negative_int
 
@@ -45,11 +46,15 @@ PONG = json.dumps({"type": "pong"})
 
 
 @database_sync_to_async
-def _load_access(user: Any, slug: str) -> Restaurant | None:
+def _load_access(scope: dict[str, Any], slug: str) -> tuple[Any, Restaurant | None]:
+    """The socket's user, and the restaurant when that user may watch it: one database call."""
+    user = socket_user(scope)
+    if not user.is_authenticated:
+        return user, None
     restaurant = Restaurant.objects.filter(slug=slug).first()
     if restaurant is None or not selectors.user_can_view(user, restaurant):
-        return None
-    return restaurant
+        return user, None
+    return user, restaurant
 
 
 @database_sync_to_async
@@ -100,11 +105,10 @@ class StaffOrderFeedConsumer(CountedSocket, AsyncWebsocketConsumer):
         self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=settings.OPSITE_FEED_OUTBOUND_MAX)
         self.bad_frames = 0
         self.last_client_frame = time.monotonic()
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        user, restaurant = await _load_access(self.scope, self.scope["url_route"]["kwargs"]["slug"])
+        if not user.is_authenticated:
             await self.close(CLOSE_NOT_LOGGED_IN)
             return
-        restaurant = await _load_access(user, self.scope["url_route"]["kwargs"]["slug"])
         if restaurant is None:
             await self.close(CLOSE_FORBIDDEN)
             return

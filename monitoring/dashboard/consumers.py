@@ -19,6 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from common.http import error_frame
+from common.socket_auth import socket_user
 from common.sockets import CountedSocket
 from monitoring.auth import can_view_dashboard
 from monitoring.dashboard.figures import live_figures
@@ -35,7 +36,13 @@ MAX_BAD_FRAMES = 20
 _open_by_user: Counter[int] = Counter()  # this process's dashboards per user
 
 _live = database_sync_to_async(live_figures.get)
-_allowed = database_sync_to_async(can_view_dashboard)
+
+
+@database_sync_to_async
+def _open_access(scope: dict[str, Any]) -> tuple[Any, bool]:
+    """The socket's user and whether it may see the dashboard: one database call."""
+    user = socket_user(scope)
+    return user, user.is_authenticated and can_view_dashboard(user)
 
 
 @database_sync_to_async
@@ -57,11 +64,11 @@ class OpsDashboardConsumer(CountedSocket, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         await self.accept()
         self.bad_frames = 0
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        user, allowed = await _open_access(self.scope)
+        if not user.is_authenticated:
             await self.close(CLOSE_NOT_LOGGED_IN)
             return
-        if not await _allowed(user):
+        if not allowed:
             await self.close(CLOSE_FORBIDDEN)
             return
         if _open_by_user[user.pk] >= settings.OPSITE_OPS_MAX_SOCKETS_PER_USER:

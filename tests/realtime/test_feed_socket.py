@@ -37,13 +37,14 @@ async def test_a_session_from_before_a_password_change_cannot_open_a_feed(make_s
 
 async def test_the_handshake_reads_the_session_and_user_without_wrapping_the_sockets_send(make_staff):
     """Frames go straight to the server: nothing between the consumer and the server's send
-    looks at the session per frame (channels' session middleware would)."""
-    from common.socket_auth import SessionAuthMiddleware
+    looks at the session per frame (channels' session middleware would). The user is read from
+    the session once, inside the consumer's own database call."""
+    from common.socket_auth import SessionAuthMiddleware, socket_user
 
     seen: dict[str, object] = {}
 
     async def inner(scope, receive, send):
-        seen.update(user=scope["user"], session=scope["session"], send=send)
+        seen.update(scope=scope, send=send)
 
     async def server_send(message):  # pragma: no cover - never called
         raise AssertionError(message)
@@ -51,10 +52,12 @@ async def test_the_handshake_reads_the_session_and_user_without_wrapping_the_soc
     staff = await database_sync_to_async(make_staff)()
     scope = {"type": "websocket", "headers": [(b"cookie", staff.cookie.encode())]}
     await SessionAuthMiddleware(inner)(scope, None, server_send)
-    assert seen["send"] is server_send
-    assert seen["user"].pk == staff.user.pk and seen["session"].session_key == staff.cookie.split("=", 1)[1]
+    assert seen["send"] is server_send and "user" not in seen["scope"]
+    user = await database_sync_to_async(socket_user)(seen["scope"])
+    assert user.pk == staff.user.pk and seen["scope"]["user"] is user
+    assert seen["scope"]["session"].session_key == staff.cookie.split("=", 1)[1]
     await SessionAuthMiddleware(inner)({"type": "websocket", "headers": []}, None, server_send)
-    assert not seen["user"].is_authenticated
+    assert not (await database_sync_to_async(socket_user)(seen["scope"])).is_authenticated
 
 
 async def test_it_rejects_staff_of_another_restaurant(make_staff):

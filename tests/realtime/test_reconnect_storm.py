@@ -6,12 +6,13 @@ their resume reads are answered by a few queries, not one per board."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, _need
 
 sys.path.insert(0, str(ROOT / "bench"))
 from storm import run_storm
@@ -27,6 +28,8 @@ def metric(text: str, name: str, kind: str) -> float:
 
 
 def test_a_hundred_boards_resume_after_their_process_is_killed(make_staff, start_server, needs_redis):
+    # the boards are a Node.js fleet (bench/storm_boards.mjs, with the `ws` that bin/test installs)
+    _need("Node.js with node_modules/ws", shutil.which("node") is not None and (ROOT / "node_modules/ws").is_dir())
     staff = make_staff()
     env = {"OPSITE_FEED_MAX_SOCKETS_PER_USER": "1000"}
     sockets = start_server(env)

@@ -167,6 +167,8 @@ async def test_a_client_close_code_outside_the_known_set_counts_as_other(make_st
 async def test_delivery_latency_is_observed_per_frame_with_the_ingest_request_as_exemplar(make_staff):
     created = value("opsite_events_ingested_total", type="order.paid")
     delivered = value("opsite_feed_delivery_latency_seconds_count")
+    frames = value("opsite_ws_frames_sent_total", socket="feed", type="order.paid")
+    sent_bytes = value("opsite_ws_sent_bytes_total", socket="feed", type="order.paid")
     staff, feed, _ = await staff_feed(make_staff)
     try:
         response = await AsyncClient().post(
@@ -179,6 +181,9 @@ async def test_delivery_latency_is_observed_per_frame_with_the_ingest_request_as
         await feed.disconnect()
     assert value("opsite_events_ingested_total", type="order.paid") == created + 1
     assert value("opsite_feed_delivery_latency_seconds_count") == delivered + 1
+    # the live frame, written with the message the hub built, still counts as a frame sent
+    assert value("opsite_ws_frames_sent_total", socket="feed", type="order.paid") == frames + 1
+    assert value("opsite_ws_sent_bytes_total", socket="feed", type="order.paid") > sent_bytes + 100
     seconds = value("opsite_feed_delivery_latency_seconds_sum")
     assert seconds > 0
     newest = max((v for k, v in exemplars.merged().items() if k[0] == "opsite_feed_delivery_latency_seconds"),

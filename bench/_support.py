@@ -187,12 +187,13 @@ class Listener:
 
     def results(self, expected: int, settle_s: float = 30.0) -> dict[str, Any]:
         """Wait for ``expected`` order frames (at most ``settle_s``): the samples
-        ``[[order_id, ms], ...]``, ``cross_tenant``, and the listener's ``cpu_s`` and ``wall_s``."""
+        ``[[order_id, ms], ...]``, ``cross_tenant``, and the listener's ``client_share`` of a core."""
         assert self.process is not None and self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(json.dumps({"expected": expected, "settle_s": settle_s}) + "\n")
         self.process.stdin.flush()
         result: dict[str, Any] = json.loads(self.process.stdout.readline())
         self.process.wait(10)
+        result["client_share"] = result["cpu_s"] / result["wall_s"]
         return result
 
     def __enter__(self) -> Listener:

@@ -59,7 +59,7 @@ def listen_and_publish(
         "max_ms": max(measured, default=float("nan")),
         "warm_p99_ms": percentile(warm, 99),
         "lost": events * args.sockets - len(result["samples"]),
-        "client_share": result["cpu_s"] / result["wall_s"],
+        "client_share": result["client_share"],
     }
 
 

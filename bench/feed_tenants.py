@@ -79,7 +79,7 @@ def scenario(args: argparse.Namespace, ws_port: int, http_url: str, tenants: lis
         "lost": expected - len(latencies),
         "leaks": result["cross_tenant"],
         "statuses": statuses,
-        "client_share": result["cpu_s"] / result["wall_s"],
+        "client_share": result["client_share"],
         "sender_share": sender_share,
     }
 

@@ -23,11 +23,6 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.http.cookie import parse_cookie
 
 
-def session_store(session_key: str | None) -> SessionBase:
-    engine = import_module(settings.SESSION_ENGINE)
-    return engine.SessionStore(session_key)
-
-
 def socket_user(scope: dict[str, Any]) -> Any:
     """The socket's user (``AnonymousUser`` without a valid session), read from its session the
     first time and kept in the scope. Synchronous: call it inside a database call."""
@@ -52,8 +47,10 @@ class SessionAuthMiddleware:
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
+        # found once, as Django's SessionMiddleware does, not on every handshake
+        self.session_store: type[SessionBase] = import_module(settings.SESSION_ENGINE).SessionStore
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         cookies = parse_cookie(_cookie_header(scope))
-        session = session_store(cookies.get(settings.SESSION_COOKIE_NAME))
+        session = self.session_store(cookies.get(settings.SESSION_COOKIE_NAME))
         return await self.inner(dict(scope, cookies=cookies, session=session), receive, send)

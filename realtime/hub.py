@@ -257,10 +257,11 @@ class FeedHub:
             delivery = (
                 (sent["at"], exemplar_labels(sent.get("request_id", ""), sent.get("trace_id", ""))) if sent else None
             )
-            item = ("frames", live_frames(message["frames"]), delivery)
             self.resume.received(message.get("group", ""), message["frames"])
-            for sub in list(members):
-                sub.offer(item)
+            if members:
+                item = ("frames", live_frames(message["frames"]), delivery)
+                for sub in list(members):
+                    sub.offer(item)
         elif kind == "feed.revoke":
             for sub in list(members):
                 if sub.user_id == message["user_id"] and message.get("session_key") in (None, sub.session_key):

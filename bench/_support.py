@@ -165,6 +165,27 @@ class WebhookSink:
         return None
 
 
+class OrderSender:
+    """The benches' till (``order_sender.mjs``): orders posted to ``base_url``'s ingest API at a
+    steady rate from a Node.js process, after a warm-up the listener does not count."""
+
+    SCRIPT = Path(__file__).with_name("order_sender.mjs")
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def send(self, tenants: Sequence[tuple[str, str]], *, rate: float, seconds: float, warmup_s: float = 0.0
+             ) -> dict[str, Any]:  # fmt: skip
+        """``{"sent", "statuses", "http_ms", "achieved_rate", "client_share"}``; order n goes to
+        ``tenants[n % len]`` with the id ``slug:n``."""
+        job = {"tenants": [list(t) for t in tenants], "rate": rate, "seconds": seconds, "warmup_s": warmup_s}
+        done = subprocess.run(["node", str(self.SCRIPT), self.base_url], cwd=ROOT, input=json.dumps(job) + "\n",
+                              capture_output=True, text=True, check=True, timeout=seconds + warmup_s + 120)  # fmt: skip
+        result: dict[str, Any] = json.loads(done.stdout)
+        result["client_share"] = result["cpu_s"] / result["wall_s"]
+        return result
+
+
 class Listener:
     """The feed benches' measuring client (``feed_listener.mjs``, Node.js): ``sockets`` staff
     sockets spread round-robin over ``slugs`` of the socket server at ``ws_base``

@@ -1,8 +1,8 @@
 // The feed benches' measuring client: N staff sockets in one Node.js process (the `ws` library,
 // no compression offered), spread round-robin over the given restaurants, each answering pings
 // as the board does, timing every order frame from the `data.t` its publisher stamped (epoch
-// seconds) to the moment the frame is handed to the client, and counting any frame of another
-// restaurant than the socket's own. A client apart from the servers, in another runtime, and
+// seconds) to the moment the frame is handed to the client (but for warm-up orders, marked
+// `data.warmup`), and counting any frame of another restaurant than the socket's own. A client apart from the servers, in another runtime, and
 // cheap per frame, so that the figure is the server's.
 //
 //   node bench/feed_listener.mjs URL_TEMPLATE SLUGS SOCKETS COOKIE ORIGIN
@@ -39,6 +39,7 @@ function open(slug) {
       if (frame.type === "ping") {
         ws.send('{"type":"pong"}');
       } else if (typeof frame.type === "string" && frame.type.startsWith("order.")) {
+        if (frame.data.warmup) return; // the till's warm-up orders are not measured
         samples.push([frame.order_id, at - frame.data.t * 1000]);
         if (frame.restaurant !== slug) crossTenant += 1;
       }

@@ -11,6 +11,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from common.dbpool import pool_options
 from common.redis_connection import cancellable_pool_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -99,11 +100,9 @@ def _database_from_url(url: str) -> dict[str, Any]:
         if pool_size > 0:
             # One pool per process, shared by its threads: ASGI runs sync code on changing
             # threads, where per-thread persistent connections would pile up.
-            options["pool"] = {
-                "min_size": 1,
-                "max_size": pool_size,
-                "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
-            }
+            # The pool checks a connection before lending it only when it has sat idle
+            # (common.dbpool), instead of one more round trip on every request.
+            options["pool"] = pool_options(max_size=pool_size, timeout=env.float("DATABASE_POOL_TIMEOUT", default=10.0))
             config["CONN_MAX_AGE"] = 0
         else:
             config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)

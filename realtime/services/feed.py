@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
 from collections import defaultdict
 from datetime import timedelta
 
@@ -11,6 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from common.aio import group_send_sync
+from common.background import BackgroundLoop
 
 from ..frames import event_frame
 from ..models import OrderEvent, Restaurant
@@ -24,14 +27,59 @@ def feed_group(restaurant_id: int) -> str:
     return f"feed.{restaurant_id}"
 
 
+class PublishedMarks:
+    """Events handed to the channel layer, marked published in the database a batch at a time.
+
+    Marking them on the ingest request itself would cost every request one more statement; a
+    background thread marks what every request of the process published since its last pass,
+    in one statement, well within the outbox's grace period (so the sweep does not re-send them
+    meanwhile). Should the process die before a pass, the sweep re-sends those events; a board
+    drops a frame whose seq it already has, so the cost is a repeat, never a loss."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[int] = []
+        self.loop = BackgroundLoop("opsite-published-marks", self.flush, lambda: MARK_EVERY_S)
+        atexit.register(self.flush)
+
+    def add(self, pks: list[int]) -> None:
+        with self._lock:
+            self._pending.extend(pks)
+        self.loop.ensure_running()
+
+    def flush(self) -> None:
+        """Mark what is pending; kept for the next pass if the database fails."""
+        with self._lock:
+            pks, self._pending = self._pending, []
+        if not pks:
+            return
+        try:
+            OrderEvent.objects.filter(pk__in=pks, published_at__isnull=True).update(published_at=timezone.now())
+        except Exception:
+            with self._lock:
+                self._pending[:0] = pks
+            raise
+
+
+MARK_EVERY_S = 0.5  # well under OPSITE_OUTBOX_GRACE_S
+published_marks = PublishedMarks()
+
+
 def events_publish(
-    *, restaurant: Restaurant, events: list[OrderEvent], committed_at: float | None = None, request_id: str = ""
+    *,
+    restaurant: Restaurant,
+    events: list[OrderEvent],
+    committed_at: float | None = None,
+    request_id: str = "",
+    mark_later: bool = False,
 ) -> bool:
     """Send committed events to the restaurant's feed; leave them in the outbox on failure.
 
     ``committed_at`` (epoch seconds) is when the ingest transaction committed; an outbox
     re-send has none and counts from its oldest event's arrival, so a delayed delivery shows as
-    one. The message's ``sent`` carries it with the ids the delivery-latency exemplars show."""
+    one. The message's ``sent`` carries it with the ids the delivery-latency exemplars show.
+    With ``mark_later`` the events are marked published by the process's next marking pass
+    (the ingest path) instead of at once (the sweep, which reads what is still unmarked)."""
     frames = [[event.seq, event_frame(event, restaurant.slug)] for event in events]
     at = committed_at if committed_at is not None else min(e.received_at for e in events).timestamp()
     sent = {"at": at, "request_id": request_id, "trace_id": events[-1].trace_id}
@@ -41,7 +89,11 @@ def events_publish(
     except Exception:
         log.warning("feed publish failed for %s; %d events stay in the outbox", restaurant.slug, len(events))
         return False
-    OrderEvent.objects.filter(pk__in=[e.pk for e in events]).update(published_at=timezone.now())
+    pks = [e.pk for e in events]
+    if mark_later:
+        published_marks.add(pks)
+    else:
+        OrderEvent.objects.filter(pk__in=pks).update(published_at=timezone.now())
     return True
 
 

@@ -10,6 +10,7 @@ from channels.testing import WebsocketCommunicator
 from opsite.asgi import application
 from realtime.models import Restaurant
 from realtime.services import order_event_ingest
+from realtime.services.feed import published_marks
 from realtime.validation import clean_events
 
 
@@ -18,8 +19,12 @@ def event(order_id: str, kind: str = "order.created", **extra: Any) -> dict[str,
 
 
 def ingest_sync(restaurant: Restaurant, *events: dict[str, Any]) -> list[dict[str, object]]:
+    """Ingested, published, and marked published as the process's next marking pass marks them
+    (at once here, so a test that unmarks events is not raced by that pass)."""
     cleaned, _ = clean_events(list(events), max_batch=500)
-    return order_event_ingest(restaurant=restaurant, events=cleaned).answers
+    answers = order_event_ingest(restaurant=restaurant, events=cleaned).answers
+    published_marks.flush()
+    return answers
 
 
 ingest = database_sync_to_async(ingest_sync)

@@ -160,6 +160,10 @@ async def test_events_ingested_while_the_layer_is_down_arrive_when_it_returns(ma
     await frame(ws)
     assert (await post_events(server.url, staff.token, event("before"))).status_code == 201
     assert (await frame(ws))["order_id"] == "before"
+    unmarked = OrderEvent.objects.filter(published_at__isnull=True)
+    deadline = asyncio.get_running_loop().time() + 10
+    while await database_sync_to_async(unmarked.exists)() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)  # the server's marking pass comes within a second
 
     await asyncio.to_thread(stop_redis)
     response = await post_events(server.url, staff.token, [event("during-1"), event("during-2")])

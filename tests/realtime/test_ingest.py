@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from decimal import Decimal
+from unittest import mock
 
 import pytest
-from django.db import connection
+from django.conf import settings
+from django.db import OperationalError, connection
 
 from realtime.models import OrderEvent, Restaurant
 
@@ -242,6 +245,38 @@ def test_a_failure_inside_the_transaction_after_rows_were_written_leaves_nothing
             cursor.execute("DROP TRIGGER refuse_boom ON realtime_orderevent; DROP FUNCTION refuse_boom();")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_on_postgres_a_batch_and_its_seqs_are_one_statement_outside_a_transaction(staff, needs_postgres):
+    """No BEGIN, no COMMIT, no separate counter update: the seqs are taken and the rows written
+    by one statement, atomic by itself; every field arrives as sent."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    from realtime.services import order_event_ingest
+    from realtime.validation import clean_events
+
+    moment = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    local = moment.astimezone(timezone(timedelta(hours=2))).isoformat()
+    sent = event("ONE-1", table="T4", payment_method="card", currency="EUR", data={"note": "ü", "n": [1, 2]},
+                 idempotency_key="k-1", occurred_at=local, total_amount="12.34", items_count=3)  # fmt: skip
+    cleaned, _ = clean_events([sent, event("ONE-2")], max_batch=2)
+    with CaptureQueriesContext(db) as captured:
+        result = order_event_ingest(restaurant=staff.restaurant, events=cleaned)
+    writes = [q["sql"] for q in captured.captured_queries if not q["sql"].lstrip().upper().startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].startswith("WITH r AS (UPDATE"), writes
+    assert not any(q["sql"].upper().startswith(("BEGIN", "COMMIT", "SAVEPOINT")) for q in captured.captured_queries)
+    assert [a["seq"] for a in result.answers] == [1, 2]
+    first = OrderEvent.objects.get(seq=1, restaurant=staff.restaurant)
+    assert (first.order_id, first.table, first.payment_method, first.currency, first.idempotency_key) == (
+        "ONE-1", "T4", "card", "EUR", "k-1")  # fmt: skip
+    assert (first.total_amount, first.items_count, first.data) == (Decimal("12.34"), 3, {"note": "ü", "n": [1, 2]})
+    assert first.occurred_at == moment and first.received_at is not None
+    assert first.epoch == Restaurant.objects.get(pk=staff.restaurant.pk).epoch
+    assert [r.pk for r in result.created] == list(OrderEvent.objects.order_by("seq").values_list("pk", flat=True))
+
+
 @pytest.fixture
 def unique_violations(needs_postgres):
     """The database answers the next ``n`` inserts of order events with a unique violation, as
@@ -296,9 +331,36 @@ def test_saving_the_restaurant_after_an_ingest_neither_rewinds_nor_skips_its_seq
 
 
 @pytest.mark.django_db(transaction=True)
-def test_committed_events_are_published_at_once(staff, needs_redis):
-    ingest_sync(staff.restaurant, event("P-1"), event("P-2"))
+def test_committed_events_are_marked_published_by_the_next_marking_pass(staff, needs_redis):
+    """The ingest request sends and leaves the marking to the process's background pass, which
+    comes well inside the outbox's grace period, so the sweep never re-sends them."""
+    from realtime.services import order_event_ingest
+    from realtime.services.feed import MARK_EVERY_S
+    from realtime.validation import clean_events
+
+    cleaned, _ = clean_events([event("P-1"), event("P-2")], max_batch=2)
+    order_event_ingest(restaurant=staff.restaurant, events=cleaned)
+    deadline = time.monotonic() + 6 * MARK_EVERY_S
+    while OrderEvent.objects.filter(published_at__isnull=True).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert OrderEvent.objects.filter(published_at__isnull=False).count() == 2, "left for the outbox sweep"
+    assert MARK_EVERY_S * 4 <= settings.OPSITE_OUTBOX_GRACE_S
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_marking_pass_that_fails_keeps_its_events_for_the_next(staff, needs_redis):
+    from realtime.services.feed import PublishedMarks
+
+    ingest_sync(staff.restaurant, event("M-1"))  # and marked by the process's own pass
+    marks = PublishedMarks()
+    OrderEvent.objects.update(published_at=None)
+    marks.add(list(OrderEvent.objects.values_list("pk", flat=True)))
+    away = mock.patch.object(OrderEvent.objects, "filter", side_effect=OperationalError("database away"))
+    with away, pytest.raises(OperationalError):
+        marks.flush()
+    assert not OrderEvent.objects.filter(published_at__isnull=False).exists()
+    marks.flush()
+    assert OrderEvent.objects.filter(published_at__isnull=False).count() == 1
 
 
 def test_saving_a_restaurant_loaded_earlier_keeps_the_orders_taken_since(client, staff):

@@ -163,6 +163,10 @@ class LocalPresence:
             return list(self._boards.get(restaurant_id, {}).values())
 
 
+PRESENCE_CONNECTIONS = 32  # per process (and event loop)
+PRESENCE_POOL_WAIT_S = 10.0
+
+
 class RedisPresence:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -174,8 +178,14 @@ class RedisPresence:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True,
-                                       **cancellable_pool_options(self.url))  # fmt: skip
+            # A blocking pool: when a thousand sockets open or close at once their claims and
+            # releases wait their turn for a connection, where the default pool refuses the
+            # hundred-and-first at once ("Too many connections") and a place would be lost.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=PRESENCE_CONNECTIONS, timeout=PRESENCE_POOL_WAIT_S, socket_timeout=2,
+                socket_connect_timeout=2, decode_responses=True, **cancellable_pool_options(self.url),
+            )  # fmt: skip
+            client = aioredis.Redis(connection_pool=pool)
             self._clients[loop] = client
         return client
 

@@ -177,3 +177,22 @@ async def test_a_presence_call_cancelled_while_running_ends_cancelled(needs_redi
             await asyncio.wait([call], timeout=3)
             swallowed += not call.cancelled()
     assert swallowed == 0, f"{swallowed} cancellations were lost"
+
+
+async def test_a_thousand_places_taken_and_given_back_at_once_all_count(needs_redis):
+    """A reconnect storm: a thousand sockets claim their places at once, then close at once.
+    Every claim and release reaches Redis (none refused for want of a connection), so the
+    user's count is exact afterwards and no place is left behind."""
+    from django.conf import settings as django_settings
+
+    from realtime.presence import PRESENCE_CONNECTIONS, RedisPresence
+
+    presence = RedisPresence(django_settings.REDIS_URL)
+    user_id, node, sockets = 990_001, "storm-node", 1000
+    claims = await asyncio.wait_for(
+        asyncio.gather(*(presence.claim(node, user_id, sockets, 60) for _ in range(sockets))), timeout=30
+    )
+    assert all(claims) and await presence.user_places(user_id) == sockets
+    assert sockets > 3 * PRESENCE_CONNECTIONS  # far more at once than the pool holds
+    await asyncio.wait_for(asyncio.gather(*(presence.release(node, user_id) for _ in range(sockets))), timeout=30)
+    assert await presence.user_places(user_id) == 0

@@ -77,6 +77,7 @@ class StormResult:
     resets: int
     not_resumed: int  # boards whose reconnection hello did not say "resumed": true
     resumed_within_s: float  # from the process being ready again to the last board's resumed hello
+    resumed_median_s: float  # ... to the median board's
     ingest_p99_normal_ms: float | None
     ingest_p99_storm_ms: float | None
     till_failures: int
@@ -134,6 +135,8 @@ async def run_storm(*, ws_url: str, origin: str, cookie: str, ingest_base: str, 
         boards=boards, orders=len(till.latencies), lost=sum(b["lost"] for b in summaries),
         duplicated=sum(b["duplicated"] for b in summaries), out_of_order=sum(b["out_of_order"] for b in summaries),
         resets=sum(b["resets"] for b in summaries), not_resumed=boards - len(resumed_at),
-        resumed_within_s=storm_end_wall - ready_at_wall, ingest_p99_normal_ms=p99_ms(normal),
+        resumed_within_s=storm_end_wall - ready_at_wall,
+        resumed_median_s=(statistics.median(resumed_at) - ready_at_wall) if resumed_at else 0.0,
+        ingest_p99_normal_ms=p99_ms(normal),
         ingest_p99_storm_ms=p99_ms(storm), till_failures=till.failures, boards_cpu_s=report["cpu_s"],
     )  # fmt: skip

@@ -8,11 +8,14 @@ long-lived loop on a daemon thread keeps its connections and costs a thread hand
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar, cast
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()
@@ -48,3 +51,30 @@ def group_send_sync(group: str, message: dict[str, Any]) -> None:
         async_to_sync(layer.group_send)(group, message)
     else:
         run_async(layer.group_send(group, message), timeout=PUBLISH_TIMEOUT_S)
+
+
+HANDSHAKE_THREADS = 3  # each holds a pooled database connection only while it reads
+_handshake_executor: ThreadPoolExecutor | None = None
+
+
+def _handshake_threads() -> ThreadPoolExecutor:
+    global _handshake_executor
+    with _lock:
+        if _handshake_executor is None:
+            _handshake_executor = ThreadPoolExecutor(HANDSHAKE_THREADS, thread_name_prefix="opsite-handshake")
+        return _handshake_executor
+
+
+def handshake_read(func: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """A socket's opening reads (its user, its access) as a database call on a few threads of
+    their own, so that a thousand boards reconnecting at once are not queued one by one on the
+    process's single thread for sync code. Django's connections are per thread; each call
+    closes (gives back to the pool) the connection it used, as ``database_sync_to_async`` does."""
+    from channels.db import database_sync_to_async
+
+    @functools.wraps(func)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        run = database_sync_to_async(func, thread_sensitive=False, executor=_handshake_threads())
+        return cast(T, await run(*args, **kwargs))
+
+    return call

@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from common.aio import handshake_read
 from common.http import error_frame
 from common.series import pending
 from common.socket_auth import socket_user
@@ -45,7 +46,7 @@ PING = json.dumps({"type": "ping"})
 PONG = json.dumps({"type": "pong"})
 
 
-@database_sync_to_async
+@handshake_read
 def _load_access(scope: dict[str, Any], slug: str) -> tuple[Any, Restaurant | None]:
     """The socket's user, and the restaurant when that user may watch it: one database call."""
     user = socket_user(scope)

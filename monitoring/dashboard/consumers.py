@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from common.aio import handshake_read
 from common.http import error_frame
 from common.socket_auth import socket_user
 from common.sockets import CountedSocket
@@ -38,7 +39,7 @@ _open_by_user: Counter[int] = Counter()  # this process's dashboards per user
 _live = database_sync_to_async(live_figures.get)
 
 
-@database_sync_to_async
+@handshake_read
 def _open_access(scope: dict[str, Any]) -> tuple[Any, bool]:
     """The socket's user and whether it may see the dashboard: one database call."""
     user = socket_user(scope)

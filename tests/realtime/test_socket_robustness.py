@@ -196,3 +196,33 @@ async def test_a_thousand_places_taken_and_given_back_at_once_all_count(needs_re
     assert sockets > 3 * PRESENCE_CONNECTIONS  # far more at once than the pool holds
     await asyncio.wait_for(asyncio.gather(*(presence.release(node, user_id) for _ in range(sockets))), timeout=30)
     assert await presence.user_places(user_id) == 0
+
+
+async def test_handshake_reads_run_side_by_side_and_give_their_connections_back(needs_postgres):
+    """Sockets opening at once read their access on threads of their own, each on its own
+    pooled connection, instead of one by one on the single thread for sync code; every
+    connection goes back to the pool when its read is done."""
+    import threading
+
+    from django.db import connection
+
+    from common.aio import HANDSHAKE_THREADS, handshake_read
+
+    together = threading.Barrier(HANDSHAKE_THREADS, timeout=5)  # passes only if all run at once
+
+    @handshake_read
+    def read() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = int(cursor.fetchone()[0])
+        together.wait()
+        return pid
+
+    def in_use() -> int:
+        stats = connection.pool.get_stats() if connection.pool is not None else {}
+        return int(stats.get("pool_size", 0) - stats.get("pool_available", 0))
+
+    before = await database_sync_to_async(in_use)()
+    pids = await asyncio.wait_for(asyncio.gather(*(read() for _ in range(HANDSHAKE_THREADS))), timeout=15)
+    assert len(set(pids)) == HANDSHAKE_THREADS, "each read on a connection of its own"
+    assert await database_sync_to_async(in_use)() <= before

@@ -40,28 +40,40 @@ class PublishedMarks:
         self._lock = threading.Lock()
         self._pending: list[int] = []
         self.loop = BackgroundLoop("opsite-published-marks", self.flush, lambda: MARK_EVERY_S)
-        atexit.register(self.flush)
+        atexit.register(self._flush_at_exit)
 
     def add(self, pks: list[int]) -> None:
         with self._lock:
             self._pending.extend(pks)
+            if len(self._pending) > MARKS_KEPT:  # the database away for long: the sweep re-sends the rest
+                del self._pending[: len(self._pending) - MARKS_KEPT]
         self.loop.ensure_running()
 
     def flush(self) -> None:
-        """Mark what is pending; kept for the next pass if the database fails."""
+        """Mark what is pending, a bounded batch per statement; what a failed statement did not
+        mark is kept for the next pass."""
         with self._lock:
             pks, self._pending = self._pending, []
-        if not pks:
-            return
+        for start in range(0, len(pks), MARK_BATCH):
+            batch = pks[start : start + MARK_BATCH]
+            try:
+                OrderEvent.objects.filter(pk__in=batch, published_at__isnull=True).update(published_at=timezone.now())
+            except Exception:
+                with self._lock:
+                    self._pending[:0] = pks[start:]
+                raise
+
+    def _flush_at_exit(self) -> None:
         try:
-            OrderEvent.objects.filter(pk__in=pks, published_at__isnull=True).update(published_at=timezone.now())
-        except Exception:
-            with self._lock:
-                self._pending[:0] = pks
-            raise
+            self.flush()
+        except Exception as exc:
+            log.warning("%d published events left unmarked at exit (%s); the sweep sends them again",
+                        len(self._pending), exc)  # fmt: skip
 
 
 MARK_EVERY_S = 0.5  # well under OPSITE_OUTBOX_GRACE_S
+MARK_BATCH = 5000  # ids per statement
+MARKS_KEPT = 200_000  # at most, while the database cannot be reached
 published_marks = PublishedMarks()
 
 

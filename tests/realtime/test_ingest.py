@@ -375,3 +375,23 @@ def test_saving_a_restaurant_loaded_earlier_keeps_the_orders_taken_since(client,
     assert (fresh.name, fresh.currency, fresh.last_seq) == ("Renamed", "EUR", 2)
     response = post(client, staff.token, event("A3"))
     assert response.status_code == 201 and response.json()["seq"] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_marks_go_in_bounded_batches_and_a_long_outage_keeps_only_the_newest(staff, needs_redis, monkeypatch):
+    from django.test.utils import CaptureQueriesContext
+
+    from realtime.services import feed
+
+    ingest_sync(staff.restaurant, *[event(f"MB-{n}") for n in range(5)])
+    OrderEvent.objects.update(published_at=None)
+    pks = list(OrderEvent.objects.order_by("seq").values_list("pk", flat=True))
+    monkeypatch.setattr(feed, "MARK_BATCH", 2)
+    monkeypatch.setattr(feed, "MARKS_KEPT", 3)
+    marks = feed.PublishedMarks()
+    marks.add(pks)  # more than it keeps: the oldest two are left to the sweep
+    with CaptureQueriesContext(connection) as captured:
+        marks.flush()
+    assert sum(q["sql"].startswith("UPDATE") for q in captured.captured_queries) == 2  # 3 ids, 2 per statement
+    marked = set(OrderEvent.objects.filter(published_at__isnull=False).values_list("pk", flat=True))
+    assert marked == set(pks[2:])

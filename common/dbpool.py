@@ -1,9 +1,12 @@
-"""The database pool's connection check, made only for a connection that has sat idle.
+"""The database pool's connection check, made only where a connection may have died.
 
 With CONN_HEALTH_CHECKS on, Django's pool checks every connection it lends: an empty query, one
-more round trip on every request. A connection handed back a moment ago has just shown that it
-works; one idle for longer than ``CHECK_AFTER_IDLE_S`` is checked before it is lent again, which
-is where a database restart, a failover or a connection dropped by the network shows up.
+more round trip on every request. Here a connection is checked before it is lent only when it
+has sat idle for longer than ``CHECK_AFTER_IDLE_S`` (where a connection dropped by the network
+shows up), or when the server has written to it while it sat in the pool: an idle connection
+has nothing to read, so anything there is the server ending it (a restart, a failover,
+``pg_terminate_backend``) — seen without a round trip, by asking the socket. A connection handed
+back a moment ago, with nothing from the server since, is lent as it is.
 
 Django builds the pool itself and passes its own check, so the idle-aware one takes its place
 when the pool first lends a connection (``use_idle_check``, on ``connection_created``); should
@@ -12,6 +15,7 @@ that ever not happen, the pool keeps Django's check on every loan, never none.
 
 from __future__ import annotations
 
+import select
 import time
 from typing import Any
 
@@ -26,11 +30,20 @@ def note_returned(conn: Any) -> None:
     setattr(conn, _IDLE_SINCE, time.monotonic())
 
 
+def _server_wrote(conn: Any) -> bool:
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 def check_if_idle(conn: Any) -> None:
     """A pool ``check``: raises (and the pool replaces the connection) when a connection idle
-    for a while no longer answers; lends one returned a moment ago without a round trip."""
+    for a while, or one the server wrote to while it was idle, no longer answers; lends one
+    returned a moment ago, with nothing from the server since, without a round trip."""
     since = getattr(conn, _IDLE_SINCE, None)
-    if since is None or time.monotonic() - since > CHECK_AFTER_IDLE_S:
+    if since is None or time.monotonic() - since > CHECK_AFTER_IDLE_S or _server_wrote(conn):
         ConnectionPool.check_connection(conn)
 
 

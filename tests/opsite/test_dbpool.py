@@ -87,3 +87,18 @@ def test_the_projects_pool_uses_the_idle_check_and_survives_a_dropped_connection
     time.sleep(dbpool.CHECK_AFTER_IDLE_S + 0.2)
     assert get_user_model().objects.count() >= 0
     assert connection.connection.info.backend_pid != pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_ended_a_moment_after_it_came_back_is_replaced(pool, checks):
+    """Handed back just now, then ended by the server (a restart, pg_terminate_backend): the
+    pool does not lend it, though it has not sat idle for long."""
+    with pool.connection() as conn:
+        pid = conn.info.backend_pid
+    checks.clear()
+    _terminate(pid)
+    time.sleep(0.1)  # the server's goodbye reaches the socket
+    with pool.connection() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert conn.info.backend_pid != pid
+    assert len(checks) >= 1

@@ -8,7 +8,6 @@ long-lived loop on a daemon thread keeps its connections and costs a thread hand
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -54,15 +53,8 @@ def group_send_sync(group: str, message: dict[str, Any]) -> None:
 
 
 HANDSHAKE_THREADS = 3  # each holds a pooled database connection only while it reads
-_handshake_executor: ThreadPoolExecutor | None = None
-
-
-def _handshake_threads() -> ThreadPoolExecutor:
-    global _handshake_executor
-    with _lock:
-        if _handshake_executor is None:
-            _handshake_executor = ThreadPoolExecutor(HANDSHAKE_THREADS, thread_name_prefix="opsite-handshake")
-        return _handshake_executor
+# Its threads start with the first handshake; made here, so no lock or lazy set-up is needed.
+_handshake_executor = ThreadPoolExecutor(HANDSHAKE_THREADS, thread_name_prefix="opsite-handshake")
 
 
 def handshake_read(func: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -72,9 +64,7 @@ def handshake_read(func: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
     closes (gives back to the pool) the connection it used, as ``database_sync_to_async`` does."""
     from channels.db import database_sync_to_async
 
-    @functools.wraps(func)
-    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        run = database_sync_to_async(func, thread_sensitive=False, executor=_handshake_threads())
-        return cast(T, await run(*args, **kwargs))
-
-    return call
+    return cast(
+        Callable[P, Coroutine[Any, Any, T]],
+        database_sync_to_async(func, thread_sensitive=False, executor=_handshake_executor),
+    )

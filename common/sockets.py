@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from channels.consumer import get_handler_name
 from prometheus_client import Counter
 
 from .series import CountedChild, bounded
@@ -49,10 +50,21 @@ def frame_counters(
 
 
 class CountedSocket:
-    """Mixed into an AsyncWebsocketConsumer (before it): counts what the socket sends and how it ends."""
+    """Mixed into an AsyncWebsocketConsumer (before it): counts what the socket sends and how it
+    ends, and hands each message to its handler without a trip to the thread for sync code."""
 
     socket_kind = "socket"
     _close_code: int | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels gives the thread for sync code a sweep of old database connections before
+        every message (a thread hop, one at a time per process): for every pong and ack of every
+        board. These sockets reach the database only through ``database_sync_to_async`` and
+        ``common.aio.handshake_read``, which sweep around each call, so no sweep is needed here."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         CONNECTS.labels(self.socket_kind).inc()

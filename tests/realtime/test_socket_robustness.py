@@ -226,3 +226,22 @@ async def test_handshake_reads_run_side_by_side_and_give_their_connections_back(
     pids = await asyncio.wait_for(asyncio.gather(*(read() for _ in range(HANDSHAKE_THREADS))), timeout=15)
     assert len(set(pids)) == HANDSHAKE_THREADS, "each read on a connection of its own"
     assert await database_sync_to_async(in_use)() <= before
+
+
+async def test_client_frames_are_handled_without_a_trip_to_the_sync_thread(make_staff):
+    """A board's pongs and acks (five a second per board at 50 orders/s) must not each wait for
+    the process's one thread for sync code, as Channels' connection sweep before every message
+    would have them do."""
+    _staff, feed, _hello = await staff_feed(make_staff)
+    sweeps = []
+
+    async def sweep() -> None:
+        sweeps.append(1)
+
+    with mock.patch("channels.consumer.aclose_old_connections", sweep):
+        for seq in range(20):
+            await feed.send_to(text_data='{"type":"pong"}' if seq % 2 else f'{{"type":"ack","seq":{seq}}}')
+        await feed.send_to(text_data='{"type":"ping"}')
+        assert (await next_frame(feed))["type"] == "pong"  # every frame before it was handled
+    assert sweeps == []
+    await feed.disconnect()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,8 +97,20 @@ def server(
         log.close()
 
 
-def uvicorn(port: int, app: str = "opsite.asgi:application", *, workers: int = 1) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+def _socket_tier_prefix() -> list[str]:
+    """What the plain layout runs its socket tier under (a lower CPU priority than the order
+    path), so that the benches' socket processes run as production's do."""
+    layout = tomllib.loads((ROOT / "deploy" / "plain" / "layout.toml").read_text())
+    argv = shlex.split(next(p["command"] for p in layout["process"] if p["name"] == "ws"))
+    return argv[: argv.index(".venv/bin/uvicorn")]
+
+
+def uvicorn(port: int, app: str = "opsite.asgi:application", *, workers: int = 1, socket_tier: bool = True
+            ) -> list[str]:  # fmt: skip
+    """The socket tier as the layouts run it; ``socket_tier=False`` for one process serving
+    everything (the Procfile's embedded layout), at the normal priority."""
+    prefix = _socket_tier_prefix() if socket_tier else []
+    return [*prefix, sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
             "--log-level", "warning", "--ws-max-size", "1048576", "--ws-per-message-deflate", "false",
             "--no-proxy-headers", *(["--workers", str(workers)] if workers > 1 else [])]  # fmt: skip
 

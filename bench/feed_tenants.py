@@ -79,7 +79,7 @@ def main() -> None:
     )
     results = {}
     ws_port = free_port()
-    with server(uvicorn(ws_port), port=ws_port, env=env) as ws_url:
+    with server(uvicorn(ws_port, socket_tier=False), port=ws_port, env=env) as ws_url:
         results["one uvicorn process (HTTP + sockets)"] = scenario(args, ws_port, ws_url, tenants, cookie)
     ws_port, http_port = free_port(), free_port()
     with (

@@ -5,16 +5,20 @@ against the metric names a real /metrics serves."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import ROOT, _need
+from tests.deploy.manifests import compose_services, k8s_containers
 
 DEPLOY = ROOT / "deploy"
 
@@ -240,3 +244,26 @@ def test_metrics_are_not_open_to_what_the_ingress_or_published_ports_forward() -
     allowed = compose["x-opsite"]["environment"]["OPSITE_METRICS_ALLOWED_NETWORKS"]
     prometheus = compose["services"]["prometheus"]["networks"]["default"]["ipv4_address"]
     assert allowed == f"{prometheus}/32"
+
+
+def _millicores(value: str) -> float:
+    return float(value[:-1]) if value.endswith("m") else float(value) * 1000
+
+
+def test_every_layout_gives_the_socket_tier_less_cpu_weight_than_the_order_path() -> None:
+    """A reconnect storm (a thousand boards' handshakes at once) must wait for the cores before
+    an order does: in every shipped layout the socket tier weighs less than web."""
+    compose = compose_services()
+    assert compose["ws"].get("cpu_shares", 1024) < compose["web"].get("cpu_shares", 1024)
+    k8s = k8s_containers()
+    ws_cpu, web_cpu = (_millicores(k8s[name][1]["resources"]["requests"]["cpu"]) for name in ("ws", "web"))
+    assert ws_cpu < web_cpu
+    layout = tomllib.loads((DEPLOY / "plain" / "layout.toml").read_text())
+    processes = {p["name"]: shlex.split(p["command"]) for p in layout["process"]}
+    assert not any(argv[0] == "nice" for name, argv in processes.items() if name.startswith("web"))
+    ws = processes["ws"]
+    program = ws.index(".venv/bin/uvicorn")
+    # run as the plain engine runs a command (its argv, no shell), with a probe in uvicorn's place
+    probe = [*ws[:program], sys.executable, "-c", "import os; print(os.nice(0))"]
+    niceness = subprocess.run(probe, capture_output=True, text=True, check=True, timeout=30).stdout
+    assert int(niceness) > os.nice(0)

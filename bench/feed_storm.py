@@ -7,7 +7,7 @@ and resumes from its last seq; the boards are a Node.js fleet (storm_boards.mjs)
 Printed: lost, duplicated and out-of-order orders over every board; how long after the process
 was ready again the last board had resumed; and, side by side with the normal period before the
 kill, the ingest API's p99 and the database's p99 (a probe reading the restaurant's newest
-events every 20 ms) during the storm; the resume reads the restarted process answered and the
+events every 20 ms, from a process of its own) during the storm; the resume reads the restarted process answered and the
 queries it needed; the clients' own CPU share (the boards' fleet and this script's till).
 
     .venv/bin/python bench/feed_storm.py [--boards 1000] [--rate 50] [--down 2] [--ws-workers 2]
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
-import threading
+import sys
 import time
 
 import httpx
-import psycopg
 from _support import (
     BENCH_DB,
     PG,
@@ -41,24 +41,41 @@ from _support import (
 )  # fmt: skip
 from storm import run_storm
 
+PROBE = """
+import json, sys, threading, time
+import psycopg
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+samples = []
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    while not stop.is_set():
+        started = time.monotonic()
+        conn.execute("SELECT seq, type FROM realtime_orderevent WHERE restaurant_id = %s ORDER BY seq DESC LIMIT 50",
+                     (int(sys.argv[2]),)).fetchall()
+        samples.append((started, time.monotonic() - started))
+        time.sleep(0.02)
+print(json.dumps(samples))
+"""
+
 
 class DbProbe:
-    """Reads the restaurant's newest events every 20 ms; keeps (time, seconds) per read."""
+    """Reads the restaurant's newest events every 20 ms from a process of its own (so that what it
+    times is the database as a client sees it, not this script's till sharing its interpreter);
+    keeps (time, seconds) per read, on the machine's monotonic clock."""
 
     def __init__(self, restaurant_id: int) -> None:
         self.restaurant_id = restaurant_id
         self.samples: list[tuple[float, float]] = []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.process: subprocess.Popen[str] | None = None
 
-    def _run(self) -> None:
-        with psycopg.connect(f"{PG}/{BENCH_DB}", autocommit=True) as conn:
-            while not self.stopping.is_set():
-                started = time.monotonic()
-                conn.execute("SELECT seq, type FROM realtime_orderevent WHERE restaurant_id = %s ORDER BY seq DESC "
-                             "LIMIT 50", (self.restaurant_id,)).fetchall()  # fmt: skip
-                self.samples.append((started, time.monotonic() - started))
-                time.sleep(0.02)
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", PROBE, f"{PG}/{BENCH_DB}", str(self.restaurant_id)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process is not None:
+            out, _ = self.process.communicate(timeout=30)
+            self.samples = [(t, s) for t, s in json.loads(out)]
 
     def p99_ms(self, since: float, until: float) -> float:
         return percentile([s for t, s in self.samples if since <= t <= until], 99) * 1000
@@ -115,7 +132,7 @@ def main() -> None:
     wall_before = time.monotonic()
     try:
         with server(gunicorn(http_port, workers=2), port=http_port, env=env) as ingest_base:
-            probe.thread.start()
+            probe.start()
             ws_url = f"ws://127.0.0.1:{ws_port}/ws/restaurants/{restaurant.slug}/orders/"
             result = asyncio.run(run_storm(ws_url=ws_url, origin=http_origin(ws_url), cookie=cookie,
                                            ingest_base=ingest_base, token=token, boards=args.boards, rate=args.rate,
@@ -123,7 +140,7 @@ def main() -> None:
                                            settle_timeout_s=120))  # fmt: skip
             page = httpx.get(f"http://127.0.0.1:{ws_port}/metrics").text
     finally:
-        probe.stopping.set()
+        probe.stop()
         os.killpg(state["ws"].pid, signal.SIGTERM)
         state["ws"].wait(15)
     cpu = os.times()

@@ -50,12 +50,7 @@ PONG = json.dumps({"type": "pong"})
 def _load_access(scope: dict[str, Any], slug: str) -> tuple[Any, Restaurant | None]:
     """The socket's user, and the restaurant when that user may watch it: one database call."""
     user = socket_user(scope)
-    if not user.is_authenticated:
-        return user, None
-    restaurant = Restaurant.objects.filter(slug=slug).first()
-    if restaurant is None or not selectors.user_can_view(user, restaurant):
-        return user, None
-    return user, restaurant
+    return user, selectors.restaurant_for_viewer(user, slug)
 
 
 @database_sync_to_async

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import SessionBase
-from django.db.models import Count, Max, Min, QuerySet, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, QuerySet, Sum
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -26,12 +26,25 @@ def restaurant_for_token(token: str) -> Restaurant | None:
     return Restaurant.objects.filter(ingest_token_hash=token_hash(token)).first()
 
 
+def _signed_in(user: Any) -> bool:
+    return bool(getattr(user, "is_authenticated", False) and user.is_active)
+
+
 def user_can_view(user: Any, restaurant: Restaurant) -> bool:
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not _signed_in(user):
         return False
-    if user.is_superuser:
-        return True
-    return StaffMembership.objects.filter(user_id=user.pk, restaurant=restaurant).exists()
+    return bool(user.is_superuser) or StaffMembership.objects.filter(user_id=user.pk, restaurant=restaurant).exists()
+
+
+def restaurant_for_viewer(user: Any, slug: str) -> Restaurant | None:
+    """The restaurant with this slug when ``user`` may view it, else None: one query, the
+    membership checked in the same statement (a board's handshake, its page, its catch-up)."""
+    if not _signed_in(user):
+        return None
+    found = Restaurant.objects.filter(slug=slug)
+    if not user.is_superuser:
+        found = found.filter(Exists(StaffMembership.objects.filter(user_id=user.pk, restaurant=OuterRef("pk"))))
+    return found.first()
 
 
 def session_still_valid(*, session: SessionBase | None, user: Any) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -14,7 +14,6 @@ from common.validation import non_negative_int
 from . import selectors
 from .auth import restaurant_from_request
 from .frames import event_payload
-from .models import Restaurant
 from .services import order_event_ingest
 from .stream import stream_head
 from .validation import InvalidEvents, clean_events
@@ -58,8 +57,8 @@ def _int_param(request: HttpRequest, name: str, default: int, maximum: int | Non
 def order_events_catch_up(request: HttpRequest, slug: str) -> JsonResponse:
     if not request.user.is_authenticated:
         return ApiError(401, "unauthorized", "log in first").response()
-    restaurant = Restaurant.objects.filter(slug=slug).first()
-    if restaurant is None or not selectors.user_can_view(request.user, restaurant):
+    restaurant = selectors.restaurant_for_viewer(request.user, slug)
+    if restaurant is None:
         return ApiError(403, "forbidden", "you are not staff of this restaurant").response()
     try:
         after_seq = _int_param(request, "after_seq", 0)
@@ -81,8 +80,8 @@ def order_events_catch_up(request: HttpRequest, slug: str) -> JsonResponse:
 
 @login_required
 def order_board(request: HttpRequest, slug: str) -> HttpResponse:
-    restaurant = get_object_or_404(Restaurant, slug=slug)
-    if not selectors.user_can_view(request.user, restaurant):
+    restaurant = selectors.restaurant_for_viewer(request.user, slug)
+    if restaurant is None:
         raise Http404("no such restaurant")
     head_seq, epoch = stream_head(restaurant.pk)
     orders = selectors.board_orders_today(restaurant)

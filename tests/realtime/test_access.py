@@ -1,0 +1,35 @@
+"""Who may view a restaurant's board, its catch-up and its feed, read in one statement."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+
+from realtime.selectors import restaurant_for_viewer, user_can_view
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_viewers_restaurant_and_membership_are_one_query(make_staff, django_user_model,
+                                                           django_assert_num_queries):  # fmt: skip
+    mine, other = make_staff(), make_staff()
+    boss = django_user_model.objects.create_user("boss", is_superuser=True)
+    gone = make_staff()
+    gone.user.is_active = False
+    gone.user.save()
+    with django_assert_num_queries(1):
+        assert restaurant_for_viewer(mine.user, mine.restaurant.slug) == mine.restaurant
+    with django_assert_num_queries(1):
+        assert restaurant_for_viewer(mine.user, other.restaurant.slug) is None
+    with django_assert_num_queries(1):
+        assert restaurant_for_viewer(mine.user, "no-such-place") is None
+    with django_assert_num_queries(1):
+        assert restaurant_for_viewer(boss, other.restaurant.slug) == other.restaurant
+    with django_assert_num_queries(0):
+        assert restaurant_for_viewer(AnonymousUser(), mine.restaurant.slug) is None
+        assert restaurant_for_viewer(gone.user, gone.restaurant.slug) is None
+    # the same answers as the check on a restaurant already read
+    for user in (mine.user, boss, gone.user, AnonymousUser()):
+        for staff in (mine, other, gone):
+            found = restaurant_for_viewer(user, staff.restaurant.slug)
+            assert (found is not None) == user_can_view(user, staff.restaurant)

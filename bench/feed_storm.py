@@ -96,10 +96,11 @@ def main() -> None:
     parser.add_argument("--ws-workers", type=int, default=2, help="uvicorn workers of the socket tier")
     args = parser.parse_args()
     fresh_database()
-    from realtime.services import restaurant_create
+    from realtime.services import restaurant_create, staff_add
 
     restaurant, token = restaurant_create(slug="storm", name="Storm")
-    cookie = session_cookie("bench-admin")
+    staff_add(slug="storm", username="bench-staff")  # the boards' user: staff of the restaurant, no superuser
+    cookie = session_cookie("bench-staff")
     ws_port, http_port = free_port(), free_port()
     env = bench_env()
     log = open("/tmp/opsite-bench-storm-ws.log", "ab")  # noqa: SIM115

@@ -26,25 +26,24 @@ def restaurant_for_token(token: str) -> Restaurant | None:
     return Restaurant.objects.filter(ingest_token_hash=token_hash(token)).first()
 
 
-def _signed_in(user: Any) -> bool:
-    return bool(getattr(user, "is_authenticated", False) and user.is_active)
+def viewable_restaurants(user: Any) -> QuerySet[Restaurant]:
+    """The restaurants ``user`` may view (the one place the rule is written): all of them for an
+    active superuser, those they are staff of for other active users, none for anyone else."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return Restaurant.objects.none()
+    if user.is_superuser:
+        return Restaurant.objects.all()
+    return Restaurant.objects.filter(Exists(StaffMembership.objects.filter(user_id=user.pk, restaurant=OuterRef("pk"))))
 
 
 def user_can_view(user: Any, restaurant: Restaurant) -> bool:
-    if not _signed_in(user):
-        return False
-    return bool(user.is_superuser) or StaffMembership.objects.filter(user_id=user.pk, restaurant=restaurant).exists()
+    return viewable_restaurants(user).filter(pk=restaurant.pk).exists()
 
 
 def restaurant_for_viewer(user: Any, slug: str) -> Restaurant | None:
     """The restaurant with this slug when ``user`` may view it, else None: one query, the
     membership checked in the same statement (a board's handshake, its page, its catch-up)."""
-    if not _signed_in(user):
-        return None
-    found = Restaurant.objects.filter(slug=slug)
-    if not user.is_superuser:
-        found = found.filter(Exists(StaffMembership.objects.filter(user_id=user.pk, restaurant=OuterRef("pk"))))
-    return found.first()
+    return viewable_restaurants(user).filter(slug=slug).first()
 
 
 def session_still_valid(*, session: SessionBase | None, user: Any) -> bool:
@@ -65,9 +64,7 @@ def fresh_user(user: Any) -> Any:
 
 
 def restaurants_for_user(user: Any) -> list[Restaurant]:
-    if user.is_superuser:
-        return list(Restaurant.objects.all())
-    return list(Restaurant.objects.filter(memberships__user=user))
+    return list(viewable_restaurants(user))
 
 
 def events_after(*, restaurant: Restaurant, after_seq: int, limit: int) -> list[OrderEvent]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import AnonymousUser
 
-from realtime.selectors import restaurant_for_viewer, user_can_view
+from realtime.selectors import restaurant_for_viewer, restaurants_for_user, user_can_view
 
 pytestmark = pytest.mark.django_db
 
@@ -28,8 +28,12 @@ def test_a_viewers_restaurant_and_membership_are_one_query(make_staff, django_us
     with django_assert_num_queries(0):
         assert restaurant_for_viewer(AnonymousUser(), mine.restaurant.slug) is None
         assert restaurant_for_viewer(gone.user, gone.restaurant.slug) is None
-    # the same answers as the check on a restaurant already read
+    # the check on a restaurant already read, and the restaurant list, say the same
+    allowed_to = {mine.user: {mine.restaurant}, boss: {mine.restaurant, other.restaurant, gone.restaurant}}
     for user in (mine.user, boss, gone.user, AnonymousUser()):
+        listed = set(restaurants_for_user(user))
         for staff in (mine, other, gone):
-            found = restaurant_for_viewer(user, staff.restaurant.slug)
-            assert (found is not None) == user_can_view(user, staff.restaurant)
+            allowed = staff.restaurant in allowed_to.get(user, set())
+            assert user_can_view(user, staff.restaurant) is allowed
+            assert (restaurant_for_viewer(user, staff.restaurant.slug) is not None) is allowed
+            assert (staff.restaurant in listed) is allowed

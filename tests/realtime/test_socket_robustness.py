@@ -219,7 +219,8 @@ async def test_handshake_reads_run_side_by_side_and_give_their_connections_back(
         return pid
 
     def in_use() -> int:
-        stats = connection.pool.get_stats() if connection.pool is not None else {}
+        assert connection.pool is not None, "the handshake reads are tested on the pooled connections"
+        stats = connection.pool.get_stats()
         return int(stats.get("pool_size", 0) - stats.get("pool_available", 0))
 
     before = await database_sync_to_async(in_use)()
